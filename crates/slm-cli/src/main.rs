@@ -1,0 +1,254 @@
+//! `slm`: inspect, tokenize, run and convert small language models.
+//!
+//! Every subcommand prints JSON (or plain text) on stdout; on bad input it prints one line
+//! starting with `error:` on stderr and exits with status 1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use slm_core::prelude::*;
+use slm_infer::{GenerationConfig, Sampling, generate};
+
+#[derive(Parser, Debug)]
+#[command(name = "slm", version, about = "Task-specific small language models: inspect, tokenize, run, convert.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a model's architecture and sizes as JSON.
+    Info {
+        /// A Hugging Face model directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Encode text and print {"ids":[...]}.
+    Tokenize {
+        /// A tokenizer.json, a model directory or a .gguf file.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// The text to encode.
+        #[arg(long)]
+        text: String,
+        /// Apply the tokenizer's post-processor (BOS/EOS tokens).
+        #[arg(long)]
+        add_special_tokens: bool,
+    },
+    /// Run the model over ids and write the logits of every position to a safetensors file.
+    Logits {
+        /// A Hugging Face model directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated token ids.
+        #[arg(long, value_parser = parse_ids)]
+        ids: Ids,
+        /// Output .safetensors file (one f32 tensor `logits` of shape [ids, vocab]).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Generate a continuation of a prompt.
+    Generate {
+        /// A Hugging Face model directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// The prompt text.
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        prompt: Option<String>,
+        /// The prompt as comma-separated token ids.
+        #[arg(long, value_parser = parse_ids)]
+        ids: Option<Ids>,
+        /// Upper bound on new tokens.
+        #[arg(long)]
+        max_new_tokens: usize,
+        /// Wrap the prompt as a user message in the model's chat template.
+        #[arg(long, requires = "prompt")]
+        chat: bool,
+        /// Sampling temperature; 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Keep only the k most likely tokens when sampling (0 = all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Nucleus sampling threshold.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Do not stop at the end-of-sequence token.
+        #[arg(long)]
+        ignore_eos: bool,
+        /// Print {"ids":[new ids],"text":STR} instead of the text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write any readable model as a Hugging Face directory (safetensors + config + tokenizer).
+    Convert {
+        /// A Hugging Face model directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Tensor dtype of the output.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+        dtype: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Ids(Vec<u32>);
+
+fn parse_ids(s: &str) -> std::result::Result<Ids, String> {
+    let ids: std::result::Result<Vec<u32>, _> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| format!("`{}` is not a token id", p.trim())))
+        .collect();
+    match ids {
+        Ok(v) if !v.is_empty() => Ok(Ids(v)),
+        Ok(_) => Err("no ids given".into()),
+        Err(e) => Err(e),
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("error: internal error: {}", msg.replace('\n', " "));
+    }));
+    let cli = Cli::parse();
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn open(path: &Path) -> Result<Checkpoint> {
+    Ok(Checkpoint::open(path)?)
+}
+
+fn load(path: &Path) -> Result<(Checkpoint, Decoder)> {
+    let ckpt = open(path)?;
+    let model = ckpt.load_decoder(&Device::flex())?;
+    Ok((ckpt, model))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { model } => {
+            let info = open(&model)?.info()?;
+            println!("{}", serde_json::to_string(&info)?);
+        }
+        Command::Tokenize {
+            tokenizer,
+            text,
+            add_special_tokens,
+        } => {
+            let tok = Tokenizer::from_path(&tokenizer)?;
+            let ids = tok.encode(&text, add_special_tokens)?;
+            println!("{}", json!({ "ids": ids }));
+        }
+        Command::Logits { model, ids, out } => {
+            let (_, decoder) = load(&model)?;
+            let mut cache = decoder.new_cache();
+            let logits = decoder.forward(&TokenBatch::single(ids.0, LogitsScope::All), &mut cache)?;
+            let tensors = vec![(
+                "logits".to_string(),
+                vec![logits.positions, logits.vocab],
+                logits.values,
+            )];
+            slm_core::checkpoint::write_safetensors(&out, &tensors, SaveDtype::F32)?;
+        }
+        Command::Generate {
+            model,
+            prompt,
+            ids,
+            max_new_tokens,
+            chat,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            ignore_eos,
+            json,
+        } => {
+            let (ckpt, decoder) = load(&model)?;
+            let tokenizer = ckpt.tokenizer.as_ref();
+            let prompt_ids = match (prompt, ids) {
+                (_, Some(ids)) => ids.0,
+                (Some(text), None) => {
+                    let tok = tokenizer.context("this model has no tokenizer; pass --ids")?;
+                    let text = if chat {
+                        tok.apply_chat_template(&[ChatMessage::user(text)], true)?
+                    } else {
+                        text
+                    };
+                    // A rendered chat template already holds its special tokens.
+                    tok.encode(&text, !chat)?
+                }
+                (None, None) => bail!("pass --prompt or --ids"),
+            };
+            let sampling = if temperature == 0.0 {
+                Sampling::Greedy
+            } else {
+                Sampling::Temperature {
+                    temperature,
+                    top_k,
+                    top_p,
+                }
+            };
+            let mut stop_tokens = if ignore_eos {
+                Vec::new()
+            } else {
+                ckpt.config.eos_token_ids.clone()
+            };
+            if chat && !ignore_eos {
+                // Chat models end a turn with their template's end token (`<|im_end|>`, ...).
+                if let Some(id) = tokenizer.and_then(|t| t.eos_token()).and_then(|e| tokenizer?.token_to_id(e)) {
+                    stop_tokens.push(id);
+                }
+            }
+            let config = GenerationConfig {
+                max_new_tokens,
+                sampling,
+                seed,
+                stop_tokens,
+            };
+            let out = generate(&decoder, &prompt_ids, &config, false)?;
+            let text = match tokenizer {
+                Some(t) => t.decode(&out.ids, true)?,
+                None => String::new(),
+            };
+            if json {
+                println!("{}", json!({ "ids": out.ids, "text": text }));
+            } else {
+                println!("{text}");
+            }
+        }
+        Command::Convert { model, out, dtype } => {
+            let (ckpt, decoder) = load(&model)?;
+            let dtype = SaveDtype::parse(&dtype)?;
+            save_hf_dir(&decoder, ckpt.tokenizer.as_ref(), &out, dtype)?;
+            println!(
+                "{}",
+                json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Model configuration: [`ModelConfig`] is the resolved, validated description of a decoder,
+//! read from a Hugging Face `config.json` ([`hf`]) or from GGUF metadata ([`gguf`]).
+
+pub mod gguf;
+pub mod hf;
+mod rope;
+
+pub use rope::RopeScaling;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The model families the one [`Decoder`](crate::model::Decoder) implements. They differ only in
+/// config fields and in how tensors are named on disk, never in code paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Architecture {
+    /// `LlamaForCausalLM`: Llama 2/3, SmolLM, Mistral-style dense decoders.
+    Llama,
+    /// `Qwen2ForCausalLM`: Llama plus biases on the q/k/v projections.
+    Qwen2,
+    /// `Phi3ForCausalLM`: Llama with fused `qkv_proj` and `gate_up_proj` on disk.
+    Phi3,
+}
+
+impl Architecture {
+    /// The transformers class name (`architectures[0]` in config.json).
+    pub fn hf_class(&self) -> &'static str {
+        match self {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+            Architecture::Phi3 => "Phi3ForCausalLM",
+        }
+    }
+
+    /// The transformers `model_type`.
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Phi3 => "phi3",
+        }
+    }
+
+    /// Parses a transformers class name.
+    pub fn from_hf_class(name: &str) -> Result<Self> {
+        match name {
+            "LlamaForCausalLM" => Ok(Architecture::Llama),
+            "Qwen2ForCausalLM" => Ok(Architecture::Qwen2),
+            "Phi3ForCausalLM" => Ok(Architecture::Phi3),
+            other => Err(Error::UnsupportedArchitecture(other.to_string())),
+        }
+    }
+}
+
+/// A resolved decoder configuration. Field names follow transformers' `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Which model family.
+    pub architecture: Architecture,
+    /// Vocabulary size (rows of the embedding and of the LM head).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base frequency.
+    pub rope_theta: f64,
+    /// RoPE frequency scaling.
+    pub rope_scaling: RopeScaling,
+    /// Longest supported sequence.
+    pub max_position_embeddings: usize,
+    /// Sliding-window attention span (Phi-3), `None` for full attention.
+    pub sliding_window: Option<usize>,
+    /// Whether the LM head reuses the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Whether q/k/v projections have biases (Qwen2).
+    pub attention_bias: bool,
+    /// Whether the o_proj has a bias (Llama's `attention_bias` covers o_proj too).
+    pub o_proj_bias: bool,
+    /// Whether the MLP projections have biases.
+    pub mlp_bias: bool,
+    /// Beginning-of-sequence token.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence tokens (generation stops at any of them).
+    pub eos_token_ids: Vec<u32>,
+    /// Padding token.
+    pub pad_token_id: Option<u32>,
+    /// The dtype the checkpoint was saved in (`float32`, `bfloat16`, ...), informational.
+    pub torch_dtype: String,
+}
+
+impl ModelConfig {
+    /// Checks the invariants the decoder relies on, so that burn's `init` never panics on a
+    /// config read from a file.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be positive"));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return bad(format!(
+                "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return bad(format!("head_dim ({}) must be even for RoPE", self.head_dim));
+        }
+        if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
+            return bad(format!("rms_norm_eps ({}) must be positive", self.rms_norm_eps));
+        }
+        if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
+            return bad(format!("rope_theta ({}) must be positive", self.rope_theta));
+        }
+        self.rope_scaling.validate()?;
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window must be positive".into());
+        }
+        for id in self
+            .bos_token_id
+            .iter()
+            .chain(&self.eos_token_ids)
+            .chain(&self.pad_token_id)
+        {
+            if *id as usize >= self.vocab_size {
+                return bad(format!(
+                    "special token id {id} is outside the vocabulary ({})",
+                    self.vocab_size
+                ));
+            }
+        }
+        // Guard against absurd sizes from hostile files before anything is allocated.
+        let emb = self.vocab_size.checked_mul(self.hidden_size);
+        let mlp = self.intermediate_size.checked_mul(self.hidden_size);
+        let att = (self.num_attention_heads * self.head_dim).checked_mul(self.hidden_size);
+        if emb.is_none() || mlp.is_none() || att.is_none() {
+            return bad("tensor sizes overflow".into());
+        }
+        Ok(())
+    }
+
+    /// Number of query groups sharing one key/value head.
+    pub fn kv_groups(&self) -> usize {
+        self.num_attention_heads / self.num_key_value_heads
+    }
+
+    /// Total number of parameters of the decoder (tied embeddings counted once).
+    pub fn num_parameters(&self) -> usize {
+        let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        let attn = d * q + 2 * d * kv + q * d
+            + if self.attention_bias { q + 2 * kv } else { 0 }
+            + if self.o_proj_bias { d } else { 0 };
+        let mlp = 3 * d * f + if self.mlp_bias { 2 * f + d } else { 0 };
+        let layer = attn + mlp + 2 * d;
+        let head = if self.tie_word_embeddings { 0 } else { v * d };
+        v * d + self.num_hidden_layers * layer + d + head
+    }
+}

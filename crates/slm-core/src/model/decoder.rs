@@ -1,0 +1,440 @@
+//! The one decoder of slm: Llama, SmolLM, Qwen2 and Phi-3 by configuration.
+//!
+//! It follows transformers' `modeling_llama.py` (eager attention) top to bottom: token
+//! embedding, then per layer `h + o_proj(attn(rms(h)))` and `h + down(silu(gate(x)) * up(x))`,
+//! a final RMSNorm and the LM head (or the transposed embedding when tied). Variants differ only
+//! through [`ModelConfig`] fields: `attention_bias` (Qwen2), `tie_word_embeddings` (SmolLM),
+//! `rope_scaling` (Llama 3.x), `sliding_window` (Phi-3). Phi-3's fused `qkv_proj` and
+//! `gate_up_proj` are split when weights are bound (see [`super::hf_names`]), so the code below
+//! sees one layout.
+//!
+//! Attention supports batches with left padding and a [`KvCache`] for incremental decoding.
+
+use burn::module::Param;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+
+use super::hf_names;
+use super::kv_cache::KvCache;
+use crate::causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::weights::WeightSource;
+
+/// Rotary position embedding: `x * cos + rotate_half(x) * sin`, frequencies from the config.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    inv_freq: Vec<f32>,
+}
+
+impl Rope {
+    /// The frequencies for `config` (default or llama3-scaled).
+    pub fn new(config: &ModelConfig) -> Self {
+        Self {
+            inv_freq: config
+                .rope_scaling
+                .inv_freq(config.rope_theta, config.head_dim),
+        }
+    }
+
+    /// `cos` and `sin` for `positions` `[B, T]`, shaped `[B, 1, T, head_dim]`.
+    pub fn tables(&self, positions: Tensor<2, Int>) -> (Tensor<4>, Tensor<4>) {
+        let device = positions.device();
+        let half = self.inv_freq.len();
+        let inv = Tensor::<1>::from_data(TensorData::new(self.inv_freq.clone(), [half]), &device);
+        let freqs = positions.float().unsqueeze_dim::<3>(2) * inv.unsqueeze::<3>(); // [B,T,half]
+        let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).unsqueeze_dim::<4>(1);
+        (emb.clone().cos(), emb.sin())
+    }
+
+    /// Applies the rotation to `x` `[B, H, T, head_dim]`.
+    pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let [_, _, _, dh] = x.dims();
+        let x1 = x.clone().narrow(3, 0, dh / 2);
+        let x2 = x.clone().narrow(3, dh / 2, dh / 2);
+        x * cos.clone() + Tensor::cat(vec![x2.neg(), x1], 3) * sin.clone()
+    }
+}
+
+/// Grouped-query self-attention with optional q/k/v biases.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection `[hidden, heads*head_dim]`.
+    pub q_proj: Linear,
+    /// Key projection `[hidden, kv_heads*head_dim]`.
+    pub k_proj: Linear,
+    /// Value projection `[hidden, kv_heads*head_dim]`.
+    pub v_proj: Linear,
+    /// Output projection `[heads*head_dim, hidden]`.
+    pub o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// # Shapes
+    /// `x` `[B, T, hidden]`, `cos`/`sin` `[B, 1, T, head_dim]`, `mask` `[B, 1, T, T_past + T]`
+    /// (`true` = masked) -> `[B, T, hidden]`.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: &Tensor<4, Bool>,
+        cache: Option<&mut (Option<Tensor<4>>, Option<Tensor<4>>)>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, dh]).swap_dims(1, 2);
+        let q = Rope::apply(heads(self.q_proj.forward(x.clone()), h), cos, sin);
+        let mut k = Rope::apply(heads(self.k_proj.forward(x.clone()), hkv), cos, sin);
+        let mut v = heads(self.v_proj.forward(x), hkv);
+        if let Some((ck, cv)) = cache {
+            if let (Some(pk), Some(pv)) = (ck.take(), cv.take()) {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *ck = Some(k.clone());
+            *cv = Some(v.clone());
+        }
+        let tk = k.dims()[2];
+        let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (dh as f64).sqrt());
+        // A finite minimum (as transformers uses) keeps fully masked rows, such as left-padding
+        // queries, finite instead of NaN.
+        let scores = scores.mask_fill(mask.clone().expand([b, h, t, tk]), f32::MIN);
+        let out = softmax(scores, 3).matmul(v); // [B,H,T,Dh]
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, t, h * dh]))
+    }
+}
+
+/// transformers' `repeat_kv`: each key/value head serves `n_rep` consecutive query heads.
+pub fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, hkv, t, dh] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, hkv, n_rep, t, dh])
+        .reshape([b, hkv * n_rep, t, dh])
+}
+
+/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Gate projection `[hidden, intermediate]`.
+    pub gate_proj: Linear,
+    /// Up projection `[hidden, intermediate]`.
+    pub up_proj: Linear,
+    /// Down projection `[intermediate, hidden]`.
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// # Shapes
+    /// `[B, T, hidden]` -> `[B, T, hidden]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.down_proj
+            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+}
+
+fn matrix((values, shape): (Vec<f32>, Vec<usize>), device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)
+}
+
+fn vector((values, shape): (Vec<f32>, Vec<usize>), device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(values, [shape[0]]), device)
+}
+
+/// Sets a burn `Linear` from HF `[out, in]` weights (burn wants `[in, out]`; the transpose is a
+/// zero-copy view that flex multiplies as fast as a contiguous matrix).
+fn load_linear(b: &mut hf_names::BoundWeights, lin: &mut Linear, prefix: &str, device: &Device) -> Result<()> {
+    lin.weight = Param::from_tensor(matrix(b.take(&format!("{prefix}.weight"))?, device).transpose());
+    if lin.bias.is_some() {
+        lin.bias = Some(Param::from_tensor(vector(b.take(&format!("{prefix}.bias"))?, device)));
+    }
+    Ok(())
+}
+
+/// The decoder-only language model.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    /// Token embedding `[vocab, hidden]`.
+    pub embed_tokens: Embedding,
+    /// The layers.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// LM head `[hidden, vocab]`; `None` when tied to the embedding.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    config: ModelConfig,
+    #[module(skip)]
+    rope: Rope,
+}
+
+impl ModelConfig {
+    /// A decoder with freshly initialised (random) weights on `device`.
+    ///
+    /// Call [`ModelConfig::validate`] first on configs read from files (the readers in
+    /// [`crate::config`] do): burn's initialisers panic on zero sizes.
+    pub fn init(&self, device: &Device) -> Decoder {
+        let c = self;
+        let lin = |i, o, bias| LinearConfig::new(i, o).with_bias(bias).init(device);
+        let norm = || {
+            RmsNormConfig::new(c.hidden_size)
+                .with_epsilon(c.rms_norm_eps)
+                .init(device)
+        };
+        let (q, kv) = (
+            c.num_attention_heads * c.head_dim,
+            c.num_key_value_heads * c.head_dim,
+        );
+        Decoder {
+            embed_tokens: EmbeddingConfig::new(c.vocab_size, c.hidden_size).init(device),
+            layers: (0..c.num_hidden_layers)
+                .map(|_| DecoderLayer {
+                    self_attn: Attention {
+                        q_proj: lin(c.hidden_size, q, c.attention_bias),
+                        k_proj: lin(c.hidden_size, kv, c.attention_bias),
+                        v_proj: lin(c.hidden_size, kv, c.attention_bias),
+                        o_proj: lin(q, c.hidden_size, c.o_proj_bias),
+                        num_heads: c.num_attention_heads,
+                        num_kv_heads: c.num_key_value_heads,
+                        head_dim: c.head_dim,
+                    },
+                    mlp: Mlp {
+                        gate_proj: lin(c.hidden_size, c.intermediate_size, c.mlp_bias),
+                        up_proj: lin(c.hidden_size, c.intermediate_size, c.mlp_bias),
+                        down_proj: lin(c.intermediate_size, c.hidden_size, c.mlp_bias),
+                    },
+                    input_layernorm: norm(),
+                    post_attention_layernorm: norm(),
+                })
+                .collect(),
+            norm: norm(),
+            lm_head: (!c.tie_word_embeddings).then(|| lin(c.hidden_size, c.vocab_size, false)),
+            config: c.clone(),
+            rope: Rope::new(c),
+        }
+    }
+}
+
+impl Decoder {
+    /// Builds the decoder from a checkpoint, strictly: every tensor the config implies must be
+    /// present with the right shape, and every tensor present must be used.
+    pub fn from_weights(config: &ModelConfig, weights: &dyn WeightSource, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut bound = hf_names::bind(config, weights)?;
+        let mut model = config.init(device);
+        let b = &mut bound;
+        let emb = b.take("model.embed_tokens.weight")?;
+        model.embed_tokens.weight = Param::from_tensor(matrix(emb, device));
+        for (i, layer) in model.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut layer.self_attn;
+            load_linear(b, &mut a.q_proj, &format!("{p}.self_attn.q_proj"), device)?;
+            load_linear(b, &mut a.k_proj, &format!("{p}.self_attn.k_proj"), device)?;
+            load_linear(b, &mut a.v_proj, &format!("{p}.self_attn.v_proj"), device)?;
+            load_linear(b, &mut a.o_proj, &format!("{p}.self_attn.o_proj"), device)?;
+            let m = &mut layer.mlp;
+            load_linear(b, &mut m.gate_proj, &format!("{p}.mlp.gate_proj"), device)?;
+            load_linear(b, &mut m.up_proj, &format!("{p}.mlp.up_proj"), device)?;
+            load_linear(b, &mut m.down_proj, &format!("{p}.mlp.down_proj"), device)?;
+            let n = b.take(&format!("{p}.input_layernorm.weight"))?;
+            layer.input_layernorm.gamma = Param::from_tensor(vector(n, device));
+            let n = b.take(&format!("{p}.post_attention_layernorm.weight"))?;
+            layer.post_attention_layernorm.gamma = Param::from_tensor(vector(n, device));
+        }
+        model.norm.gamma = Param::from_tensor(vector(b.take("model.norm.weight")?, device));
+        if let Some(head) = model.lm_head.as_mut() {
+            load_linear(b, head, "lm_head", device)?;
+        }
+        Ok(model)
+    }
+
+    /// Every parameter in Hugging Face canonical naming (unfused), `[out, in]` layout, f32.
+    /// [`hf_names::to_checkpoint`] turns this into the on-disk tensors of the architecture.
+    pub fn named_parameters(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let mut out = Vec::new();
+        let mut push = |name: String, t: TensorData| -> Result<()> {
+            let shape = t.shape.to_vec();
+            let v = t
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| Error::Backend(format!("{e:?}")))?;
+            out.push((name, shape, v));
+            Ok(())
+        };
+        let linear = |push: &mut dyn FnMut(String, TensorData) -> Result<()>, l: &Linear, p: String| -> Result<()> {
+            push(format!("{p}.weight"), l.weight.val().transpose().into_data())?;
+            if let Some(b) = &l.bias {
+                push(format!("{p}.bias"), b.val().into_data())?;
+            }
+            Ok(())
+        };
+        push("model.embed_tokens.weight".into(), self.embed_tokens.weight.val().into_data())?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &layer.self_attn;
+            linear(&mut push, &a.q_proj, format!("{p}.self_attn.q_proj"))?;
+            linear(&mut push, &a.k_proj, format!("{p}.self_attn.k_proj"))?;
+            linear(&mut push, &a.v_proj, format!("{p}.self_attn.v_proj"))?;
+            linear(&mut push, &a.o_proj, format!("{p}.self_attn.o_proj"))?;
+            linear(&mut push, &layer.mlp.gate_proj, format!("{p}.mlp.gate_proj"))?;
+            linear(&mut push, &layer.mlp.up_proj, format!("{p}.mlp.up_proj"))?;
+            linear(&mut push, &layer.mlp.down_proj, format!("{p}.mlp.down_proj"))?;
+            push(format!("{p}.input_layernorm.weight"), layer.input_layernorm.gamma.val().into_data())?;
+            push(
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.gamma.val().into_data(),
+            )?;
+        }
+        push("model.norm.weight".into(), self.norm.gamma.val().into_data())?;
+        if let Some(head) = &self.lm_head {
+            linear(&mut push, head, "lm_head".into())?;
+        }
+        Ok(out)
+    }
+
+    /// The configuration this decoder was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    /// The tensor-level forward pass (differentiable on an autodiff device).
+    ///
+    /// # Shapes
+    /// - `ids` `[B, T]`, `positions` `[B, T]` (RoPE positions),
+    /// - `mask` `[B, 1, T, T_past + T]`, `true` where a query must not see a key,
+    /// - returns logits `[B, T, vocab]`, or `[B, 1, vocab]` with [`LogitsScope::Last`].
+    pub fn forward_tensors(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        mask: Tensor<4, Bool>,
+        mut cache: Option<&mut KvCache>,
+        scope: LogitsScope,
+    ) -> Tensor<3> {
+        let (cos, sin) = self.rope.tables(positions);
+        let mut h = self.embed_tokens.forward(ids);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| c.layer_mut(i));
+            let x = layer.input_layernorm.forward(h.clone());
+            h = h + layer.self_attn.forward(x, &cos, &sin, &mask, slot);
+            let x = layer.post_attention_layernorm.forward(h.clone());
+            h = h + layer.mlp.forward(x);
+        }
+        if scope == LogitsScope::Last {
+            let t = h.dims()[1];
+            h = h.narrow(1, t - 1, 1);
+        }
+        let h = self.norm.forward(h);
+        match &self.lm_head {
+            Some(head) => head.forward(h),
+            None => h.matmul(
+                self.embed_tokens
+                    .weight
+                    .val()
+                    .transpose()
+                    .unsqueeze::<3>(),
+            ),
+        }
+    }
+}
+
+impl CausalLm for Decoder {
+    type Cache = KvCache;
+
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.num_hidden_layers)
+    }
+
+    fn forward(&self, batch: &TokenBatch, cache: &mut KvCache) -> Result<Logits> {
+        let (b, t) = batch.validate(self.config.vocab_size)?;
+        if !cache.is_empty() && cache.batch_size() != b {
+            return Err(Error::InvalidInput(format!(
+                "batch of {b} rows does not match the cache's {} rows",
+                cache.batch_size()
+            )));
+        }
+        let mask_rows = batch
+            .attention_mask
+            .clone()
+            .unwrap_or_else(|| vec![vec![true; t]; b]);
+        let past = cache.len();
+        // RoPE positions continue from the real tokens already cached; padded slots get 1, as
+        // transformers' generate() does (they are masked anyway).
+        let mut positions = Vec::with_capacity(b * t);
+        for (row, m) in mask_rows.iter().enumerate() {
+            let mut next = cache
+                .key_valid()
+                .get(row)
+                .map(|k| k.iter().filter(|&&v| v).count())
+                .unwrap_or(0);
+            for &real in m {
+                positions.push(if real { next as i32 } else { 1 });
+                next += real as usize;
+            }
+        }
+        cache.push_mask(&mask_rows);
+        let tk = past + t;
+        let window = self.config.sliding_window;
+        let mut masked = Vec::with_capacity(b * t * tk);
+        for valid in cache.key_valid() {
+            for i in 0..t {
+                let q = past + i;
+                for (j, &real) in valid.iter().enumerate() {
+                    let outside = window.is_some_and(|w| q >= j + w);
+                    masked.push(j > q || !real || outside);
+                }
+            }
+        }
+        let device = self.device();
+        let ids: Vec<i32> = batch.ids.iter().flatten().map(|&id| id as i32).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+        let positions = Tensor::<2, Int>::from_data(TensorData::new(positions, [b, t]), &device);
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(masked, [b, 1, t, tk]), &device);
+        let logits = self.forward_tensors(ids, positions, mask, Some(cache), batch.scope);
+        let [_, positions, vocab] = logits.dims();
+        let values = logits
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| Error::Backend(format!("{e:?}")))?;
+        Ok(Logits {
+            values,
+            batch: b,
+            positions,
+            vocab,
+        })
+    }
+}

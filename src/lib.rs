@@ -1,0 +1,46 @@
+//! # slm
+//!
+//! Task-specific small language models end to end, in Rust: curate a narrow-domain dataset,
+//! fine-tune or distil a compact decoder, prune and quantize it, serve it, and account for the
+//! energy of every step. This crate is a facade: it re-exports the workspace crates behind
+//! cargo features, the way `burn` does.
+//!
+//! | module | crate | what it holds | feature |
+//! |---|---|---|---|
+//! | [`core`] | `slm-core` | config, decoder, safetensors/GGUF I/O, tokenizer, chat templates, [`core::CausalLm`] | always |
+//! | `data` | `slm-data` | dataset records and readers | `data` |
+//! | `train` | `slm-train` | schedules, optimiser references, (later) LoRA and distillation | `train` |
+//! | `compress` | `slm-compress` | GGML block quantization, (later) pruning and export | `compress` |
+//! | `infer` | `slm-infer` | sampling and generation | `infer` |
+//! | `energy` | `slm-energy` | energy, power meters, carbon | `energy` |
+//!
+//! Example programs live in `examples/` (`cargo run --example smollm2`).
+//!
+//! ```
+//! use slm::prelude::*;
+//! let dtype = SaveDtype::parse("bf16").unwrap();
+//! assert_eq!(dtype.torch_name(), "bfloat16");
+//! ```
+
+pub use slm_core as core;
+#[cfg(feature = "compress")]
+pub use slm_compress as compress;
+#[cfg(feature = "data")]
+pub use slm_data as data;
+#[cfg(feature = "energy")]
+pub use slm_energy as energy;
+#[cfg(feature = "infer")]
+pub use slm_infer as infer;
+#[cfg(feature = "train")]
+pub use slm_train as train;
+
+/// The names most programs need, from every enabled crate (each crate's `Error`/`Result` stay
+/// under its own module to avoid clashes).
+pub mod prelude {
+    pub use slm_core::prelude::{
+        Architecture, CausalLm, ChatMessage, Checkpoint, Decoder, Device, KvCache, Logits,
+        LogitsScope, ModelConfig, SaveDtype, TokenBatch, Tokenizer, WeightSource, save_hf_dir,
+    };
+    #[cfg(feature = "infer")]
+    pub use slm_infer::prelude::{Generation, GenerationConfig, Sampler, Sampling, generate};
+}
