@@ -12,12 +12,16 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use slm::prelude::*;
 
 fn model_path() -> Option<PathBuf> {
-    let p = std::env::var_os("SLM_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("SLM_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/slm"))
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let p = std::env::var_os("SLM_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("SLM_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/slm")
+                })
+                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     p.is_file().then_some(p)
 }
 
@@ -30,7 +34,12 @@ fn decode(c: &mut Criterion) {
     let model = ckpt.load_decoder(&Device::flex()).expect("load SmolLM2");
     let tok = ckpt.tokenizer.as_ref().expect("tokenizer");
     let text = tok
-        .apply_chat_template(&[ChatMessage::user("Write one sentence about why small language models save energy.")], true)
+        .apply_chat_template(
+            &[ChatMessage::user(
+                "Write one sentence about why small language models save energy.",
+            )],
+            true,
+        )
         .expect("template");
     let prompt = tok.encode(&text, false).expect("encode");
 
@@ -40,17 +49,29 @@ fn decode(c: &mut Criterion) {
     group.bench_function(format!("prefill_{}_tokens", prompt.len()), |b| {
         b.iter(|| {
             let mut cache = model.new_cache();
-            model.forward(&TokenBatch::single(prompt.clone(), LogitsScope::Last), &mut cache).unwrap()
+            model
+                .forward(
+                    &TokenBatch::single(prompt.clone(), LogitsScope::Last),
+                    &mut cache,
+                )
+                .unwrap()
         })
     });
 
     let mut prefilled = model.new_cache();
-    model.forward(&TokenBatch::single(prompt.clone(), LogitsScope::Last), &mut prefilled).unwrap();
+    model
+        .forward(
+            &TokenBatch::single(prompt.clone(), LogitsScope::Last),
+            &mut prefilled,
+        )
+        .unwrap();
     group.throughput(Throughput::Elements(1));
     group.bench_function(format!("decode_1_token_after_{}", prompt.len()), |b| {
         b.iter(|| {
             let mut cache = prefilled.clone();
-            model.forward(&TokenBatch::single(vec![28], LogitsScope::Last), &mut cache).unwrap()
+            model
+                .forward(&TokenBatch::single(vec![28], LogitsScope::Last), &mut cache)
+                .unwrap()
         })
     });
     group.finish();

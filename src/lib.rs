@@ -22,9 +22,9 @@
 //! assert_eq!(dtype.torch_name(), "bfloat16");
 //! ```
 
-pub use slm_core as core;
 #[cfg(feature = "compress")]
 pub use slm_compress as compress;
+pub use slm_core as core;
 #[cfg(feature = "data")]
 pub use slm_data as data;
 #[cfg(feature = "energy")]

@@ -18,7 +18,10 @@ use slm::prelude::*;
 #[derive(Parser)]
 struct Args {
     /// What to say to the model (or the text to continue with --complete).
-    #[arg(long, default_value = "Write one sentence about why small language models save energy.")]
+    #[arg(
+        long,
+        default_value = "Write one sentence about why small language models save energy."
+    )]
     prompt: String,
     /// Continue the prompt as plain text instead of chatting.
     #[arg(long)]
@@ -60,7 +63,10 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let ckpt = Checkpoint::open(&path)?;
     let model = ckpt.load_decoder(&Device::flex())?;
-    let tokenizer = ckpt.tokenizer.as_ref().context("the model has no tokenizer")?;
+    let tokenizer = ckpt
+        .tokenizer
+        .as_ref()
+        .context("the model has no tokenizer")?;
     eprintln!("loaded {} in {:.2?}", path.display(), started.elapsed());
 
     // 2. Prompt: render the chat template (or use the raw text) and tokenize.
@@ -69,7 +75,15 @@ fn main() -> Result<()> {
     } else {
         let rendered = tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?;
         let end_of_turn = tokenizer.eos_token().and_then(|t| tokenizer.token_to_id(t));
-        (rendered, ckpt.config.eos_token_ids.iter().copied().chain(end_of_turn).collect())
+        (
+            rendered,
+            ckpt.config
+                .eos_token_ids
+                .iter()
+                .copied()
+                .chain(end_of_turn)
+                .collect(),
+        )
     };
     let prompt = tokenizer.encode(&text, args.complete)?;
 

@@ -13,7 +13,11 @@ use slm_core::prelude::*;
 use slm_infer::{GenerationConfig, Sampling, generate};
 
 #[derive(Parser, Debug)]
-#[command(name = "slm", version, about = "Task-specific small language models: inspect, tokenize, run, convert.")]
+#[command(
+    name = "slm",
+    version,
+    about = "Task-specific small language models: inspect, tokenize, run, convert."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,7 +111,11 @@ struct Ids(Vec<u32>);
 fn parse_ids(s: &str) -> std::result::Result<Ids, String> {
     let ids: std::result::Result<Vec<u32>, _> = s
         .split(',')
-        .map(|p| p.trim().parse::<u32>().map_err(|_| format!("`{}` is not a token id", p.trim())))
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{}` is not a token id", p.trim()))
+        })
         .collect();
     match ids {
         Ok(v) if !v.is_empty() => Ok(Ids(v)),
@@ -166,7 +174,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits { model, ids, out } => {
             let (_, decoder) = load(&model)?;
             let mut cache = decoder.new_cache();
-            let logits = decoder.forward(&TokenBatch::single(ids.0, LogitsScope::All), &mut cache)?;
+            let logits =
+                decoder.forward(&TokenBatch::single(ids.0, LogitsScope::All), &mut cache)?;
             let tensors = vec![(
                 "logits".to_string(),
                 vec![logits.positions, logits.vocab],
@@ -219,7 +228,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             if chat && !ignore_eos {
                 // Chat models end a turn with their template's end token (`<|im_end|>`, ...).
-                if let Some(id) = tokenizer.and_then(|t| t.eos_token()).and_then(|e| tokenizer?.token_to_id(e)) {
+                if let Some(id) = tokenizer
+                    .and_then(|t| t.eos_token())
+                    .and_then(|e| tokenizer?.token_to_id(e))
+                {
                     stop_tokens.push(id);
                 }
             }

@@ -44,11 +44,19 @@ impl TokenBatch {
         let t = rows.iter().map(Vec::len).max().unwrap_or(0);
         let ids = rows
             .iter()
-            .map(|r| std::iter::repeat_n(pad_id, t - r.len()).chain(r.iter().copied()).collect())
+            .map(|r| {
+                std::iter::repeat_n(pad_id, t - r.len())
+                    .chain(r.iter().copied())
+                    .collect()
+            })
             .collect();
         let mask = rows
             .iter()
-            .map(|r| std::iter::repeat_n(false, t - r.len()).chain(std::iter::repeat_n(true, r.len())).collect())
+            .map(|r| {
+                std::iter::repeat_n(false, t - r.len())
+                    .chain(std::iter::repeat_n(true, r.len()))
+                    .collect()
+            })
             .collect();
         Self {
             ids,
@@ -66,15 +74,27 @@ impl TokenBatch {
             return Err(Error::InvalidInput("empty batch".into()));
         }
         if self.ids.iter().any(|r| r.len() != t) {
-            return Err(Error::InvalidInput("rows of the batch have different lengths".into()));
+            return Err(Error::InvalidInput(
+                "rows of the batch have different lengths".into(),
+            ));
         }
-        if let Some(id) = self.ids.iter().flatten().find(|&&id| id as usize >= vocab_size) {
-            return Err(Error::TokenOutOfVocab { id: *id, vocab_size });
+        if let Some(id) = self
+            .ids
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= vocab_size)
+        {
+            return Err(Error::TokenOutOfVocab {
+                id: *id,
+                vocab_size,
+            });
         }
         if let Some(m) = &self.attention_mask
             && (m.len() != b || m.iter().any(|r| r.len() != t))
         {
-            return Err(Error::InvalidInput("attention_mask does not match the ids' shape".into()));
+            return Err(Error::InvalidInput(
+                "attention_mask does not match the ids' shape".into(),
+            ));
         }
         Ok((b, t))
     }

@@ -78,7 +78,10 @@ impl Checkpoint {
     /// Opens a Hugging Face model directory or a `.gguf` file.
     pub fn open(path: &Path) -> Result<Self> {
         if !path.exists() {
-            return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
         }
         if path.is_file() {
             let weights = GgufWeights::open(path)?;
@@ -242,7 +245,8 @@ pub fn write_safetensors(
         );
         offset += len;
     }
-    let mut text = serde_json::to_string(&header).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let mut text =
+        serde_json::to_string(&header).map_err(|e| Error::InvalidInput(e.to_string()))?;
     while text.len() % 8 != 0 {
         text.push(' ');
     }
@@ -251,7 +255,9 @@ pub fn write_safetensors(
         w.write_all(text.as_bytes())?;
         for (_, _, values) in tensors {
             match dtype {
-                SaveDtype::F32 => values.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?,
+                SaveDtype::F32 => values
+                    .iter()
+                    .try_for_each(|v| w.write_all(&v.to_le_bytes()))?,
                 SaveDtype::F16 => values
                     .iter()
                     .try_for_each(|v| w.write_all(&half::f16::from_f32(*v).to_le_bytes()))?,
@@ -267,13 +273,21 @@ pub fn write_safetensors(
 /// Saves `decoder` (and `tokenizer`) as a Hugging Face model directory: `model.safetensors`,
 /// `config.json`, `generation_config.json` and the tokenizer files, each written atomically,
 /// with the tensor names, shapes and fusions transformers uses for the architecture.
-pub fn save_hf_dir(decoder: &Decoder, tokenizer: Option<&Tokenizer>, dir: &Path, dtype: SaveDtype) -> Result<()> {
+pub fn save_hf_dir(
+    decoder: &Decoder,
+    tokenizer: Option<&Tokenizer>,
+    dir: &Path,
+    dtype: SaveDtype,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config = decoder.config();
     let tensors = hf_names::to_checkpoint(config, decoder.named_parameters()?)?;
     write_safetensors(&dir.join("model.safetensors"), &tensors, dtype)?;
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-    write_atomic(&dir.join("config.json"), pretty(&config.to_hf_json(dtype.torch_name())).as_bytes())?;
+    write_atomic(
+        &dir.join("config.json"),
+        pretty(&config.to_hf_json(dtype.torch_name())).as_bytes(),
+    )?;
     write_atomic(
         &dir.join("generation_config.json"),
         pretty(&config.to_generation_config_json()).as_bytes(),

@@ -33,7 +33,9 @@ pub enum Error {
         reason: String,
     },
     /// The model's architecture is not one slm-core implements.
-    #[error("unsupported architecture `{0}` (supported: LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, GGUF `llama`/`qwen2`)")]
+    #[error(
+        "unsupported architecture `{0}` (supported: LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, GGUF `llama`/`qwen2`)"
+    )]
     UnsupportedArchitecture(String),
     /// A config value is present but not supported (a rope type, an activation, ...).
     #[error("unsupported {what}: `{value}`")]

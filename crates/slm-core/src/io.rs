@@ -28,7 +28,9 @@ pub fn write_atomic_with(
         .map_err(|e| Error::io(dir, e))?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        write(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
+        write(&mut w)
+            .and_then(|_| w.flush())
+            .map_err(|e| Error::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;

@@ -57,8 +57,8 @@ pub mod prelude;
 pub mod tokenizer;
 pub mod weights;
 
+pub use burn;
 pub use causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
 pub use checkpoint::{Checkpoint, ModelFormat, ModelInfo, SaveDtype, save_hf_dir};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
-pub use burn;

@@ -16,7 +16,9 @@ mod slm_infer_free {
         let (mut ids, mut steps) = (Vec::new(), Vec::new());
         let mut input = prompt.to_vec();
         for _ in 0..n {
-            let logits = model.forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache).unwrap();
+            let logits = model
+                .forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache)
+                .unwrap();
             let row = logits.last(0).to_vec();
             let mut best = 0;
             for (i, v) in row.iter().enumerate() {
@@ -51,7 +53,12 @@ fn load(name: &str) -> (Checkpoint, Decoder) {
 fn check_batch_logits(name: &str) -> f32 {
     let (_, model) = load(name);
     let inputs = json(&format!("models/{name}/expected/inputs.json"));
-    let rows: Vec<Vec<u32>> = inputs["input_ids"].as_array().unwrap().iter().map(ids).collect();
+    let rows: Vec<Vec<u32>> = inputs["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
     let mask: Vec<Vec<bool>> = inputs["attention_mask"]
         .as_array()
         .unwrap()
@@ -64,7 +71,10 @@ fn check_batch_logits(name: &str) -> f32 {
         scope: LogitsScope::All,
     };
     let logits = model.forward(&batch, &mut model.new_cache()).unwrap();
-    let (shape, expected) = read_tensor(&fixture(&format!("models/{name}/expected/logits.safetensors")), "logits");
+    let (shape, expected) = read_tensor(
+        &fixture(&format!("models/{name}/expected/logits.safetensors")),
+        "logits",
+    );
     assert_eq!(shape, vec![logits.batch, logits.positions, logits.vocab]);
     let mut worst = 0f32;
     for (b, m) in mask.iter().enumerate() {
@@ -73,7 +83,10 @@ fn check_batch_logits(name: &str) -> f32 {
                 continue;
             }
             let start = (b * shape[1] + t) * shape[2];
-            worst = worst.max(max_abs_diff(logits.at(b, t), &expected[start..start + shape[2]]));
+            worst = worst.max(max_abs_diff(
+                logits.at(b, t),
+                &expected[start..start + shape[2]],
+            ));
         }
     }
     assert!(worst <= TINY_LOGITS_ATOL, "{name}: max abs diff {worst}");
@@ -86,7 +99,9 @@ fn check_greedy(name: &str) {
     let (new_ids, steps) = greedy(&model, &ids(&g["prompt_ids"]), ids(&g["new_ids"]).len());
     assert_eq!(new_ids, ids(&g["new_ids"]), "{name}: greedy ids");
     let (shape, expected) = read_tensor(
-        &fixture(&format!("models/{name}/expected/generate_logits.safetensors")),
+        &fixture(&format!(
+            "models/{name}/expected/generate_logits.safetensors"
+        )),
         "step_logits",
     );
     for (k, row) in steps.iter().enumerate() {
@@ -131,15 +146,26 @@ fn kv_cache_decoding_equals_full_recompute() {
     let (_, model) = load("qwen2-tiny");
     let prompt = [0u32, 17, 300, 42, 99, 5];
     let full = model
-        .forward(&TokenBatch::single(prompt.to_vec(), LogitsScope::All), &mut model.new_cache())
+        .forward(
+            &TokenBatch::single(prompt.to_vec(), LogitsScope::All),
+            &mut model.new_cache(),
+        )
         .unwrap();
     let mut cache = model.new_cache();
     model
-        .forward(&TokenBatch::single(prompt[..3].to_vec(), LogitsScope::Last), &mut cache)
+        .forward(
+            &TokenBatch::single(prompt[..3].to_vec(), LogitsScope::Last),
+            &mut cache,
+        )
         .unwrap();
     for (t, &id) in prompt.iter().enumerate().skip(3) {
-        let step = model.forward(&TokenBatch::single(vec![id], LogitsScope::Last), &mut cache).unwrap();
-        assert!(max_abs_diff(step.last(0), full.at(0, t)) < 1e-5, "position {t}");
+        let step = model
+            .forward(&TokenBatch::single(vec![id], LogitsScope::Last), &mut cache)
+            .unwrap();
+        assert!(
+            max_abs_diff(step.last(0), full.at(0, t)) < 1e-5,
+            "position {t}"
+        );
     }
 }
 
@@ -147,9 +173,32 @@ fn kv_cache_decoding_equals_full_recompute() {
 fn bad_ids_and_ragged_batches_are_typed_errors() {
     let (_, model) = load("llama-tiny");
     let mut cache = model.new_cache();
-    let err = model.forward(&TokenBatch::single(vec![0, 768], LogitsScope::All), &mut cache).unwrap_err();
-    assert!(matches!(err, Error::TokenOutOfVocab { id: 768, vocab_size: 768 }), "{err}");
-    let ragged = TokenBatch { ids: vec![vec![1, 2], vec![3]], ..Default::default() };
-    assert!(matches!(model.forward(&ragged, &mut cache), Err(Error::InvalidInput(_))));
-    assert!(matches!(model.forward(&TokenBatch::default(), &mut cache), Err(Error::InvalidInput(_))));
+    let err = model
+        .forward(
+            &TokenBatch::single(vec![0, 768], LogitsScope::All),
+            &mut cache,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TokenOutOfVocab {
+                id: 768,
+                vocab_size: 768
+            }
+        ),
+        "{err}"
+    );
+    let ragged = TokenBatch {
+        ids: vec![vec![1, 2], vec![3]],
+        ..Default::default()
+    };
+    assert!(matches!(
+        model.forward(&ragged, &mut cache),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        model.forward(&TokenBatch::default(), &mut cache),
+        Err(Error::InvalidInput(_))
+    ));
 }

@@ -10,15 +10,33 @@ fn check_cases(tok: &Tokenizer, cases_rel: &str) -> usize {
     let mut n = 0;
     for case in cases["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text, false).unwrap(), ids(&case["ids"]), "ids of {text:?}");
+        assert_eq!(
+            tok.encode(text, false).unwrap(),
+            ids(&case["ids"]),
+            "ids of {text:?}"
+        );
         if let Some(with) = case.get("ids_with_special") {
-            assert_eq!(tok.encode(text, true).unwrap(), ids(with), "ids_with_special of {text:?}");
+            assert_eq!(
+                tok.encode(text, true).unwrap(),
+                ids(with),
+                "ids_with_special of {text:?}"
+            );
         }
         if let Some(dec) = case.get("decoded").and_then(|d| d.as_str()) {
-            assert_eq!(tok.decode(&ids(&case["ids"]), true).unwrap(), dec, "decode of {text:?}");
+            assert_eq!(
+                tok.decode(&ids(&case["ids"]), true).unwrap(),
+                dec,
+                "decode of {text:?}"
+            );
         }
-        if let (Some(with), Some(dec)) = (case.get("ids_with_special"), case.get("decoded_with_special")) {
-            assert_eq!(tok.decode(&ids(with), false).unwrap(), dec.as_str().unwrap());
+        if let (Some(with), Some(dec)) = (
+            case.get("ids_with_special"),
+            case.get("decoded_with_special"),
+        ) {
+            assert_eq!(
+                tok.decode(&ids(with), false).unwrap(),
+                dec.as_str().unwrap()
+            );
         }
         n += 1;
     }
@@ -36,7 +54,8 @@ fn smollm2_tokenizer_json_matches_and_renders_its_chat_template() {
     let tok = Tokenizer::from_model_dir(&fixture("smollm2-tokenizer")).unwrap();
     check_cases(&tok, "smollm2-tokenizer/cases.json");
     assert_eq!(
-        tok.encode("Once upon a time, there was a little", false).unwrap(),
+        tok.encode("Once upon a time, there was a little", false)
+            .unwrap(),
         vec![6403, 1980, 253, 655, 28, 665, 436, 253, 1838]
     );
     let chat = json("smollm2/chat.json");

@@ -15,7 +15,12 @@ use slm_core::weights::SafetensorsWeights;
 fn model_dir_with(file: &str, bytes: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = fixture("models/llama-tiny");
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::write(dir.path().join(file), bytes).unwrap();
@@ -40,9 +45,18 @@ fn lying_header_offsets_are_format_errors() {
     let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
     // Point the first tensor's data past the end of the file, keeping the header length.
     let v: serde_json::Value = serde_json::from_str(&header).unwrap();
-    let (name, t) = v.as_object().unwrap().iter().find(|(k, _)| *k != "__metadata__").unwrap();
+    let (name, t) = v
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| *k != "__metadata__")
+        .unwrap();
     let end = t["data_offsets"][1].as_u64().unwrap();
-    let lied = header.replacen(&format!("[{},{}]", t["data_offsets"][0], end), &format!("[{},{}]", t["data_offsets"][0], end + 1_000_000), 1);
+    let lied = header.replacen(
+        &format!("[{},{}]", t["data_offsets"][0], end),
+        &format!("[{},{}]", t["data_offsets"][0], end + 1_000_000),
+        1,
+    );
     if lied.len() == header.len() {
         bytes[8..8 + n].copy_from_slice(lied.as_bytes());
     } else {
@@ -59,31 +73,63 @@ fn lying_header_offsets_are_format_errors() {
 fn truncated_safetensors_is_a_format_error() {
     let bytes = real_safetensors();
     let dir = model_dir_with("model.safetensors", &bytes[..bytes.len() - 100]);
-    assert!(matches!(open_and_load(dir.path()), Err(Error::Format { .. })));
+    assert!(matches!(
+        open_and_load(dir.path()),
+        Err(Error::Format { .. })
+    ));
 }
 
 #[test]
 fn config_and_weights_mismatch_names_the_tensor() {
     let cfg = std::fs::read_to_string(fixture("models/llama-tiny/config.json")).unwrap();
-    let dir = model_dir_with("config.json", cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96").as_bytes());
+    let dir = model_dir_with(
+        "config.json",
+        cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96")
+            .as_bytes(),
+    );
     match open_and_load(dir.path()) {
-        Err(Error::ShapeMismatch { name, got, expected, .. }) => {
+        Err(Error::ShapeMismatch {
+            name,
+            got,
+            expected,
+            ..
+        }) => {
             assert!(name.contains("mlp"), "{name}");
             assert_ne!(got, expected);
         }
         other => panic!("expected a shape mismatch, got {other:?}"),
     }
-    let dir = model_dir_with("config.json", cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1").as_bytes());
-    assert!(matches!(open_and_load(dir.path()), Err(Error::UnexpectedTensors { .. })));
-    let dir = model_dir_with("config.json", cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3").as_bytes());
-    assert!(matches!(open_and_load(dir.path()), Err(Error::MissingTensor { .. })));
+    let dir = model_dir_with(
+        "config.json",
+        cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1")
+            .as_bytes(),
+    );
+    assert!(matches!(
+        open_and_load(dir.path()),
+        Err(Error::UnexpectedTensors { .. })
+    ));
+    let dir = model_dir_with(
+        "config.json",
+        cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3")
+            .as_bytes(),
+    );
+    assert!(matches!(
+        open_and_load(dir.path()),
+        Err(Error::MissingTensor { .. })
+    ));
 }
 
 #[test]
 fn missing_files_are_io_errors() {
-    assert!(matches!(Checkpoint::open(Path::new("/nonexistent/model")), Err(Error::Io { .. })));
+    assert!(matches!(
+        Checkpoint::open(Path::new("/nonexistent/model")),
+        Err(Error::Io { .. })
+    ));
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(Checkpoint::open(dir.path()), Err(Error::Io { .. })));
+    assert!(matches!(
+        Checkpoint::open(dir.path()),
+        Err(Error::Io { .. })
+    ));
 }
 
 proptest! {

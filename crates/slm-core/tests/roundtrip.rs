@@ -23,7 +23,14 @@ fn same_tensors(a: &dyn WeightSource, b: &dyn WeightSource, exact: bool) {
 
 #[test]
 fn every_architecture_round_trips_through_save_hf_dir() {
-    for name in ["llama-tiny", "phi3-tiny", "qwen2-tiny", "smollm-tiny", "llama3-rope-tiny", "llama-tiny-sharded"] {
+    for name in [
+        "llama-tiny",
+        "phi3-tiny",
+        "qwen2-tiny",
+        "smollm-tiny",
+        "llama3-rope-tiny",
+        "llama-tiny-sharded",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let ckpt = Checkpoint::open(&fixture(&format!("models/{name}"))).unwrap();
         let model = ckpt.load_decoder(&Device::flex()).unwrap();
@@ -35,11 +42,30 @@ fn every_architecture_round_trips_through_save_hf_dir() {
         let back = Checkpoint::open(dir.path()).unwrap();
         assert_eq!(back.config, ckpt.config, "{name}");
         let tok = back.tokenizer.as_ref().unwrap();
-        assert_eq!(tok.encode("The little robot", true).unwrap(), ckpt.tokenizer.as_ref().unwrap().encode("The little robot", true).unwrap());
-        for f in ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        assert_eq!(
+            tok.encode("The little robot", true).unwrap(),
+            ckpt.tokenizer
+                .as_ref()
+                .unwrap()
+                .encode("The little robot", true)
+                .unwrap()
+        );
+        for f in [
+            "config.json",
+            "generation_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors",
+        ] {
             assert!(dir.path().join(f).is_file(), "{name}: {f}");
         }
-        assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(
+            !std::fs::read_dir(dir.path()).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+        );
     }
 }
 
@@ -49,18 +75,37 @@ fn config_json_holds_what_transformers_needs() {
     let ckpt = Checkpoint::open(&fixture("models/llama3-rope-tiny")).unwrap();
     let model = ckpt.load_decoder(&Device::flex()).unwrap();
     save_hf_dir(&model, ckpt.tokenizer.as_ref(), dir.path(), SaveDtype::BF16).unwrap();
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
     let orig = json("models/llama3-rope-tiny/config.json");
     for key in [
-        "architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-        "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "rope_scaling",
-        "max_position_embeddings", "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "hidden_act",
+        "architectures",
+        "model_type",
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "rms_norm_eps",
+        "rope_theta",
+        "rope_scaling",
+        "max_position_embeddings",
+        "tie_word_embeddings",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "hidden_act",
     ] {
         assert_eq!(cfg[key], orig[key], "{key}");
     }
     assert_eq!(cfg["torch_dtype"], "bfloat16");
     let written = SafetensorsWeights::open(dir.path()).unwrap();
-    let info = written.tensor_info("model.layers.0.self_attn.q_proj.weight").unwrap();
+    let info = written
+        .tensor_info("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
     assert_eq!(info.dtype, StorageDtype::BF16);
     // bf16 storage of f32 weights: within bf16 rounding of the originals.
     same_tensors(ckpt.weights.as_ref(), &written, false);
@@ -76,6 +121,10 @@ fn bf16_checkpoint_reads_as_its_upcast_values() {
     // bf16 -> f32 -> bf16 is lossless.
     let written = SafetensorsWeights::open(dir.path()).unwrap();
     for name in bf.weights.tensor_names() {
-        assert_eq!(bf.weights.read_f32(&name).unwrap(), written.read_f32(&name).unwrap(), "{name}");
+        assert_eq!(
+            bf.weights.read_f32(&name).unwrap(),
+            written.read_f32(&name).unwrap(),
+            "{name}"
+        );
     }
 }

@@ -49,7 +49,9 @@ impl Sampling {
                 )));
             }
             if !(top_p > 0.0 && top_p <= 1.0) {
-                return Err(Error::InvalidConfig(format!("top_p must be in (0, 1], got {top_p}")));
+                return Err(Error::InvalidConfig(format!(
+                    "top_p must be in (0, 1], got {top_p}"
+                )));
             }
         }
         Ok(())
@@ -100,7 +102,11 @@ impl Sampler {
                 top_p,
             } => {
                 let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-                idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+                idx.sort_by(|&a, &b| {
+                    logits[b as usize]
+                        .total_cmp(&logits[a as usize])
+                        .then(a.cmp(&b))
+                });
                 if top_k > 0 {
                     idx.truncate(top_k);
                 }
@@ -152,13 +158,21 @@ mod tests {
     #[test]
     fn invalid_settings_are_rejected() {
         assert!(Sampler::new(Sampling::from_temperature(-1.0), 0).is_err());
-        let bad_p = Sampling::Temperature { temperature: 1.0, top_k: 0, top_p: 0.0 };
+        let bad_p = Sampling::Temperature {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.0,
+        };
         assert!(Sampler::new(bad_p, 0).is_err());
     }
 
     #[test]
     fn top_k_one_is_greedy() {
-        let s = Sampling::Temperature { temperature: 5.0, top_k: 1, top_p: 1.0 };
+        let s = Sampling::Temperature {
+            temperature: 5.0,
+            top_k: 1,
+            top_p: 1.0,
+        };
         let mut sampler = Sampler::new(s, 7).unwrap();
         for _ in 0..20 {
             assert_eq!(sampler.sample(&[0.1, 2.0, 1.9]), Some(1));
@@ -170,7 +184,9 @@ mod tests {
         // p = softmax([0, ln 3]) = [0.25, 0.75]
         let mut sampler = Sampler::new(Sampling::from_temperature(1.0), 42).unwrap();
         let n = 20_000;
-        let ones = (0..n).filter(|_| sampler.sample(&[0.0, 3f32.ln()]) == Some(1)).count();
+        let ones = (0..n)
+            .filter(|_| sampler.sample(&[0.0, 3f32.ln()]) == Some(1))
+            .count();
         let frac = ones as f64 / n as f64;
         assert!((frac - 0.75).abs() < 0.02, "{frac}");
     }

@@ -19,7 +19,9 @@ pub fn config_from_gguf(weights: &GgufWeights) -> Result<ModelConfig> {
     let hidden_size = u("embedding_length")?;
     let num_attention_heads = u("attention.head_count")?;
     if num_attention_heads == 0 {
-        return Err(Error::InvalidConfig("attention.head_count must be positive".into()));
+        return Err(Error::InvalidConfig(
+            "attention.head_count must be positive".into(),
+        ));
     }
     let head_dim = u("attention.key_length")
         .or_else(|_| u("rope.dimension_count"))

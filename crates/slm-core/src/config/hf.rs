@@ -98,7 +98,9 @@ impl HfConfig {
             .num_attention_heads
             .ok_or_else(|| missing("num_attention_heads"))?;
         if num_attention_heads == 0 {
-            return Err(Error::InvalidConfig("num_attention_heads must be positive".into()));
+            return Err(Error::InvalidConfig(
+                "num_attention_heads must be positive".into(),
+            ));
         }
         let head_dim = self.head_dim.unwrap_or(hidden_size / num_attention_heads);
         if let Some(act) = &self.hidden_act
@@ -116,7 +118,12 @@ impl HfConfig {
             (_, Some(s @ Value::Object(_))) => Some(s.clone()),
             _ => None,
         };
-        let get_f = |k: &str| params.as_ref().and_then(|p| p.get(k)).and_then(Value::as_f64);
+        let get_f = |k: &str| {
+            params
+                .as_ref()
+                .and_then(|p| p.get(k))
+                .and_then(Value::as_f64)
+        };
         let rope_theta = get_f("rope_theta")
             .or(self.rope_theta)
             .or(match architecture {
@@ -199,9 +206,16 @@ impl HfConfig {
             attention_bias,
             o_proj_bias,
             mlp_bias: matches!(architecture, Architecture::Llama) && self.mlp_bias.unwrap_or(false),
-            bos_token_id: self.bos_token_id.and_then(|t| t.into_vec().first().copied()),
-            eos_token_ids: self.eos_token_id.map(TokenIds::into_vec).unwrap_or_default(),
-            pad_token_id: self.pad_token_id.and_then(|t| t.into_vec().first().copied()),
+            bos_token_id: self
+                .bos_token_id
+                .and_then(|t| t.into_vec().first().copied()),
+            eos_token_ids: self
+                .eos_token_id
+                .map(TokenIds::into_vec)
+                .unwrap_or_default(),
+            pad_token_id: self
+                .pad_token_id
+                .and_then(|t| t.into_vec().first().copied()),
             torch_dtype: self.dtype.unwrap_or_else(|| "float32".into()),
         };
         cfg.validate()?;
@@ -305,8 +319,8 @@ mod tests {
 
     #[test]
     fn unknown_architecture_is_named() {
-        let err = HfConfig::from_json_str(r#"{"architectures":["GPT2LMHeadModel"]}"#, "x")
-            .unwrap_err();
+        let err =
+            HfConfig::from_json_str(r#"{"architectures":["GPT2LMHeadModel"]}"#, "x").unwrap_err();
         assert!(err.to_string().contains("GPT2LMHeadModel"), "{err}");
     }
 

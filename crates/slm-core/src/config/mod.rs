@@ -126,10 +126,16 @@ impl ModelConfig {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return bad(format!("head_dim ({}) must be even for RoPE", self.head_dim));
+            return bad(format!(
+                "head_dim ({}) must be even for RoPE",
+                self.head_dim
+            ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
-            return bad(format!("rms_norm_eps ({}) must be positive", self.rms_norm_eps));
+            return bad(format!(
+                "rms_norm_eps ({}) must be positive",
+                self.rms_norm_eps
+            ));
         }
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
             return bad(format!("rope_theta ({}) must be positive", self.rope_theta));
@@ -171,7 +177,9 @@ impl ModelConfig {
         let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let q = self.num_attention_heads * self.head_dim;
         let kv = self.num_key_value_heads * self.head_dim;
-        let attn = d * q + 2 * d * kv + q * d
+        let attn = d * q
+            + 2 * d * kv
+            + q * d
             + if self.attention_bias { q + 2 * kv } else { 0 }
             + if self.o_proj_bias { d } else { 0 };
         let mlp = 3 * d * f + if self.mlp_bias { 2 * f + d } else { 0 };

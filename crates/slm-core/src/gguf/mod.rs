@@ -29,10 +29,348 @@
 mod quants;
 mod read;
 mod tokenizer;
+mod value;
 
 pub use self::quants::{GgmlType, dequantize, dequantize_into};
 pub use self::read::{
-    GgufFile, GgufTensorInfo, GgufValue, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_METADATA_KV,
-    MAX_N_DIMS, MAX_STRING_LEN, MAX_TENSORS,
+    GgufFile, GgufTensorInfo, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_METADATA_KV, MAX_N_DIMS,
+    MAX_STRING_LEN, MAX_TENSORS,
 };
 pub use self::tokenizer::tokenizer_from_gguf;
+pub use self::value::GgufValue;
+
+/// Test helpers shared by the GGUF and weights tests: fixture paths and a minimal GGUF writer.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::{Path, PathBuf};
+
+    use super::{GgmlType, GgufFile, GgufValue};
+
+    /// A path under the read-only fixtures (`../shared/fixtures` beside the workspace, or
+    /// `$SLM_FIXTURES`); panics naming the path when it is missing.
+    pub(crate) fn fixture(rel: &str) -> PathBuf {
+        let root = std::env::var_os("SLM_FIXTURES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+            });
+        let path = root.join(rel);
+        assert!(path.exists(), "fixture {} is missing", path.display());
+        path
+    }
+
+    /// The SmolLM2-135M-Instruct Q4_1 GGUF: `$SLM_SMOLLM2_GGUF`, else
+    /// `${SLM_CACHE:-$HOME/.cache/slm}/SmolLM2-135M-Instruct.Q4_1.gguf`. `None` (with a note on
+    /// stderr) when absent, unless `SLM_REQUIRE_SMOLLM2=1`, which makes absence a failure.
+    pub(crate) fn smollm2_gguf() -> Option<PathBuf> {
+        let path = match std::env::var_os("SLM_SMOLLM2_GGUF") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::var_os("SLM_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/slm")))
+                .unwrap_or_default()
+                .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        };
+        if path.is_file() {
+            return Some(path);
+        }
+        assert!(
+            std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() != Ok("1"),
+            "SLM_REQUIRE_SMOLLM2=1 but {} does not exist",
+            path.display()
+        );
+        eprintln!("skipping: SmolLM2 GGUF not found at {}", path.display());
+        None
+    }
+
+    fn type_id(v: &GgufValue) -> u32 {
+        match v {
+            GgufValue::U8(_) => 0,
+            GgufValue::I8(_) => 1,
+            GgufValue::U16(_) => 2,
+            GgufValue::I16(_) => 3,
+            GgufValue::U32(_) => 4,
+            GgufValue::I32(_) => 5,
+            GgufValue::F32(_) => 6,
+            GgufValue::Bool(_) => 7,
+            GgufValue::String(_) => 8,
+            GgufValue::Array(_) => 9,
+            GgufValue::U64(_) => 10,
+            GgufValue::I64(_) => 11,
+            GgufValue::F64(_) => 12,
+        }
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
+        match v {
+            GgufValue::U8(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I8(x) => out.extend(x.to_le_bytes()),
+            GgufValue::U16(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I16(x) => out.extend(x.to_le_bytes()),
+            GgufValue::U32(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I32(x) => out.extend(x.to_le_bytes()),
+            GgufValue::U64(x) => out.extend(x.to_le_bytes()),
+            GgufValue::I64(x) => out.extend(x.to_le_bytes()),
+            GgufValue::F32(x) => out.extend(x.to_le_bytes()),
+            GgufValue::F64(x) => out.extend(x.to_le_bytes()),
+            GgufValue::Bool(x) => out.push(u8::from(*x)),
+            GgufValue::String(s) => put_str(out, s),
+            GgufValue::Array(a) => {
+                out.extend(a.first().map_or(0, type_id).to_le_bytes());
+                out.extend((a.len() as u64).to_le_bytes());
+                a.iter().for_each(|v| put_value(out, v));
+            }
+        }
+    }
+
+    /// One tensor for [`write_gguf`]: name, dims in `ne` order, type, raw bytes.
+    pub(crate) type RawTensor = (String, Vec<usize>, GgmlType, Vec<u8>);
+
+    /// Serializes a GGUF v3 file (alignment from `general.alignment`, default 32).
+    pub(crate) fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[RawTensor]) -> Vec<u8> {
+        let align = metadata
+            .iter()
+            .find(|(k, _)| k == "general.alignment")
+            .and_then(|(_, v)| v.as_u64())
+            .unwrap_or(32) as usize;
+        let mut out = b"GGUF".to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend((tensors.len() as u64).to_le_bytes());
+        out.extend((metadata.len() as u64).to_le_bytes());
+        for (k, v) in metadata {
+            put_str(&mut out, k);
+            out.extend(type_id(v).to_le_bytes());
+            put_value(&mut out, v);
+        }
+        let mut offset = 0usize;
+        for (name, dims, ty, bytes) in tensors {
+            put_str(&mut out, name);
+            out.extend((dims.len() as u32).to_le_bytes());
+            dims.iter()
+                .for_each(|&d| out.extend((d as u64).to_le_bytes()));
+            out.extend(ty.id().to_le_bytes());
+            out.extend((offset as u64).to_le_bytes());
+            offset = (offset + bytes.len()).next_multiple_of(align);
+        }
+        out.resize(out.len().next_multiple_of(align), 0);
+        for (_, _, _, bytes) in tensors {
+            out.extend(bytes);
+            out.resize(out.len().next_multiple_of(align), 0);
+        }
+        out
+    }
+
+    /// Re-serializes `file` after `edit` changed its metadata (tensors copied as stored).
+    pub(crate) fn rewrite(
+        file: &GgufFile,
+        edit: impl FnOnce(&mut Vec<(String, GgufValue)>),
+    ) -> Vec<u8> {
+        let mut metadata = file.metadata().to_vec();
+        edit(&mut metadata);
+        let tensors: Vec<RawTensor> = file
+            .tensors()
+            .iter()
+            .map(|t| {
+                let bytes = file.tensor_bytes(&t.name).expect("tensor bytes").to_vec();
+                (t.name.clone(), t.dims.clone(), t.ggml_type, bytes)
+            })
+            .collect();
+        write_gguf(&metadata, &tensors)
+    }
+}
+
+/// Parser hardening: malformed headers are typed errors, and no input (random, truncated or
+/// corrupted) makes parsing, dequantizing, tokenizer building or weight mapping panic.
+#[cfg(test)]
+mod hardening_tests {
+    use super::test_support::{RawTensor, fixture, write_gguf};
+    use super::*;
+    use crate::error::{Error, Result};
+    use proptest::prelude::*;
+
+    fn md(pairs: Vec<(&str, GgufValue)>) -> Vec<(String, GgufValue)> {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    fn assert_reason(r: Result<GgufFile>, needle: &str) {
+        match r {
+            Err(Error::Format { reason, .. }) => {
+                assert!(reason.contains(needle), "`{reason}` lacks `{needle}`");
+            }
+            other => panic!("expected a format error with `{needle}`, got {other:?}"),
+        }
+    }
+
+    fn header(version: u32, n_tensors: u64, n_kv: u64) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(version.to_le_bytes());
+        b.extend(n_tensors.to_le_bytes());
+        b.extend(n_kv.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let from = |b: Vec<u8>| GgufFile::from_bytes("bad", b);
+        assert_reason(from(b"GGUX\x03\0\0\0".to_vec()), "not a GGUF file");
+        assert_reason(from(b"GG".to_vec()), "truncated");
+        assert_reason(from(header(1, 0, 0)), "version 1");
+        assert_reason(from(header(3u32.swap_bytes(), 0, 0)), "big-endian");
+        assert_reason(from(header(9, 0, 0)), "version 9");
+        assert_reason(from(header(3, MAX_TENSORS + 1, 0)), "limit");
+        assert_reason(from(header(3, 1000, 0)), "cannot fit");
+        assert_reason(from(header(3, 0, u64::MAX)), "limit");
+
+        // A key whose length exceeds the file, and one over the cap.
+        let mut b = header(3, 0, 1);
+        b.extend(1000u64.to_le_bytes());
+        b.extend([0; 16]);
+        assert_reason(from(b), "metadata #0: metadata key 1000 cannot fit");
+        let mut b = header(3, 0, 1);
+        b.extend((MAX_STRING_LEN + 1).to_le_bytes());
+        b.extend([0; 16]);
+        assert_reason(from(b), "metadata key 67108865 exceeds the limit");
+
+        // An array claiming 2^40 u32 elements, and an unknown value type.
+        let kv = |ty: u32, payload: &[u8]| {
+            let mut b = header(3, 0, 1);
+            b.extend(1u64.to_le_bytes());
+            b.push(b'k');
+            b.extend(ty.to_le_bytes());
+            b.extend(payload);
+            b
+        };
+        let mut arr = 4u32.to_le_bytes().to_vec();
+        arr.extend((1u64 << 40).to_le_bytes());
+        assert_reason(from(kv(9, &arr)), "array length");
+        assert_reason(from(kv(13, &[0; 8])), "unknown metadata value type 13");
+        assert_reason(from(kv(7, &[2])), "invalid bool");
+        let mut deep = Vec::new();
+        for _ in 0..=MAX_ARRAY_DEPTH {
+            deep.extend(9u32.to_le_bytes());
+            deep.extend(1u64.to_le_bytes());
+        }
+        assert_reason(from(kv(9, &deep)), "nested deeper");
+    }
+
+    #[test]
+    fn rejects_lying_tensor_infos() {
+        let f32s = |n: usize| vec![0u8; 4 * n];
+        let build = |meta: Vec<(String, GgufValue)>, tensors: Vec<RawTensor>| {
+            GgufFile::from_bytes("t", write_gguf(&meta, &tensors))
+        };
+        let ok = build(vec![], vec![("a".into(), vec![4], GgmlType::F32, f32s(4))]).unwrap();
+        assert_eq!(ok.tensors().len(), 1);
+
+        let dup = vec![
+            ("a".into(), vec![1], GgmlType::F32, f32s(1)),
+            ("a".into(), vec![1], GgmlType::F32, f32s(1)),
+        ];
+        assert_reason(build(vec![], dup), "duplicate tensor");
+        let dup_kv = md(vec![("k", GgufValue::U8(1)), ("k", GgufValue::U8(2))]);
+        assert_reason(build(dup_kv, vec![]), "duplicate metadata key");
+        let bad_align = md(vec![("general.alignment", GgufValue::U32(48))]);
+        assert_reason(build(bad_align, vec![]), "power of two");
+        let q = vec![("q".into(), vec![16, 2], GgmlType::Q8_0, vec![0; 34])];
+        assert_reason(build(vec![], q), "block size");
+
+        // Patch fields of a valid one-tensor file: n_dims, type, offset, dims.
+        let base = write_gguf(&[], &[("a".into(), vec![4], GgmlType::F32, f32s(4))]);
+        let at = 24 + 8 + 1; // header, name length, name
+        let patched = |off: usize, bytes: &[u8]| {
+            let mut b = base.clone();
+            b[off..off + bytes.len()].copy_from_slice(bytes);
+            GgufFile::from_bytes("t", b)
+        };
+        assert_reason(patched(at, &5u32.to_le_bytes()), "dimensions");
+        match patched(at + 12, &99u32.to_le_bytes()) {
+            Err(Error::UnsupportedDtype { name, dtype, .. }) => {
+                assert_eq!(
+                    (name.as_str(), dtype.as_str()),
+                    ("a", "unknown ggml type id 99")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_reason(patched(at + 16, &8u64.to_le_bytes()), "alignment");
+        assert_reason(
+            patched(at + 16, &(1u64 << 62).to_le_bytes()),
+            "outside the file",
+        );
+        assert_reason(
+            patched(at + 4, &(1u64 << 40).to_le_bytes()),
+            "outside the file",
+        );
+        assert_reason(patched(at + 4, &u64::MAX.to_le_bytes()), "too large");
+    }
+
+    /// Everything a caller can do with a parsed file; must never panic.
+    fn exercise(bytes: Vec<u8>) {
+        let Ok(file) = GgufFile::from_bytes("fuzz", bytes) else {
+            return;
+        };
+        for t in file.tensors() {
+            let _ = file.tensor_f32(&t.name);
+        }
+        let _ = file.tokenizer();
+        if let Ok(w) = crate::weights::GgufWeights::new(file) {
+            use crate::weights::WeightSource;
+            for name in w.tensor_names() {
+                let _ = w.read_f32(&name);
+            }
+        }
+    }
+
+    fn tiny_bytes(kind: &str) -> Vec<u8> {
+        std::fs::read(fixture(&format!("quant/gguf/llama-tiny.{kind}.gguf"))).unwrap()
+    }
+
+    /// Every prefix of the q8_0 file's header and first tensor fails cleanly.
+    #[test]
+    fn every_header_truncation_fails_cleanly() {
+        let bytes = tiny_bytes("q8_0");
+        let file = GgufFile::from_bytes("full", bytes.clone()).unwrap();
+        let end = file.data_start() + 64;
+        for len in 0..end {
+            assert!(
+                GgufFile::from_bytes("cut", &bytes[..len]).is_err(),
+                "prefix {len} parsed"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            exercise(bytes.clone());
+            let mut with_magic = header(3, 2, 3);
+            with_magic.extend(bytes);
+            exercise(with_magic);
+        }
+
+        #[test]
+        fn truncations_never_panic(frac in 0.0f64..1.0) {
+            let bytes = tiny_bytes("f32");
+            let len = (bytes.len() as f64 * frac) as usize;
+            prop_assert!(GgufFile::from_bytes("cut", &bytes[..len]).is_err());
+        }
+
+        #[test]
+        fn header_corruptions_never_panic(
+            edits in proptest::collection::vec((0usize..20_512, any::<u8>()), 1..8),
+        ) {
+            let mut bytes = tiny_bytes("f32");
+            for (at, v) in edits {
+                bytes[at] = v;
+            }
+            exercise(bytes);
+        }
+    }
+}

@@ -136,12 +136,15 @@ impl GgmlType {
     /// Whether [`dequantize`] supports this type.
     pub fn can_dequantize(self) -> bool {
         use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q6_K)
+        matches!(
+            self,
+            F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q6_K
+        )
     }
 
     /// Bytes that `n_elements` take, or `None` if `n_elements` is not a whole number of blocks.
     pub fn bytes_for(self, n_elements: usize) -> Option<usize> {
-        if n_elements % self.block_size() != 0 {
+        if !n_elements.is_multiple_of(self.block_size()) {
             return None;
         }
         (n_elements / self.block_size()).checked_mul(self.type_size())
@@ -352,5 +355,272 @@ fn q6_k(b: &[u8], y: &mut [f32; QK_K]) {
             y[l + 64] = d * f32::from(sc[is + 4] as i8) * f32::from(q3);
             y[l + 96] = d * f32::from(sc[is + 6] as i8) * f32::from(q4);
         }
+    }
+}
+
+#[cfg(test)]
+// The expected values are exact f32s printed as gguf-py printed them.
+#[allow(clippy::excessive_precision)]
+mod tests {
+    use super::*;
+    use crate::gguf::test_support::fixture;
+
+    fn f32s(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// Asserts bit equality (so -0.0 != 0.0 and NaN payloads count).
+    fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{what}[{i}]: got {g}, want {w}");
+        }
+    }
+
+    #[test]
+    fn type_table_matches_gguf_py() {
+        // (id, name, block_size, type_size) from gguf-py's GGML_QUANT_SIZES.
+        let table = [
+            (0, "F32", 1, 4),
+            (1, "F16", 1, 2),
+            (2, "Q4_0", 32, 18),
+            (3, "Q4_1", 32, 20),
+            (6, "Q5_0", 32, 22),
+            (7, "Q5_1", 32, 24),
+            (8, "Q8_0", 32, 34),
+            (9, "Q8_1", 32, 40),
+            (10, "Q2_K", 256, 84),
+            (11, "Q3_K", 256, 110),
+            (12, "Q4_K", 256, 144),
+            (13, "Q5_K", 256, 176),
+            (14, "Q6_K", 256, 210),
+            (15, "Q8_K", 256, 292),
+            (23, "IQ4_XS", 256, 136),
+            (30, "BF16", 1, 2),
+            (39, "MXFP4", 32, 17),
+        ];
+        for (id, name, bs, ts) in table {
+            let t = GgmlType::from_u32(id).unwrap_or_else(|| panic!("type {id}"));
+            assert_eq!(
+                (t.id(), t.name(), t.block_size(), t.type_size()),
+                (id, name, bs, ts)
+            );
+        }
+        for id in [4, 5, 31, 32, 33, 36, 37, 38, 42, 1000, u32::MAX] {
+            assert_eq!(GgmlType::from_u32(id), None, "id {id}");
+        }
+    }
+
+    /// Every `quant/bin/<case>.<TYPE>.bin` dequantizes bit-exactly to gguf-py's values.
+    #[test]
+    fn fixture_cases_bit_exact() {
+        let cases: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("quant/cases.json")).unwrap()).unwrap();
+        let expected = std::fs::read(fixture("quant/dequant.safetensors")).unwrap();
+        let expected = safetensors::SafeTensors::deserialize(&expected).unwrap();
+        let mut checked = 0;
+        for (case, spec) in cases["cases"].as_object().unwrap() {
+            let shape: Vec<usize> = serde_json::from_value(spec["shape"].clone()).unwrap();
+            let numel: usize = shape.iter().product();
+            for (ty_name, t) in spec["types"].as_object().unwrap() {
+                let ty = (0..64)
+                    .filter_map(GgmlType::from_u32)
+                    .find(|t| t.name() == ty_name)
+                    .unwrap();
+                let raw = std::fs::read(fixture(&format!("quant/{}", t["bin"].as_str().unwrap())))
+                    .unwrap();
+                assert_eq!(raw.len(), t["bytes"].as_u64().unwrap() as usize);
+                let got = dequantize(ty, &raw, numel).unwrap();
+                let key = format!("{case}.{ty_name}");
+                let want = expected.tensor(&key).unwrap();
+                assert_eq!(want.shape(), shape.as_slice());
+                assert_bits_eq(&got, &f32s(want.data()), &key);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 35);
+    }
+
+    /// Real rows of the SmolLM2 GGUF (Q8_0 embeddings, Q4_1 attn_q / ffn_down).
+    #[test]
+    fn smollm2_rows_bit_exact() {
+        let spec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(fixture("quant/smollm2_blocks/blocks.json")).unwrap(),
+        )
+        .unwrap();
+        let expected = std::fs::read(fixture("quant/smollm2_blocks/dequant.safetensors")).unwrap();
+        let expected = safetensors::SafeTensors::deserialize(&expected).unwrap();
+        for (name, t) in spec["tensors"].as_object().unwrap() {
+            let ty = match t["type"].as_str().unwrap() {
+                "Q8_0" => GgmlType::Q8_0,
+                "Q4_1" => GgmlType::Q4_1,
+                other => panic!("unexpected type {other}"),
+            };
+            let row_len = t["gguf_shape_ne"][0].as_u64().unwrap() as usize;
+            let n_rows = t["rows"].as_array().unwrap().len();
+            let raw =
+                std::fs::read(fixture(&format!("quant/{}", t["bin"].as_str().unwrap()))).unwrap();
+            assert_eq!(
+                raw.len(),
+                n_rows * t["row_bytes"].as_u64().unwrap() as usize
+            );
+            let got = dequantize(ty, &raw, n_rows * row_len).unwrap();
+            assert_bits_eq(&got, &f32s(expected.tensor(name).unwrap().data()), name);
+        }
+    }
+
+    /// Deterministic test bytes (a 64-bit LCG, top byte), as in the generator of the
+    /// k-quant reference hashes below.
+    fn lcg_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 56) as u8
+            })
+            .collect()
+    }
+
+    fn fnv1a(values: &[f32]) -> u64 {
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .fold(0xcbf29ce484222325, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            })
+    }
+
+    /// Three pseudo-random blocks with sane f16 scales; expected values from gguf-py 0.19.0
+    /// `gguf.quants.dequantize` (FNV-1a 64 of the f32 bytes, plus a few values).
+    fn k_quant_case(ty: GgmlType, scale_at: &[usize], hash: u64, probes: [f32; 9]) {
+        let ts = ty.type_size();
+        let mut raw = Vec::new();
+        for blk in 0..3u64 {
+            let mut b = lcg_bytes(ts, 1000 + blk);
+            for (&at, base) in scale_at.iter().zip([0.0123f32, -0.0047]) {
+                let s = f16::from_f32(base * (blk + 1) as f32);
+                b[at..at + 2].copy_from_slice(&s.to_le_bytes());
+            }
+            raw.extend(b);
+        }
+        let got = dequantize(ty, &raw, 3 * QK_K).unwrap();
+        let at = [0, 1, 31, 32, 100, 255, 256, 511, 767];
+        let got_probes: Vec<f32> = at.iter().map(|&i| got[i]).collect();
+        assert_bits_eq(&got_probes, &probes, ty.name());
+        assert_eq!(fnv1a(&got), hash, "{}", ty.name());
+    }
+
+    #[test]
+    fn q4_k_matches_gguf_py() {
+        let probes = [
+            2.115966796875,
+            6.5926513671875,
+            0.1973876953125,
+            8.7041015625,
+            0.4820556640625,
+            2.39373779296875,
+            8.9019775390625,
+            0.1409912109375,
+            2.5521240234375,
+        ];
+        k_quant_case(GgmlType::Q4_K, &[0, 2], 0xc59c7b01b63192a8, probes);
+    }
+
+    #[test]
+    fn q6_k_matches_gguf_py() {
+        let probes = [
+            1.57421875,
+            12.2001953125,
+            32.24688720703125,
+            -0.36895751953125,
+            -4.3291015625,
+            -35.05096435546875,
+            43.291015625,
+            -24.7939453125,
+            3.9847412109375,
+        ];
+        k_quant_case(GgmlType::Q6_K, &[208], 0xd07b3321b6154ce5, probes);
+    }
+
+    #[test]
+    fn float_types() {
+        let xs = [
+            0.0f32,
+            -0.0,
+            1.5,
+            -2.25,
+            65504.0,
+            f32::INFINITY,
+            1e-7,
+            std::f32::consts::PI,
+        ];
+        let f32_bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_bits_eq(
+            &dequantize(GgmlType::F32, &f32_bytes, 8).unwrap(),
+            &xs,
+            "F32",
+        );
+        let h: Vec<u8> = xs
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+            .collect();
+        let want: Vec<f32> = xs.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+        assert_bits_eq(&dequantize(GgmlType::F16, &h, 8).unwrap(), &want, "F16");
+        let b: Vec<u8> = xs
+            .iter()
+            .flat_map(|&x| bf16::from_f32(x).to_le_bytes())
+            .collect();
+        let want: Vec<f32> = xs.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
+        assert_bits_eq(&dequantize(GgmlType::BF16, &b, 8).unwrap(), &want, "BF16");
+    }
+
+    /// The parallel path (many blocks) gives the same values as block-by-block decoding.
+    #[test]
+    fn parallel_matches_sequential() {
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_1,
+            GgmlType::Q6_K,
+            GgmlType::F16,
+        ] {
+            let n = 8 * PAR_CHUNK + 4 * ty.block_size();
+            let mut raw = lcg_bytes(ty.bytes_for(n).unwrap(), 7);
+            if ty == GgmlType::F16 {
+                // keep the values finite so the comparison is by value
+                raw.iter_mut().skip(1).step_by(2).for_each(|b| *b &= 0x3b);
+            }
+            let all = dequantize(ty, &raw, n).unwrap();
+            let ts = ty.type_size();
+            let bs = ty.block_size();
+            for (i, blk) in raw.chunks_exact(ts).enumerate().step_by(97) {
+                let one = dequantize(ty, blk, bs).unwrap();
+                assert_bits_eq(&all[i * bs..(i + 1) * bs], &one, ty.name());
+            }
+        }
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        assert!(matches!(
+            dequantize(GgmlType::Q8_0, &[0; 33], 32),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            dequantize(GgmlType::Q8_0, &[0; 34], 31),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            dequantize(GgmlType::Q3_K, &[0; 110], 256),
+            Err(Error::Unsupported {
+                what: "GGML dequantization",
+                ..
+            })
+        ));
+        assert!(dequantize(GgmlType::Q8_0, &[], 0).unwrap().is_empty());
     }
 }

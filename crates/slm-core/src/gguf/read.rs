@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::quants::{self, GgmlType};
+use super::value::GgufValue;
 use crate::error::{Error, Result};
 
 /// Longest string (key or value) accepted, in bytes. The largest real strings are chat
@@ -35,143 +36,6 @@ const MAX_ALIGNMENT: u64 = 1 << 20;
 /// `general.alignment` when the key is absent.
 const DEFAULT_ALIGNMENT: u64 = 32;
 const MAGIC: &[u8; 4] = b"GGUF";
-
-/// One metadata value. Arrays may nest (up to [`MAX_ARRAY_DEPTH`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum GgufValue {
-    /// GGUF type 0.
-    U8(u8),
-    /// GGUF type 1.
-    I8(i8),
-    /// GGUF type 2.
-    U16(u16),
-    /// GGUF type 3.
-    I16(i16),
-    /// GGUF type 4.
-    U32(u32),
-    /// GGUF type 5.
-    I32(i32),
-    /// GGUF type 10.
-    U64(u64),
-    /// GGUF type 11.
-    I64(i64),
-    /// GGUF type 6.
-    F32(f32),
-    /// GGUF type 12.
-    F64(f64),
-    /// GGUF type 7.
-    Bool(bool),
-    /// GGUF type 8 (UTF-8; invalid bytes are replaced by U+FFFD).
-    String(String),
-    /// GGUF type 9: elements all of one type.
-    Array(Vec<GgufValue>),
-}
-
-impl GgufValue {
-    /// GGUF's name of the value's type (`u32`, `string`, `array`, ...).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            GgufValue::U8(_) => "u8",
-            GgufValue::I8(_) => "i8",
-            GgufValue::U16(_) => "u16",
-            GgufValue::I16(_) => "i16",
-            GgufValue::U32(_) => "u32",
-            GgufValue::I32(_) => "i32",
-            GgufValue::U64(_) => "u64",
-            GgufValue::I64(_) => "i64",
-            GgufValue::F32(_) => "f32",
-            GgufValue::F64(_) => "f64",
-            GgufValue::Bool(_) => "bool",
-            GgufValue::String(_) => "string",
-            GgufValue::Array(_) => "array",
-        }
-    }
-
-    /// An integer of any width as `i128` (lossless), `None` for other types.
-    fn as_i128(&self) -> Option<i128> {
-        Some(match *self {
-            GgufValue::U8(v) => v.into(),
-            GgufValue::I8(v) => v.into(),
-            GgufValue::U16(v) => v.into(),
-            GgufValue::I16(v) => v.into(),
-            GgufValue::U32(v) => v.into(),
-            GgufValue::I32(v) => v.into(),
-            GgufValue::U64(v) => v.into(),
-            GgufValue::I64(v) => v.into(),
-            _ => return None,
-        })
-    }
-
-    /// An integer of any width that fits `u64`.
-    pub fn as_u64(&self) -> Option<u64> {
-        self.as_i128().and_then(|v| u64::try_from(v).ok())
-    }
-
-    /// An integer of any width that fits `u32`.
-    pub fn as_u32(&self) -> Option<u32> {
-        self.as_i128().and_then(|v| u32::try_from(v).ok())
-    }
-
-    /// An integer of any width that fits `i64`.
-    pub fn as_i64(&self) -> Option<i64> {
-        self.as_i128().and_then(|v| i64::try_from(v).ok())
-    }
-
-    /// A float (`f32` or `f64`) or an integer, as `f64`.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            GgufValue::F32(v) => Some(v.into()),
-            GgufValue::F64(v) => Some(v),
-            _ => self.as_i128().map(|v| v as f64),
-        }
-    }
-
-    /// A float or an integer, as `f32` (an `f32` value is returned unchanged).
-    pub fn as_f32(&self) -> Option<f32> {
-        match *self {
-            GgufValue::F32(v) => Some(v),
-            _ => self.as_f64().map(|v| v as f32),
-        }
-    }
-
-    /// A boolean.
-    pub fn as_bool(&self) -> Option<bool> {
-        match *self {
-            GgufValue::Bool(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// A string.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            GgufValue::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// An array's elements.
-    pub fn as_array(&self) -> Option<&[GgufValue]> {
-        match self {
-            GgufValue::Array(a) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// The value as JSON (floats widened to `f64` exactly), for inspection and tests.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::Value;
-        match self {
-            GgufValue::F32(v) => serde_json::Number::from_f64((*v).into()).map_or(Value::Null, Value::Number),
-            GgufValue::F64(v) => serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number),
-            GgufValue::Bool(v) => Value::Bool(*v),
-            GgufValue::String(s) => Value::String(s.clone()),
-            GgufValue::Array(a) => Value::Array(a.iter().map(GgufValue::to_json).collect()),
-            GgufValue::U64(v) => Value::from(*v),
-            other => other.as_i64().map_or(Value::Null, Value::from),
-        }
-    }
-}
 
 /// Description of one tensor, in GGUF's own conventions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,17 +233,23 @@ impl GgufFile {
 
     /// An array whose elements are all strings.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        self.typed(key, |v| v.as_array()?.iter().map(GgufValue::as_str).collect())
+        self.typed(key, |v| {
+            v.as_array()?.iter().map(GgufValue::as_str).collect()
+        })
     }
 
     /// An array whose elements are all integers that fit `i64`.
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>> {
-        self.typed(key, |v| v.as_array()?.iter().map(GgufValue::as_i64).collect())
+        self.typed(key, |v| {
+            v.as_array()?.iter().map(GgufValue::as_i64).collect()
+        })
     }
 
     /// An array whose elements are all numbers, as `f32`.
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
-        self.typed(key, |v| v.as_array()?.iter().map(GgufValue::as_f32).collect())
+        self.typed(key, |v| {
+            v.as_array()?.iter().map(GgufValue::as_f32).collect()
+        })
     }
 
     /// `general.architecture` (`llama`, `qwen2`, ...).
@@ -389,7 +259,8 @@ impl GgufFile {
 
     /// The Jinja chat template (`tokenizer.chat_template`), if the file has one.
     pub fn chat_template(&self) -> Option<&str> {
-        self.get("tokenizer.chat_template").and_then(GgufValue::as_str)
+        self.get("tokenizer.chat_template")
+            .and_then(GgufValue::as_str)
     }
 
     /// Builds the Hugging Face tokenizer described by the metadata; see
@@ -424,7 +295,10 @@ impl GgufFile {
             .and_then(|start| Some(start..start.checked_add(info.n_bytes)?))
             .and_then(|range| self.data.bytes().get(range));
         bytes.ok_or_else(|| {
-            Error::format(&self.path, format!("tensor `{name}` data lies outside the file"))
+            Error::format(
+                &self.path,
+                format!("tensor `{name}` data lies outside the file"),
+            )
         })
     }
 
@@ -624,7 +498,9 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Header> {
     let mut metadata = Vec::with_capacity(n_kv);
     let mut seen = HashMap::with_capacity(n_kv);
     for i in 0..n_kv {
-        let key = r.key().map_err(|e| with_context(e, || format!("metadata #{i}")))?;
+        let key = r
+            .key()
+            .map_err(|e| with_context(e, || format!("metadata #{i}")))?;
         let value = r
             .u32("value type")
             .and_then(|ty| r.value(ty, 0))
@@ -697,7 +573,9 @@ fn tensor_info(r: &mut Reader<'_>, alignment: u64) -> Result<GgufTensorInfo> {
     let name = r.string("tensor name")?;
     let n_dims = r.u32("n_dims")?;
     if n_dims > MAX_N_DIMS {
-        return Err(r.err(format!("tensor `{name}`: {n_dims} dimensions (at most {MAX_N_DIMS})")));
+        return Err(r.err(format!(
+            "tensor `{name}`: {n_dims} dimensions (at most {MAX_N_DIMS})"
+        )));
     }
     let mut raw_dims = [0u64; MAX_N_DIMS as usize];
     for d in raw_dims.iter_mut().take(n_dims as usize) {
@@ -711,9 +589,18 @@ fn tensor_info(r: &mut Reader<'_>, alignment: u64) -> Result<GgufTensorInfo> {
     // ggml stores ne as int64_t.
     let dims = raw_dims[..n_dims as usize]
         .iter()
-        .map(|&d| usize::try_from(d).ok().filter(|&d| i64::try_from(d).is_ok()))
+        .map(|&d| {
+            usize::try_from(d)
+                .ok()
+                .filter(|&d| i64::try_from(d).is_ok())
+        })
         .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| ctx(format!("dimensions {:?} are too large", &raw_dims[..n_dims as usize])))?;
+        .ok_or_else(|| {
+            ctx(format!(
+                "dimensions {:?} are too large",
+                &raw_dims[..n_dims as usize]
+            ))
+        })?;
     let ggml_type = GgmlType::from_u32(ty).ok_or_else(|| Error::UnsupportedDtype {
         source_name: path.display().to_string(),
         name: name.clone(),
@@ -736,7 +623,9 @@ fn tensor_info(r: &mut Reader<'_>, alignment: u64) -> Result<GgufTensorInfo> {
         .checked_mul(ggml_type.type_size())
         .ok_or_else(|| ctx(format!("byte size of {dims:?} overflows")))?;
     if offset % alignment != 0 {
-        return Err(ctx(format!("offset {offset} is not a multiple of the alignment {alignment}")));
+        return Err(ctx(format!(
+            "offset {offset} is not a multiple of the alignment {alignment}"
+        )));
     }
     Ok(GgufTensorInfo {
         name,
@@ -745,4 +634,200 @@ fn tensor_info(r: &mut Reader<'_>, alignment: u64) -> Result<GgufTensorInfo> {
         offset,
         n_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::test_support::{RawTensor, fixture, write_gguf};
+
+    fn tiny(kind: &str) -> GgufFile {
+        GgufFile::open(fixture(&format!("quant/gguf/llama-tiny.{kind}.gguf"))).unwrap()
+    }
+
+    fn md(pairs: Vec<(&str, GgufValue)>) -> Vec<(String, GgufValue)> {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// Metadata and tensor table of both llama-tiny GGUFs equal what gguf-py listed.
+    #[test]
+    fn llama_tiny_matches_gguf_json() {
+        let listing: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("quant/gguf/gguf.json")).unwrap())
+                .unwrap();
+        for kind in ["f32", "q8_0"] {
+            let file = tiny(kind);
+            let spec = &listing["files"][kind];
+            assert_eq!(file.version(), 3);
+            let want = spec["metadata"].as_object().unwrap();
+            assert_eq!(file.metadata().len(), want.len(), "{kind}: metadata count");
+            for (key, want) in want {
+                let got = file
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{kind}: {key} missing"));
+                match want.get("len") {
+                    Some(len) => {
+                        let items = got.as_array().unwrap();
+                        assert_eq!(items.len() as u64, len.as_u64().unwrap(), "{key}");
+                        for (g, w) in items.iter().zip(want["first"].as_array().unwrap()) {
+                            assert_eq!(&g.to_json(), w, "{kind}: {key}");
+                        }
+                    }
+                    None => assert_eq!(&got.to_json(), want, "{kind}: {key}"),
+                }
+            }
+            let tensors = spec["tensors"].as_array().unwrap();
+            assert_eq!(file.tensors().len(), tensors.len());
+            for (t, w) in file.tensors().iter().zip(tensors) {
+                assert_eq!(t.name, w["name"].as_str().unwrap());
+                assert_eq!(t.ggml_type.name(), w["type"].as_str().unwrap());
+                let ne: Vec<usize> = serde_json::from_value(w["ne"].clone()).unwrap();
+                assert_eq!(t.dims, ne, "{}", t.name);
+                assert_eq!(t.n_bytes as u64, w["n_bytes"].as_u64().unwrap());
+                let abs = file.data_start() as u64 + t.offset;
+                assert_eq!(abs, w["data_offset"].as_u64().unwrap(), "{}", t.name);
+                assert_eq!(file.tensor_bytes(&t.name).unwrap().len(), t.n_bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn typed_getters() {
+        let file = tiny("f32");
+        assert_eq!(file.architecture().unwrap(), "llama");
+        assert_eq!(file.get_u32("llama.block_count").unwrap(), 2);
+        assert_eq!(file.get_u64("llama.embedding_length").unwrap(), 64);
+        assert_eq!(file.get_usize("llama.vocab_size").unwrap(), 768);
+        assert_eq!(file.get_i64("tokenizer.ggml.bos_token_id").unwrap(), 0);
+        assert_eq!(
+            file.get_f32("llama.attention.layer_norm_rms_epsilon")
+                .unwrap(),
+            1e-5
+        );
+        assert_eq!(file.get_f64("llama.rope.freq_base").unwrap(), 10000.0);
+        assert!(file.get_bool("tokenizer.ggml.add_bos_token").unwrap());
+        assert_eq!(
+            file.get_str_array("tokenizer.ggml.tokens").unwrap()[3],
+            "<|eot_id|>"
+        );
+        assert_eq!(
+            file.get_i64_array("tokenizer.ggml.token_type").unwrap()[..5],
+            [3, 3, 3, 3, 1]
+        );
+        assert_eq!(file.get_array("tokenizer.ggml.merges").unwrap().len(), 508);
+        assert_eq!(file.alignment(), 32);
+        assert_eq!(file.chat_template(), None);
+        for err in [
+            file.get_u32("no.such.key").map(drop),
+            file.get_u32("general.name").map(drop),
+            file.get_str("llama.block_count").map(drop),
+            file.get_bool("llama.block_count").map(drop),
+            file.get_str_array("tokenizer.ggml.token_type").map(drop),
+        ] {
+            assert!(matches!(err, Err(Error::MissingField { .. })), "{err:?}");
+        }
+        assert!(matches!(
+            file.tensor_bytes("nope"),
+            Err(Error::MissingTensor { .. })
+        ));
+        assert!(matches!(
+            file.tensor_f32("nope"),
+            Err(Error::MissingTensor { .. })
+        ));
+    }
+
+    #[test]
+    fn integer_getters_accept_every_width() {
+        let ints = [
+            GgufValue::U8(7),
+            GgufValue::I8(7),
+            GgufValue::U16(7),
+            GgufValue::I16(7),
+            GgufValue::U32(7),
+            GgufValue::I32(7),
+            GgufValue::U64(7),
+            GgufValue::I64(7),
+        ];
+        let meta: Vec<_> = ints
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("k{i}"), v.clone()))
+            .collect();
+        let file = GgufFile::from_bytes("ints", write_gguf(&meta, &[])).unwrap();
+        for i in 0..ints.len() {
+            assert_eq!(file.get_u32(&format!("k{i}")).unwrap(), 7);
+            assert_eq!(file.get_i64(&format!("k{i}")).unwrap(), 7);
+            assert_eq!(file.get_f32(&format!("k{i}")).unwrap(), 7.0);
+        }
+        let neg = md(vec![
+            ("n", GgufValue::I32(-1)),
+            ("big", GgufValue::U64(u64::MAX)),
+        ]);
+        let file = GgufFile::from_bytes("neg", write_gguf(&neg, &[])).unwrap();
+        assert!(file.get_u32("n").is_err());
+        assert_eq!(file.get_i64("n").unwrap(), -1);
+        assert!(file.get_u32("big").is_err() && file.get_i64("big").is_err());
+        assert_eq!(file.get_u64("big").unwrap(), u64::MAX);
+    }
+
+    /// The f32 GGUF's tensor data is returned as stored.
+    #[test]
+    fn tensor_f32_of_f32_file() {
+        let file = tiny("f32");
+        let t = file.tensor_info("blk.0.ffn_down.weight").unwrap();
+        assert_eq!(
+            (t.dims.as_slice(), t.shape()),
+            (&[128, 64][..], vec![64, 128])
+        );
+        let raw = file.tensor_bytes(&t.name).unwrap();
+        let values = file.tensor_f32(&t.name).unwrap();
+        assert_eq!(values.len(), t.numel());
+        assert_eq!(values[5].to_le_bytes(), raw[20..24]);
+    }
+
+    #[test]
+    fn round_trips_values_alignment_and_nesting() {
+        let nested = GgufValue::Array(vec![
+            GgufValue::Array(vec![GgufValue::I16(-3), GgufValue::I16(4)]),
+            GgufValue::Array(vec![GgufValue::I16(5)]),
+        ]);
+        let meta = md(vec![
+            ("general.alignment", GgufValue::U32(64)),
+            ("f", GgufValue::F64(0.1)),
+            ("b", GgufValue::Bool(false)),
+            ("s", GgufValue::String("héllo".into())),
+            ("nested", nested.clone()),
+            ("empty", GgufValue::Array(vec![])),
+        ]);
+        let q8 = vec![0u8; 34 * 2];
+        let tensors: Vec<RawTensor> = vec![
+            (
+                "a".into(),
+                vec![3],
+                GgmlType::F32,
+                1f32.to_le_bytes().repeat(3),
+            ),
+            ("b".into(), vec![32, 2], GgmlType::Q8_0, q8),
+            (
+                "scalar".into(),
+                vec![],
+                GgmlType::F32,
+                2f32.to_le_bytes().to_vec(),
+            ),
+            ("empty".into(), vec![0, 4], GgmlType::F16, vec![]),
+        ];
+        let file = GgufFile::from_bytes("mem", write_gguf(&meta, &tensors)).unwrap();
+        assert_eq!(file.metadata(), meta.as_slice());
+        assert_eq!(file.alignment(), 64);
+        assert_eq!(file.data_start() % 64, 0);
+        assert_eq!(file.tensor_info("b").unwrap().offset, 64);
+        assert_eq!(file.tensor_f32("a").unwrap(), [1.0; 3]);
+        assert_eq!(file.tensor_f32("b").unwrap(), [0.0; 64]);
+        assert_eq!(file.tensor_f32("scalar").unwrap(), [2.0]);
+        assert!(file.tensor_f32("empty").unwrap().is_empty());
+        assert_eq!(
+            format!("{file:?}"),
+            "GgufFile { path: \"mem\", version: 3, metadata: 6, tensors: 4, .. }"
+        );
+    }
 }

@@ -101,10 +101,15 @@ fn pre_tokenizer(pre: Pre) -> Result<PreTokenizerWrapper> {
     Ok(match pre {
         Pre::Llama3 => PreSequence::new(vec![split(LLAMA3_REGEX)?, byte_level(true, false)]).into(),
         Pre::Qwen2 => PreSequence::new(vec![split(QWEN2_REGEX)?, byte_level(false, false)]).into(),
-        Pre::SmolLm => PreSequence::new(vec![Digits::new(true).into(), byte_level(true, true)]).into(),
+        Pre::SmolLm => {
+            PreSequence::new(vec![Digits::new(true).into(), byte_level(true, true)]).into()
+        }
         Pre::Gpt2 => byte_level(true, true),
         Pre::Default => {
-            let mut steps = DEFAULT_REGEXES.iter().map(|r| split(r)).collect::<Result<Vec<_>>>()?;
+            let mut steps = DEFAULT_REGEXES
+                .iter()
+                .map(|r| split(r))
+                .collect::<Result<Vec<_>>>()?;
             steps.push(byte_level(true, false));
             PreSequence::new(steps).into()
         }
@@ -250,15 +255,19 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     for (id, (&content, &ty)) in tokens.iter().zip(&token_types).enumerate() {
         let special = ty == TOKEN_TYPE_CONTROL;
         if special || ty == TOKEN_TYPE_USER_DEFINED {
-            added.insert(id as u32, AddedToken::from(content, special).normalized(false));
+            added.insert(
+                id as u32,
+                AddedToken::from(content, special).normalized(false),
+            );
         }
     }
     for id in [bos, eos, unk, pad].into_iter().flatten() {
-        added.insert(id, AddedToken::from(tokens[id as usize], true).normalized(false));
+        added.insert(
+            id,
+            AddedToken::from(tokens[id as usize], true).normalized(false),
+        );
     }
-    tokenizer
-        .add_tokens(&added.into_values().collect::<Vec<_>>())
-        .map_err(tok_err)?;
+    tokenizer.add_tokens(added.into_values()).map_err(tok_err)?;
 
     let flag = |key: &str, default: bool| -> Result<bool> {
         match file.get(key) {
@@ -283,10 +292,302 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         named(add_eos, eos, "tokenizer.ggml.eos_token_id")?,
     )?;
     let post: PostProcessorWrapper = if pre == Pre::Llama3 {
-        PostSequence::new(vec![ByteLevel::new(true, false, true).into(), template.into()]).into()
+        PostSequence::new(vec![
+            ByteLevel::new(true, false, true).into(),
+            template.into(),
+        ])
+        .into()
     } else {
         template.into()
     };
     tokenizer.with_post_processor(Some(post));
     Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufValue;
+    use crate::gguf::test_support::{fixture, rewrite, smollm2_gguf};
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    fn json(path: &std::path::Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn tiny() -> GgufFile {
+        GgufFile::open(fixture("quant/gguf/llama-tiny.f32.gguf")).unwrap()
+    }
+
+    /// Checks a tokenizer against a `cases.json` of the fixtures (ids, tokens, byte offsets,
+    /// ids with special tokens, decoding with and without special tokens).
+    fn check_cases(tok: &Tokenizer, cases: &serde_json::Value) {
+        let cases = cases["cases"].as_array().unwrap();
+        assert!(cases.len() > 20);
+        for case in cases {
+            let text = case["text"].as_str().unwrap();
+            let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+            let with: Vec<u32> = serde_json::from_value(case["ids_with_special"].clone()).unwrap();
+            let enc = tok.encode(text, false).unwrap();
+            assert_eq!(enc.get_ids(), ids.as_slice(), "ids of {text:?}");
+            let tokens: Vec<String> = serde_json::from_value(case["tokens"].clone()).unwrap();
+            assert_eq!(enc.get_tokens(), tokens.as_slice(), "tokens of {text:?}");
+            let offsets: Vec<(usize, usize)> =
+                serde_json::from_value(case["offsets_bytes"].clone()).unwrap();
+            assert_eq!(enc.get_offsets(), offsets.as_slice(), "offsets of {text:?}");
+            assert_eq!(
+                tok.encode(text, true).unwrap().get_ids(),
+                with.as_slice(),
+                "{text:?}"
+            );
+            assert_eq!(
+                tok.decode(&ids, true).unwrap(),
+                case["decoded"].as_str().unwrap()
+            );
+            let decoded_with = case["decoded_with_special"].as_str().unwrap();
+            assert_eq!(tok.decode(&with, false).unwrap(), decoded_with, "{text:?}");
+        }
+    }
+
+    /// Compares the parts of two `tokenizer.json`s that must agree (the model by vocab, merges
+    /// and `ignore_merges`; `continuing_subword_prefix` "" and null behave alike).
+    fn check_structure(ours: &Tokenizer, theirs: &serde_json::Value, keys: &[&str]) {
+        let ours: serde_json::Value =
+            serde_json::from_str(&ours.to_string(false).unwrap()).unwrap();
+        for key in keys {
+            assert_eq!(ours[key], theirs[key], "{key}");
+        }
+        for key in [
+            "type",
+            "vocab",
+            "merges",
+            "ignore_merges",
+            "byte_fallback",
+            "unk_token",
+        ] {
+            assert_eq!(ours["model"][key], theirs["model"][key], "model.{key}");
+        }
+    }
+
+    /// The llama-tiny GGUF (`pre = llama-bpe`) rebuilds the fixture tokenizer exactly.
+    #[test]
+    fn llama_tiny_matches_fixture_tokenizer() {
+        let tok = tokenizer_from_gguf(&tiny()).unwrap();
+        let cases = json(&fixture("tokenizer/cases.json"));
+        check_cases(&tok, &cases);
+        let pair = &cases["pair"];
+        let enc = tok
+            .encode(
+                (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap()),
+                true,
+            )
+            .unwrap();
+        let ids: Vec<u32> = serde_json::from_value(pair["ids"].clone()).unwrap();
+        let type_ids: Vec<u32> = serde_json::from_value(pair["type_ids"].clone()).unwrap();
+        assert_eq!(
+            (enc.get_ids(), enc.get_type_ids()),
+            (&ids[..], &type_ids[..])
+        );
+        let keys = [
+            "added_tokens",
+            "normalizer",
+            "pre_tokenizer",
+            "post_processor",
+            "decoder",
+        ];
+        check_structure(&tok, &json(&fixture("tokenizer/tokenizer.json")), &keys);
+    }
+
+    /// SmolLM2's GGUF tokenizer gives transformers' ids, offsets and decodings, and carries the
+    /// chat template transformers saved.
+    #[test]
+    fn smollm2_matches_transformers() {
+        let Some(path) = smollm2_gguf() else {
+            return;
+        };
+        let file = GgufFile::open(path).unwrap();
+        assert_eq!(file.get_str("tokenizer.ggml.pre").unwrap(), "smollm");
+        let tok = file.tokenizer().unwrap();
+        let cases = json(&fixture("smollm2-tokenizer/cases.json"));
+        let required: Vec<u32> =
+            serde_json::from_value(cases["required_check"]["ids"].clone()).unwrap();
+        let text = cases["required_check"]["text"].as_str().unwrap();
+        assert_eq!(
+            tok.encode(text, true).unwrap().get_ids(),
+            required.as_slice()
+        );
+        check_cases(&tok, &cases);
+        let theirs = json(&fixture("smollm2-tokenizer/tokenizer.json"));
+        check_structure(
+            &tok,
+            &theirs,
+            &["added_tokens", "normalizer", "post_processor", "decoder"],
+        );
+        // transformers drops llama.cpp's digit split; no SmolLM2 merge contains a digit, so the
+        // ids agree (checked above). Ours keeps it, as the original SmolLM2 tokenizer does.
+        let ours: serde_json::Value = serde_json::from_str(&tok.to_string(false).unwrap()).unwrap();
+        assert_eq!(
+            ours["pre_tokenizer"]["pretokenizers"][1],
+            theirs["pre_tokenizer"]
+        );
+        let template =
+            std::fs::read_to_string(fixture("smollm2-tokenizer/chat_template.jinja")).unwrap();
+        assert_eq!(file.chat_template(), Some(template.as_str()));
+    }
+
+    fn with_meta(edit: impl FnOnce(&mut Vec<(String, GgufValue)>)) -> GgufFile {
+        GgufFile::from_bytes("edited.gguf", rewrite(&tiny(), edit)).unwrap()
+    }
+
+    fn set(key: &str, value: GgufValue) -> impl FnOnce(&mut Vec<(String, GgufValue)>) {
+        let key = key.to_owned();
+        move |meta| match meta.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => meta.push((key, value)),
+        }
+    }
+
+    fn splits(tok: &Tokenizer, text: &str) -> Vec<String> {
+        let mut p = PreTokenizedString::from(text);
+        tok.get_pre_tokenizer()
+            .unwrap()
+            .pre_tokenize(&mut p)
+            .unwrap();
+        p.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_owned())
+            .collect()
+    }
+
+    /// Each supported `tokenizer.ggml.pre` splits like llama.cpp's regexes for it.
+    #[test]
+    fn pre_tokenizer_per_pre_type() {
+        let cases: [(Option<&str>, &[&str]); 7] = [
+            (Some("llama-bpe"), &["123", "45", "Ġabc", "'S"]),
+            (Some("qwen2"), &["1", "2", "3", "4", "5", "Ġabc", "'S"]),
+            (Some("smollm"), &["1", "2", "3", "4", "5", "Ġabc", "'", "S"]),
+            (Some("gpt-2"), &["12345", "Ġabc", "'", "S"]),
+            (Some("gpt2"), &["12345", "Ġabc", "'", "S"]),
+            (Some("default"), &["123", "45", "Ġabc", "'", "S"]),
+            (None, &["123", "45", "Ġabc", "'", "S"]),
+        ];
+        for (pre, want) in cases {
+            let set_pre = |meta: &mut Vec<(String, GgufValue)>| match pre {
+                Some(pre) => set("tokenizer.ggml.pre", GgufValue::String(pre.into()))(meta),
+                None => meta.retain(|(k, _)| k != "tokenizer.ggml.pre"),
+            };
+            let tok = tokenizer_from_gguf(&with_meta(set_pre)).unwrap();
+            assert_eq!(splits(&tok, "12345 abc'S"), want, "pre {pre:?}");
+            // Llama 3 adds BOS unless the file says otherwise; the others do not by default.
+            let file = with_meta(|meta| {
+                set_pre(meta);
+                meta.retain(|(k, _)| k != "tokenizer.ggml.add_bos_token");
+            });
+            let tok = tokenizer_from_gguf(&file).unwrap();
+            let ids = tok.encode("a", true).unwrap().get_ids().to_vec();
+            assert_eq!(
+                ids.first() == Some(&0),
+                pre == Some("llama-bpe"),
+                "pre {pre:?}: {ids:?}"
+            );
+        }
+        let qwen = with_meta(set("tokenizer.ggml.pre", GgufValue::String("qwen2".into())));
+        let tok = tokenizer_from_gguf(&qwen).unwrap();
+        assert_eq!(
+            tok.encode("e\u{301}", false).unwrap().get_ids(),
+            tok.encode("é", false).unwrap().get_ids()
+        );
+    }
+
+    #[test]
+    fn eos_and_user_defined_tokens() {
+        let file = with_meta(|meta| {
+            set("tokenizer.ggml.add_eos_token", GgufValue::Bool(true))(meta);
+            let types = meta
+                .iter_mut()
+                .find(|(k, _)| k == "tokenizer.ggml.token_type")
+                .unwrap();
+            if let GgufValue::Array(t) = &mut types.1 {
+                t[300] = GgufValue::I32(4);
+            }
+        });
+        let tok = tokenizer_from_gguf(&file).unwrap();
+        let word = tok.id_to_token(300).unwrap();
+        let ids = tok
+            .encode(format!("x{word}"), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(
+            (ids[0], ids[ids.len() - 2], ids[ids.len() - 1]),
+            (0, 300, 1),
+            "{ids:?}"
+        );
+        // user-defined tokens are not special: decoding keeps them
+        assert_eq!(
+            tok.decode(&[300], true).unwrap(),
+            tok.decode(&[300], false).unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let file = with_meta(set(
+            "tokenizer.ggml.model",
+            GgufValue::String("llama".into()),
+        ));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::Unsupported { what: "GGUF tokenizer model", ref value }) if value == "llama"
+        ));
+        let file = with_meta(set(
+            "tokenizer.ggml.pre",
+            GgufValue::String("tekken".into()),
+        ));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::Unsupported { what: "GGUF tokenizer model", ref value }) if value.contains("tekken")
+        ));
+        let file = with_meta(|m| m.retain(|(k, _)| k != "tokenizer.ggml.merges"));
+        assert!(
+            matches!(tokenizer_from_gguf(&file), Err(Error::MissingField { ref field, .. }) if field == "tokenizer.ggml.merges")
+        );
+        let bad_merge = GgufValue::Array(vec![GgufValue::String("a b c".into())]);
+        let file = with_meta(set("tokenizer.ggml.merges", bad_merge));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::Tokenizer(_))
+        ));
+        let unknown_merge = GgufValue::Array(vec![GgufValue::String("zzz qqq".into())]);
+        let file = with_meta(set("tokenizer.ggml.merges", unknown_merge));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::Tokenizer(_))
+        ));
+        let file = with_meta(set("tokenizer.ggml.bos_token_id", GgufValue::U32(768)));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::TokenOutOfVocab {
+                id: 768,
+                vocab_size: 768
+            })
+        ));
+        let file = with_meta(|m| m.retain(|(k, _)| k != "tokenizer.ggml.bos_token_id"));
+        assert!(
+            matches!(tokenizer_from_gguf(&file), Err(Error::MissingField { ref field, .. }) if field == "tokenizer.ggml.bos_token_id")
+        );
+        let file = with_meta(set(
+            "tokenizer.ggml.token_type",
+            GgufValue::Array(vec![GgufValue::I32(1)]),
+        ));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::Tokenizer(_))
+        ));
+        let file = with_meta(|m| m.retain(|(k, _)| k != "tokenizer.ggml.model"));
+        assert!(matches!(
+            tokenizer_from_gguf(&file),
+            Err(Error::MissingField { .. })
+        ));
+    }
 }

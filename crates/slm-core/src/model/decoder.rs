@@ -157,6 +157,15 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
 }
 
+/// A tensor's shape and f32 values on the host, named.
+fn host<const D: usize>(name: String, t: Tensor<D>) -> Result<(String, Vec<usize>, Vec<f32>)> {
+    let shape = t.dims().to_vec();
+    let values = t
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Backend(format!("reading {name}: {e:?}")))?;
+    Ok((name, shape, values))
+}
+
 fn matrix((values, shape): (Vec<f32>, Vec<usize>), device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)
 }
@@ -167,10 +176,19 @@ fn vector((values, shape): (Vec<f32>, Vec<usize>), device: &Device) -> Tensor<1>
 
 /// Sets a burn `Linear` from HF `[out, in]` weights (burn wants `[in, out]`; the transpose is a
 /// zero-copy view that flex multiplies as fast as a contiguous matrix).
-fn load_linear(b: &mut hf_names::BoundWeights, lin: &mut Linear, prefix: &str, device: &Device) -> Result<()> {
-    lin.weight = Param::from_tensor(matrix(b.take(&format!("{prefix}.weight"))?, device).transpose());
+fn load_linear(
+    b: &mut hf_names::BoundWeights,
+    lin: &mut Linear,
+    prefix: &str,
+    device: &Device,
+) -> Result<()> {
+    lin.weight =
+        Param::from_tensor(matrix(b.take(&format!("{prefix}.weight"))?, device).transpose());
     if lin.bias.is_some() {
-        lin.bias = Some(Param::from_tensor(vector(b.take(&format!("{prefix}.bias"))?, device)));
+        lin.bias = Some(Param::from_tensor(vector(
+            b.take(&format!("{prefix}.bias"))?,
+            device,
+        )));
     }
     Ok(())
 }
@@ -242,7 +260,11 @@ impl ModelConfig {
 impl Decoder {
     /// Builds the decoder from a checkpoint, strictly: every tensor the config implies must be
     /// present with the right shape, and every tensor present must be used.
-    pub fn from_weights(config: &ModelConfig, weights: &dyn WeightSource, device: &Device) -> Result<Self> {
+    pub fn from_weights(
+        config: &ModelConfig,
+        weights: &dyn WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate()?;
         let mut bound = hf_names::bind(config, weights)?;
         let mut model = config.init(device);
@@ -276,42 +298,39 @@ impl Decoder {
     /// [`hf_names::to_checkpoint`] turns this into the on-disk tensors of the architecture.
     pub fn named_parameters(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
         let mut out = Vec::new();
-        let mut push = |name: String, t: TensorData| -> Result<()> {
-            let shape = t.shape.to_vec();
-            let v = t
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .map_err(|e| Error::Backend(format!("{e:?}")))?;
-            out.push((name, shape, v));
-            Ok(())
-        };
-        let linear = |push: &mut dyn FnMut(String, TensorData) -> Result<()>, l: &Linear, p: String| -> Result<()> {
-            push(format!("{p}.weight"), l.weight.val().transpose().into_data())?;
+        let linear = |out: &mut Vec<_>, l: &Linear, p: String| -> Result<()> {
+            out.push(host(format!("{p}.weight"), l.weight.val().transpose())?);
             if let Some(b) = &l.bias {
-                push(format!("{p}.bias"), b.val().into_data())?;
+                out.push(host(format!("{p}.bias"), b.val())?);
             }
             Ok(())
         };
-        push("model.embed_tokens.weight".into(), self.embed_tokens.weight.val().into_data())?;
+        out.push(host(
+            "model.embed_tokens.weight".into(),
+            self.embed_tokens.weight.val(),
+        )?);
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             let a = &layer.self_attn;
-            linear(&mut push, &a.q_proj, format!("{p}.self_attn.q_proj"))?;
-            linear(&mut push, &a.k_proj, format!("{p}.self_attn.k_proj"))?;
-            linear(&mut push, &a.v_proj, format!("{p}.self_attn.v_proj"))?;
-            linear(&mut push, &a.o_proj, format!("{p}.self_attn.o_proj"))?;
-            linear(&mut push, &layer.mlp.gate_proj, format!("{p}.mlp.gate_proj"))?;
-            linear(&mut push, &layer.mlp.up_proj, format!("{p}.mlp.up_proj"))?;
-            linear(&mut push, &layer.mlp.down_proj, format!("{p}.mlp.down_proj"))?;
-            push(format!("{p}.input_layernorm.weight"), layer.input_layernorm.gamma.val().into_data())?;
-            push(
+            linear(&mut out, &a.q_proj, format!("{p}.self_attn.q_proj"))?;
+            linear(&mut out, &a.k_proj, format!("{p}.self_attn.k_proj"))?;
+            linear(&mut out, &a.v_proj, format!("{p}.self_attn.v_proj"))?;
+            linear(&mut out, &a.o_proj, format!("{p}.self_attn.o_proj"))?;
+            linear(&mut out, &layer.mlp.gate_proj, format!("{p}.mlp.gate_proj"))?;
+            linear(&mut out, &layer.mlp.up_proj, format!("{p}.mlp.up_proj"))?;
+            linear(&mut out, &layer.mlp.down_proj, format!("{p}.mlp.down_proj"))?;
+            out.push(host(
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.gamma.val(),
+            )?);
+            out.push(host(
                 format!("{p}.post_attention_layernorm.weight"),
-                layer.post_attention_layernorm.gamma.val().into_data(),
-            )?;
+                layer.post_attention_layernorm.gamma.val(),
+            )?);
         }
-        push("model.norm.weight".into(), self.norm.gamma.val().into_data())?;
+        out.push(host("model.norm.weight".into(), self.norm.gamma.val())?);
         if let Some(head) = &self.lm_head {
-            linear(&mut push, head, "lm_head".into())?;
+            linear(&mut out, head, "lm_head".into())?;
         }
         Ok(out)
     }
@@ -356,13 +375,7 @@ impl Decoder {
         let h = self.norm.forward(h);
         match &self.lm_head {
             Some(head) => head.forward(h),
-            None => h.matmul(
-                self.embed_tokens
-                    .weight
-                    .val()
-                    .transpose()
-                    .unsqueeze::<3>(),
-            ),
+            None => h.matmul(self.embed_tokens.weight.val().transpose().unsqueeze::<3>()),
         }
     }
 }
@@ -426,10 +439,8 @@ impl CausalLm for Decoder {
         let logits = self.forward_tensors(ids, positions, mask, Some(cache), batch.scope);
         let [_, positions, vocab] = logits.dims();
         let values = logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| Error::Backend(format!("{e:?}")))?;
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Backend(format!("reading logits: {e:?}")))?;
         Ok(Logits {
             values,
             batch: b,

@@ -37,9 +37,15 @@ impl DiskTensor {
 pub fn disk_layout(config: &ModelConfig) -> Vec<DiskTensor> {
     let c = config;
     let (d, f) = (c.hidden_size, c.intermediate_size);
-    let (q, kv) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+    let (q, kv) = (
+        c.num_attention_heads * c.head_dim,
+        c.num_key_value_heads * c.head_dim,
+    );
     let fused = c.architecture == Architecture::Phi3;
-    let mut out = vec![DiskTensor::single("model.embed_tokens.weight".into(), vec![c.vocab_size, d])];
+    let mut out = vec![DiskTensor::single(
+        "model.embed_tokens.weight".into(),
+        vec![c.vocab_size, d],
+    )];
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let a = format!("{p}.self_attn");
@@ -56,7 +62,10 @@ pub fn disk_layout(config: &ModelConfig) -> Vec<DiskTensor> {
             });
         } else {
             for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-                out.push(DiskTensor::single(format!("{a}.{proj}.weight"), vec![rows, d]));
+                out.push(DiskTensor::single(
+                    format!("{a}.{proj}.weight"),
+                    vec![rows, d],
+                ));
                 if c.attention_bias {
                     out.push(DiskTensor::single(format!("{a}.{proj}.bias"), vec![rows]));
                 }
@@ -70,7 +79,10 @@ pub fn disk_layout(config: &ModelConfig) -> Vec<DiskTensor> {
             out.push(DiskTensor {
                 name: format!("{m}.gate_up_proj.weight"),
                 shape: vec![2 * f, d],
-                parts: vec![(format!("{m}.gate_proj.weight"), f), (format!("{m}.up_proj.weight"), f)],
+                parts: vec![
+                    (format!("{m}.gate_proj.weight"), f),
+                    (format!("{m}.up_proj.weight"), f),
+                ],
             });
         } else {
             for proj in ["gate_proj", "up_proj"] {
@@ -80,23 +92,36 @@ pub fn disk_layout(config: &ModelConfig) -> Vec<DiskTensor> {
                 }
             }
         }
-        out.push(DiskTensor::single(format!("{m}.down_proj.weight"), vec![d, f]));
+        out.push(DiskTensor::single(
+            format!("{m}.down_proj.weight"),
+            vec![d, f],
+        ));
         if c.mlp_bias {
             out.push(DiskTensor::single(format!("{m}.down_proj.bias"), vec![d]));
         }
-        out.push(DiskTensor::single(format!("{p}.input_layernorm.weight"), vec![d]));
-        out.push(DiskTensor::single(format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        out.push(DiskTensor::single(
+            format!("{p}.input_layernorm.weight"),
+            vec![d],
+        ));
+        out.push(DiskTensor::single(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![d],
+        ));
     }
     out.push(DiskTensor::single("model.norm.weight".into(), vec![d]));
     if !c.tie_word_embeddings {
-        out.push(DiskTensor::single("lm_head.weight".into(), vec![c.vocab_size, d]));
+        out.push(DiskTensor::single(
+            "lm_head.weight".into(),
+            vec![c.vocab_size, d],
+        ));
     }
     out
 }
 
 /// Tensors some checkpoints carry that hold nothing the model needs.
 fn ignorable(name: &str, config: &ModelConfig) -> bool {
-    name.ends_with("rotary_emb.inv_freq") || (config.tie_word_embeddings && name == "lm_head.weight")
+    name.ends_with("rotary_emb.inv_freq")
+        || (config.tie_word_embeddings && name == "lm_head.weight")
 }
 
 /// Canonical parameters read from a checkpoint: name -> (f32 values, HF shape).
@@ -135,10 +160,12 @@ pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWei
     }
     // Check every shape before reading anything, so a mismatch costs no dequantization.
     for t in &layout {
-        let info = weights.tensor_info(&t.name).ok_or_else(|| Error::MissingTensor {
-            source_name: source_name.clone(),
-            name: t.name.clone(),
-        })?;
+        let info = weights
+            .tensor_info(&t.name)
+            .ok_or_else(|| Error::MissingTensor {
+                source_name: source_name.clone(),
+                name: t.name.clone(),
+            })?;
         if info.shape != t.shape {
             return Err(Error::ShapeMismatch {
                 source_name: source_name.clone(),
@@ -155,7 +182,13 @@ pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWei
         if values.len() != t.shape[0] * cols {
             return Err(Error::format(
                 &source_name,
-                format!("tensor `{}` yielded {} values, its shape {:?} needs {}", t.name, values.len(), t.shape, t.shape[0] * cols),
+                format!(
+                    "tensor `{}` yielded {} values, its shape {:?} needs {}",
+                    t.name,
+                    values.len(),
+                    t.shape,
+                    t.shape[0] * cols
+                ),
             ));
         }
         if t.parts.len() == 1 {
@@ -166,7 +199,10 @@ pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWei
         for (part, rows) in &t.parts {
             let mut shape = t.shape.clone();
             shape[0] = *rows;
-            map.insert(part.clone(), (values[start * cols..(start + rows) * cols].to_vec(), shape));
+            map.insert(
+                part.clone(),
+                (values[start * cols..(start + rows) * cols].to_vec(), shape),
+            );
             start += rows;
         }
     }

@@ -2,7 +2,9 @@
 //! GGUF `tokenizer.chat_template`, rendered the way transformers' `apply_chat_template` does
 //! (jinja2 with `trim_blocks`, `lstrip_blocks` and loop controls, plus Python string methods).
 
-use minijinja::{Environment, Error as JinjaError, ErrorKind, context};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{Environment, Error as JinjaError, ErrorKind, Value, context};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -51,12 +53,19 @@ impl ChatTemplate {
     pub fn new(source: impl Into<String>) -> Result<Self> {
         let source = source.into();
         let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| Error::ChatTemplate(e.to_string()))?;
+        env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, JinjaError> {
-            Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, JinjaError> {
+                Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template_owned(NAME, source.clone())
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         Ok(Self { source, env })
@@ -81,7 +90,7 @@ impl ChatTemplate {
             .get_template(NAME)
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         tmpl.render(context! {
-            messages => messages,
+            messages => Value::from(Serde(messages)),
             add_generation_prompt => add_generation_prompt,
             bos_token => bos_token.unwrap_or_default(),
             eos_token => eos_token.unwrap_or_default(),
@@ -100,13 +109,22 @@ mod tests {
             "{% for m in messages %}{% if m.role not in ['user'] %}{{ raise_exception('bad role') }}{% endif %}{{ m.content.strip() }}{% endfor %}",
         )
         .unwrap();
-        assert_eq!(t.render(&[ChatMessage::user("  hi ")], false, None, None).unwrap(), "hi");
-        let err = t.render(&[ChatMessage::new("tool", "x")], false, None, None).unwrap_err();
+        assert_eq!(
+            t.render(&[ChatMessage::user("  hi ")], false, None, None)
+                .unwrap(),
+            "hi"
+        );
+        let err = t
+            .render(&[ChatMessage::new("tool", "x")], false, None, None)
+            .unwrap_err();
         assert!(err.to_string().contains("bad role"), "{err}");
     }
 
     #[test]
     fn syntax_errors_are_typed() {
-        assert!(matches!(ChatTemplate::new("{% for %}"), Err(Error::ChatTemplate(_))));
+        assert!(matches!(
+            ChatTemplate::new("{% for %}"),
+            Err(Error::ChatTemplate(_))
+        ));
     }
 }

@@ -59,13 +59,18 @@ impl Tokenizer {
             return Self::from_gguf(&GgufFile::open(path)?);
         }
         if !path.is_file() {
-            return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            ));
         }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         // A tokenizer_config.json beside the file adds the template and special tokens.
         match path.parent().map(|d| d.join("tokenizer_config.json")) {
-            Some(cfg) if cfg.is_file() => Self::with_config_dir(inner, path.parent().unwrap_or(Path::new("."))),
+            Some(cfg) if cfg.is_file() => {
+                Self::with_config_dir(inner, path.parent().unwrap_or(Path::new(".")))
+            }
             _ => Ok(Self::new(inner)),
         }
     }
@@ -107,11 +112,7 @@ impl Tokenizer {
     /// template and special tokens.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let inner = crate::gguf::tokenizer_from_gguf(file)?;
-        let name = |key: &str| {
-            file.get_u32(key)
-                .ok()
-                .and_then(|id| inner.id_to_token(id))
-        };
+        let name = |key: &str| file.get_u32(key).ok().and_then(|id| inner.id_to_token(id));
         let mut tok = Self::new(inner.clone());
         tok.bos_token = name("tokenizer.ggml.bos_token_id");
         tok.eos_token = name("tokenizer.ggml.eos_token_id");
@@ -172,19 +173,31 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         let vocab = self.vocab_size();
         if let Some(&id) = ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
-            return Err(Error::TokenOutOfVocab { id, vocab_size: vocab });
+            return Err(Error::TokenOutOfVocab {
+                id,
+                vocab_size: vocab,
+            });
         }
         self.inner.decode(ids, skip_special_tokens).map_err(tok_err)
     }
 
     /// Renders `messages` with the chat template (transformers' `apply_chat_template(...,
     /// tokenize=False)`).
-    pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let t = self
             .chat_template
             .as_ref()
             .ok_or_else(|| Error::ChatTemplate("this tokenizer has no chat template".into()))?;
-        t.render(messages, add_generation_prompt, self.bos_token(), self.eos_token())
+        t.render(
+            messages,
+            add_generation_prompt,
+            self.bos_token(),
+            self.eos_token(),
+        )
     }
 
     /// Writes `tokenizer.json`, `tokenizer_config.json` and (with a template)
@@ -215,7 +228,8 @@ impl Tokenizer {
             cfg["chat_template"] = json!(t.source());
             crate::io::write_atomic(&dir.join("chat_template.jinja"), t.source().as_bytes())?;
         }
-        let text = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&cfg).map_err(|e| Error::Tokenizer(e.to_string()))?;
         crate::io::write_atomic(&dir.join("tokenizer_config.json"), text.as_bytes())
     }
 }

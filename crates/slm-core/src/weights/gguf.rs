@@ -111,7 +111,11 @@ impl GgufWeights {
         let permute = match architecture.as_str() {
             "llama" => true,
             "qwen2" => false,
-            _ => return Err(Error::UnsupportedArchitecture(format!("GGUF `{architecture}`"))),
+            _ => {
+                return Err(Error::UnsupportedArchitecture(format!(
+                    "GGUF `{architecture}`"
+                )));
+            }
         };
         let head_count = |key: &str| file.get_usize(&format!("{architecture}.{key}"));
         let (n_head, n_kv_head) = if permute {
@@ -138,9 +142,13 @@ impl GgufWeights {
             };
             let heads = if !permute {
                 None
-            } else if hf.ends_with("self_attn.q_proj.weight") || hf.ends_with("self_attn.q_proj.bias") {
+            } else if hf.ends_with("self_attn.q_proj.weight")
+                || hf.ends_with("self_attn.q_proj.bias")
+            {
                 Some(n_head)
-            } else if hf.ends_with("self_attn.k_proj.weight") || hf.ends_with("self_attn.k_proj.bias") {
+            } else if hf.ends_with("self_attn.k_proj.weight")
+                || hf.ends_with("self_attn.k_proj.bias")
+            {
                 Some(n_kv_head)
             } else {
                 None
@@ -165,7 +173,10 @@ impl GgufWeights {
             if let Some(prev) = entries.insert(hf.clone(), entry) {
                 return Err(Error::format(
                     file.path(),
-                    format!("tensors `{}` and `{}` both map to `{hf}`", prev.gguf_name, t.name),
+                    format!(
+                        "tensors `{}` and `{}` both map to `{hf}`",
+                        prev.gguf_name, t.name
+                    ),
                 ));
             }
         }
@@ -255,5 +266,298 @@ impl WeightSource for GgufWeights {
             }
             None => data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufValue;
+    use crate::gguf::test_support::{RawTensor, fixture, smollm2_gguf, write_gguf};
+
+    fn f32s(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// `(name, shape, values)` of every tensor of a float32 safetensors fixture, sorted.
+    fn safetensors(rel: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let bytes = std::fs::read(fixture(rel)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut out: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                assert_eq!(t.dtype(), safetensors::Dtype::F32);
+                (name, t.shape().to_vec(), f32s(t.data()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn tiny(kind: &str) -> GgufWeights {
+        GgufWeights::open(fixture(&format!("quant/gguf/llama-tiny.{kind}.gguf"))).unwrap()
+    }
+
+    /// llama.cpp's f32 conversion of llama-tiny reads back as the original checkpoint, bit
+    /// for bit: names, shapes, values (so the name map and the Q/K un-permutation are right).
+    #[test]
+    fn llama_tiny_f32_equals_safetensors() {
+        let w = tiny("f32");
+        let want = safetensors("models/llama-tiny/model.safetensors");
+        let names: Vec<String> = want.iter().map(|t| t.0.clone()).collect();
+        assert_eq!(w.tensor_names(), names);
+        for (name, shape, values) in want {
+            let info = w.tensor_info(&name).unwrap();
+            assert_eq!(
+                (info.shape, info.dtype),
+                (shape, StorageDtype::F32),
+                "{name}"
+            );
+            let got = w.read_f32(&name).unwrap();
+            assert!(
+                got.iter()
+                    .zip(&values)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}"
+            );
+        }
+        assert!(w.unmapped().is_empty());
+        assert_eq!(w.gguf_name("lm_head.weight"), Some("output.weight"));
+    }
+
+    /// The Q8_0 conversion: same names and shapes; norms exact, weights within Q8_0's error
+    /// (half a step of each 32-block's scale `amax / 127`, plus the f16 rounding of the scale).
+    #[test]
+    fn llama_tiny_q8_0_within_quantization_error() {
+        let w = tiny("q8_0");
+        for (name, shape, values) in safetensors("models/llama-tiny/model.safetensors") {
+            let info = w.tensor_info(&name).unwrap();
+            assert_eq!(info.shape, shape, "{name}");
+            let got = w.read_f32(&name).unwrap();
+            if shape.len() == 1 {
+                assert_eq!(info.dtype, StorageDtype::F32);
+                assert_eq!(got, values, "{name}");
+                continue;
+            }
+            assert_eq!(info.dtype, StorageDtype::Ggml(GgmlType::Q8_0));
+            assert_eq!(info.dtype.name(), "Q8_0");
+            for (g, v) in got.chunks_exact(32).zip(values.chunks_exact(32)) {
+                let amax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let bound = 0.5 * amax / 127.0 * (1.0 + 127.0 / 1024.0) + 1e-7;
+                for (a, b) in g.iter().zip(v) {
+                    assert!((a - b).abs() <= bound, "{name}: {a} vs {b} (bound {bound})");
+                }
+            }
+        }
+    }
+
+    /// Hugging Face -> GGUF name, the inverse of `map_name` (what the converter does).
+    fn gguf_name(hf: &str) -> String {
+        match hf {
+            "model.embed_tokens.weight" => return "token_embd.weight".into(),
+            "model.norm.weight" => return "output_norm.weight".into(),
+            "lm_head.weight" => return "output.weight".into(),
+            _ => {}
+        }
+        let rest = hf.strip_prefix("model.layers.").unwrap();
+        let (layer, rest) = rest.split_once('.').unwrap();
+        let (module, kind) = rest.rsplit_once('.').unwrap();
+        let stem = LAYER_MAP.iter().find(|(_, m)| *m == module).unwrap().0;
+        format!("blk.{layer}.{stem}.{kind}")
+    }
+
+    /// A GGUF written the converter's way from a Hugging Face checkpoint (no permutation),
+    /// plus a `rope_freqs.weight` and an unknown tensor.
+    fn qwen2_gguf(extra: bool) -> Vec<u8> {
+        let meta = vec![
+            (
+                "general.architecture".to_owned(),
+                GgufValue::String("qwen2".into()),
+            ),
+            ("qwen2.attention.head_count".to_owned(), GgufValue::U32(4)),
+        ];
+        let mut tensors: Vec<RawTensor> = safetensors("models/qwen2-tiny/model.safetensors")
+            .into_iter()
+            .map(|(name, shape, values)| {
+                let dims = shape.iter().rev().copied().collect();
+                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (gguf_name(&name), dims, GgmlType::F32, bytes)
+            })
+            .collect();
+        if extra {
+            let half = half::f16::from_f32(1.5).to_le_bytes().repeat(8);
+            tensors.push((
+                "rope_freqs.weight".into(),
+                vec![8],
+                GgmlType::F32,
+                vec![0; 32],
+            ));
+            tensors.push((
+                "blk.0.attn_q_norm.weight".into(),
+                vec![8],
+                GgmlType::F16,
+                half,
+            ));
+        }
+        write_gguf(&meta, &tensors)
+    }
+
+    /// qwen2 (biases, no rotary permutation) round-trips through the converter's naming.
+    #[test]
+    fn qwen2_round_trip_with_biases() {
+        let file = GgufFile::from_bytes("qwen2-tiny.gguf", qwen2_gguf(true)).unwrap();
+        let w = GgufWeights::new(file).unwrap();
+        assert_eq!(w.architecture(), "qwen2");
+        let want = safetensors("models/qwen2-tiny/model.safetensors");
+        assert!(
+            want.iter()
+                .any(|t| t.0 == "model.layers.1.self_attn.k_proj.bias")
+        );
+        for (name, shape, values) in &want {
+            assert_eq!(&w.tensor_info(name).unwrap().shape, shape, "{name}");
+            assert_eq!(&w.read_f32(name).unwrap(), values, "{name}");
+        }
+        assert_eq!(w.unmapped(), ["rope_freqs.weight"]);
+        // Unknown tensors stay visible under their GGUF name for the loader to report.
+        let unknown = w.tensor_info("blk.0.attn_q_norm.weight").unwrap();
+        assert_eq!((unknown.shape, unknown.dtype), (vec![8], StorageDtype::F16));
+        assert_eq!(w.read_f32("blk.0.attn_q_norm.weight").unwrap(), [1.5; 8]);
+        assert_eq!(w.tensor_names().len(), want.len() + 1);
+        assert!(matches!(
+            w.read_f32("nope"),
+            Err(Error::MissingTensor { .. })
+        ));
+        assert!(w.tensor_info("rope_freqs.weight").is_none());
+    }
+
+    /// llama.cpp's permutation, written as numpy does it:
+    /// `w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(rows, cols)`.
+    fn permute(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
+        let half = rows / n_head / 2;
+        let mut out = Vec::with_capacity(w.len());
+        for h in 0..n_head {
+            for j in 0..half {
+                for i in 0..2 {
+                    let src = ((h * 2 + i) * half + j) * cols;
+                    out.extend_from_slice(&w[src..src + cols]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permutation() {
+        for (rows, cols, n_head) in [(64, 3, 4), (32, 1, 2), (48, 5, 3), (8, 2, 1)] {
+            let w: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let p = permute(&w, rows, cols, n_head);
+            assert_ne!(p, w);
+            assert_eq!(
+                unpermute_rows(&p, rows, cols, n_head),
+                w,
+                "{rows}x{cols}/{n_head}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_other_architectures_and_bad_heads() {
+        let meta = |arch: &str, heads: u32| {
+            vec![
+                (
+                    "general.architecture".to_owned(),
+                    GgufValue::String(arch.into()),
+                ),
+                (
+                    format!("{arch}.attention.head_count"),
+                    GgufValue::U32(heads),
+                ),
+            ]
+        };
+        let q = vec![(
+            "blk.0.attn_q.weight".into(),
+            vec![4, 6],
+            GgmlType::F32,
+            vec![0; 96],
+        )];
+        let file = GgufFile::from_bytes("p", write_gguf(&meta("phi3", 4), &q)).unwrap();
+        assert!(matches!(
+            GgufWeights::new(file),
+            Err(Error::UnsupportedArchitecture(_))
+        ));
+        // 6 rows cannot hold 4 heads of even size
+        let file = GgufFile::from_bytes("l", write_gguf(&meta("llama", 4), &q)).unwrap();
+        assert!(matches!(
+            GgufWeights::new(file),
+            Err(Error::InvalidConfig(_))
+        ));
+        let file = GgufFile::from_bytes("l", write_gguf(&meta("llama", 3), &q)).unwrap();
+        assert!(GgufWeights::new(file).is_ok());
+        let file = GgufFile::from_bytes("n", write_gguf(&[], &[])).unwrap();
+        assert!(matches!(
+            GgufWeights::new(file),
+            Err(Error::MissingField { .. })
+        ));
+    }
+
+    /// SmolLM2's dequantized, un-permuted weights match transformers' (weights.stats.json).
+    #[test]
+    fn smollm2_weights_match_transformers() {
+        let Some(path) = smollm2_gguf() else {
+            return;
+        };
+        let w = GgufWeights::open(path).unwrap();
+        assert_eq!(w.tensor_names().len(), 2 + 30 * 9);
+        assert!(w.tensor_info("lm_head.weight").is_none(), "tied embeddings");
+        let dtype = |n: &str| w.tensor_info(n).unwrap().dtype;
+        assert_eq!(
+            dtype("model.embed_tokens.weight"),
+            StorageDtype::Ggml(GgmlType::Q8_0)
+        );
+        assert_eq!(
+            dtype("model.layers.7.mlp.up_proj.weight"),
+            StorageDtype::Ggml(GgmlType::Q4_1)
+        );
+        assert_eq!(
+            dtype("model.layers.7.input_layernorm.weight"),
+            StorageDtype::F32
+        );
+        let stats: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("smollm2/weights.stats.json")).unwrap())
+                .unwrap();
+        for (name, s) in stats["tensors"].as_object().unwrap() {
+            let shape: Vec<usize> = serde_json::from_value(s["shape"].clone()).unwrap();
+            assert_eq!(w.tensor_info(name).unwrap().shape, shape, "{name}");
+            let v = w.read_f32(name).unwrap();
+            let as_f32 =
+                |key: &str| -> Vec<f32> { serde_json::from_value(s[key].clone()).unwrap() };
+            assert_eq!(v[..16], as_f32("first16")[..], "{name} first16");
+            assert_eq!(v[v.len() - 16..], as_f32("last16")[..], "{name} last16");
+            let min = v.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(
+                (f64::from(min), f64::from(max)),
+                (s["min"].as_f64().unwrap(), s["max"].as_f64().unwrap())
+            );
+            let sums = [
+                ("sum", v.iter().map(|&x| f64::from(x)).sum::<f64>()),
+                ("sum_abs", v.iter().map(|&x| f64::from(x).abs()).sum()),
+                (
+                    "sum_sq",
+                    v.iter().map(|&x| f64::from(x) * f64::from(x)).sum(),
+                ),
+            ];
+            for (key, got) in sums {
+                let want = s[key].as_f64().unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "{name} {key}: {got} vs {want}"
+                );
+            }
+        }
     }
 }

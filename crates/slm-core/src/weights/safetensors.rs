@@ -75,11 +75,14 @@ impl SafetensorsWeights {
         let mut files: Vec<String> = Vec::new();
         let mut expected: BTreeMap<String, String> = BTreeMap::new();
         for (tensor, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| Error::format(index, format!("weight_map[{tensor}] is not a string")))?;
+            let file = file.as_str().ok_or_else(|| {
+                Error::format(index, format!("weight_map[{tensor}] is not a string"))
+            })?;
             if file.contains('/') || file.contains('\\') || file.starts_with("..") {
-                return Err(Error::format(index, format!("shard name `{file}` is not a plain file name")));
+                return Err(Error::format(
+                    index,
+                    format!("shard name `{file}` is not a plain file name"),
+                ));
             }
             if !files.iter().any(|f| f == file) {
                 files.push(file.to_string());
@@ -116,7 +119,9 @@ impl SafetensorsWeights {
                 if start > end || end > data_len {
                     return Err(Error::format(
                         path,
-                        format!("tensor `{tname}` has data offsets {start}..{end} beyond the {data_len}-byte data section"),
+                        format!(
+                            "tensor `{tname}` has data offsets {start}..{end} beyond the {data_len}-byte data section"
+                        ),
                     ));
                 }
                 let dtype = match ti.dtype {
@@ -135,12 +140,19 @@ impl SafetensorsWeights {
                     .shape
                     .iter()
                     .try_fold(1usize, |a, &d| a.checked_mul(d))
-                    .ok_or_else(|| Error::format(path, format!("tensor `{tname}` shape overflows")))?;
+                    .ok_or_else(|| {
+                        Error::format(path, format!("tensor `{tname}` shape overflows"))
+                    })?;
                 let width = if dtype == StorageDtype::F32 { 4 } else { 2 };
                 if numel.checked_mul(width) != Some(end - start) {
                     return Err(Error::format(
                         path,
-                        format!("tensor `{tname}` holds {} bytes, its shape {:?} needs {}", end - start, ti.shape, numel * width),
+                        format!(
+                            "tensor `{tname}` holds {} bytes, its shape {:?} needs {}",
+                            end - start,
+                            ti.shape,
+                            numel * width
+                        ),
                     ));
                 }
                 if let Some(exp) = &expected {
@@ -163,7 +175,10 @@ impl SafetensorsWeights {
                     end,
                 };
                 if entries.insert(tname.clone(), entry).is_some() {
-                    return Err(Error::format(path, format!("tensor `{tname}` appears in two shards")));
+                    return Err(Error::format(
+                        path,
+                        format!("tensor `{tname}` appears in two shards"),
+                    ));
                 }
             }
             shards.push(Shard {

@@ -26,12 +26,23 @@ pub fn fixture(rel: &str) -> PathBuf {
 pub fn read_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
     let data = t.data();
     let v = match t.dtype() {
-        safetensors::Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        safetensors::Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        safetensors::Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        safetensors::Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        safetensors::Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         d => panic!("unexpected dtype {d:?}"),
     };
     (t.shape().to_vec(), v)
@@ -46,33 +57,53 @@ pub fn json(rel: &str) -> serde_json::Value {
 /// Max |a - b|.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// `[u32]` from a JSON array of integers.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// The SmolLM2-135M-Instruct GGUF, when present: `$SLM_SMOLLM2_GGUF`, else
 /// `${SLM_CACHE:-$HOME/.cache/slm}/SmolLM2-135M-Instruct.Q4_1.gguf`. With
 /// `SLM_REQUIRE_SMOLLM2=1` (set by .ci/run) its absence fails the test instead of skipping it.
 pub fn smollm2_gguf() -> Option<PathBuf> {
-    let path = std::env::var_os("SLM_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("SLM_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
+    let path = std::env::var_os("SLM_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("SLM_CACHE")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
-                .join("slm")
+                .unwrap_or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| {
+                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                                .join(".cache")
+                        })
+                        .join("slm")
+                });
+            cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
         });
-        cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
     if path.is_file() {
         return Some(path);
     }
     if std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() == Ok("1") {
-        panic!("SLM_REQUIRE_SMOLLM2=1 but {} is absent: run scripts/fetch-smollm2.sh", path.display());
+        panic!(
+            "SLM_REQUIRE_SMOLLM2=1 but {} is absent: run scripts/fetch-smollm2.sh",
+            path.display()
+        );
     }
-    eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", path.display());
+    eprintln!(
+        "skipping: {} is absent (run scripts/fetch-smollm2.sh)",
+        path.display()
+    );
     None
 }

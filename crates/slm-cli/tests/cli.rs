@@ -1,0 +1,310 @@
+//! The `slm` binary end to end: its JSON contracts and its one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(p.is_dir(), "fixtures not found at {}", p.display());
+    p
+}
+
+fn slm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    let out = slm(args);
+    assert!(
+        out.status.success(),
+        "slm {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Fails with status 1 and exactly one `error:` line on stderr, no panic, no backtrace.
+fn one_line_error(args: &[&str]) -> String {
+    let out = slm(args);
+    assert_eq!(out.status.code(), Some(1), "slm {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "slm {args:?}: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
+    err
+}
+
+fn model(name: &str) -> String {
+    fixtures().join("models").join(name).display().to_string()
+}
+
+fn ids_of(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn info_prints_the_model_summary() {
+    let v = ok_json(&["info", "--model", &model("llama-tiny")]);
+    assert_eq!(v["architecture"], "LlamaForCausalLM");
+    assert_eq!(v["layers"], 2);
+    assert_eq!(v["hidden_size"], 64);
+    assert_eq!(v["heads"], 4);
+    assert_eq!(v["kv_heads"], 2);
+    assert_eq!(v["vocab_size"], 768);
+    assert_eq!(v["dtype"], "float32");
+    // The index.json of the sharded copy states the same model's parameter count.
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixtures().join("models/llama-tiny-sharded/model.safetensors.index.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["parameters"], index["metadata"]["total_parameters"]);
+    assert_eq!(
+        v["bytes"],
+        std::fs::metadata(fixtures().join("models/llama-tiny/model.safetensors"))
+            .unwrap()
+            .len()
+    );
+    let bf = ok_json(&["info", "--model", &model("llama-tiny-bf16")]);
+    assert_eq!(bf["dtype"], "bfloat16");
+}
+
+#[test]
+fn tokenize_prints_ids() {
+    let tok = fixtures()
+        .join("tokenizer/tokenizer.json")
+        .display()
+        .to_string();
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("tokenizer/cases.json")).unwrap(),
+    )
+    .unwrap();
+    let case = &cases["cases"][3];
+    let text = case["text"].as_str().unwrap();
+    let v = ok_json(&["tokenize", "--tokenizer", &tok, "--text", text]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&case["ids"]));
+    let v = ok_json(&[
+        "tokenize",
+        "--tokenizer",
+        &tok,
+        "--text",
+        text,
+        "--add-special-tokens",
+    ]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&case["ids_with_special"]));
+    // A model directory works too.
+    let v = ok_json(&[
+        "tokenize",
+        "--tokenizer",
+        &model("qwen2-tiny"),
+        "--text",
+        text,
+    ]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&case["ids"]));
+}
+
+#[test]
+fn logits_writes_position_by_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.safetensors");
+    let ids = "0,592,366,328,672,262,260,432,72,15,497,354"; // row 0 of the fixture batch
+    let o = slm(&[
+        "logits",
+        "--model",
+        &model("llama-tiny"),
+        "--ids",
+        ids,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("logits").unwrap();
+    assert_eq!(t.shape(), &[12, 768]);
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    let exp_bytes =
+        std::fs::read(fixtures().join("models/llama-tiny/expected/logits.safetensors")).unwrap();
+    let exp = safetensors::SafeTensors::deserialize(&exp_bytes).unwrap();
+    let f = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let (got, want) = (f(t.data()), f(exp.tensor("logits").unwrap().data()));
+    let worst = got
+        .iter()
+        .zip(&want[..12 * 768])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "{worst}");
+}
+
+#[test]
+fn generate_greedy_json_matches_transformers() {
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("models/smollm-tiny/expected/generate.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let prompt: Vec<String> = ids_of(&g["prompt_ids"])
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    let v = ok_json(&[
+        "generate",
+        "--model",
+        &model("smollm-tiny"),
+        "--ids",
+        &prompt.join(","),
+        "--max-new-tokens",
+        "16",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--json",
+    ]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&g["new_ids"]));
+    assert!(v["text"].is_string());
+    // Text prompts go through the tokenizer (BOS added) and give the same continuation.
+    let v = ok_json(&[
+        "generate",
+        "--model",
+        &model("smollm-tiny"),
+        "--prompt",
+        g["prompt_text"].as_str().unwrap(),
+        "--max-new-tokens",
+        "16",
+        "--ignore-eos",
+        "--json",
+    ]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&g["new_ids"]));
+}
+
+#[test]
+fn convert_writes_a_loadable_hf_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("phi3");
+    let v = ok_json(&[
+        "convert",
+        "--model",
+        &model("phi3-tiny"),
+        "--out",
+        out.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+    ]);
+    assert_eq!(v["dtype"], "bfloat16");
+    let info = ok_json(&["info", "--model", out.to_str().unwrap()]);
+    assert_eq!(info["architecture"], "Phi3ForCausalLM");
+    assert_eq!(info["dtype"], "bfloat16");
+    // The converted llama3-rope GGUF-free path: the f32 GGUF fixture converts too.
+    let gguf = fixtures().join("quant/gguf/llama-tiny.f32.gguf");
+    let out2 = dir.path().join("from-gguf");
+    ok_json(&[
+        "convert",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let info = ok_json(&["info", "--model", out2.to_str().unwrap()]);
+    assert_eq!(info["architecture"], "LlamaForCausalLM");
+    assert_eq!(
+        info["parameters"],
+        ok_json(&["info", "--model", &model("llama-tiny")])["parameters"]
+    );
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = one_line_error(&["info", "--model", "/nonexistent/model"]);
+    assert!(e.contains("/nonexistent/model"), "{e}");
+
+    // Truncated safetensors.
+    let bad = dir.path().join("truncated");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::copy(
+        fixtures().join("models/llama-tiny/config.json"),
+        bad.join("config.json"),
+    )
+    .unwrap();
+    let st = std::fs::read(fixtures().join("models/llama-tiny/model.safetensors")).unwrap();
+    std::fs::write(bad.join("model.safetensors"), &st[..st.len() / 2]).unwrap();
+    one_line_error(&[
+        "generate",
+        "--model",
+        bad.to_str().unwrap(),
+        "--ids",
+        "1,2",
+        "--max-new-tokens",
+        "2",
+    ]);
+
+    // Unknown architecture.
+    let arch = dir.path().join("gpt2");
+    std::fs::create_dir(&arch).unwrap();
+    std::fs::write(
+        arch.join("config.json"),
+        r#"{"architectures":["GPT2LMHeadModel"]}"#,
+    )
+    .unwrap();
+    let e = one_line_error(&["info", "--model", arch.to_str().unwrap()]);
+    assert!(e.contains("GPT2LMHeadModel"), "{e}");
+
+    // Ids outside the vocabulary.
+    let e = one_line_error(&[
+        "logits",
+        "--model",
+        &model("llama-tiny"),
+        "--ids",
+        "1,768",
+        "--out",
+        "/tmp/x.safetensors",
+    ]);
+    assert!(e.contains("768"), "{e}");
+
+    // Not a GGUF file.
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    one_line_error(&["info", "--model", junk.to_str().unwrap()]);
+
+    // Config/weights mismatch.
+    let mism = dir.path().join("mismatch");
+    std::fs::create_dir(&mism).unwrap();
+    let cfg = std::fs::read_to_string(fixtures().join("models/llama-tiny/config.json")).unwrap();
+    std::fs::write(
+        mism.join("config.json"),
+        cfg.replace("\"hidden_size\": 64", "\"hidden_size\": 32"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures().join("models/llama-tiny/model.safetensors"),
+        mism.join("model.safetensors"),
+    )
+    .unwrap();
+    let e = one_line_error(&[
+        "logits",
+        "--model",
+        mism.to_str().unwrap(),
+        "--ids",
+        "1",
+        "--out",
+        "/tmp/y.safetensors",
+    ]);
+    assert!(e.contains("shape"), "{e}");
+}

@@ -1,0 +1,93 @@
+//! Q4_0 (`x ≈ d·(q − 8)`, `d = max / −8` of the signed largest-magnitude value) and Q4_1
+//! (`x ≈ d·q + m`, `d = (max − min) / 15`, `m = min`).
+
+use super::{
+    Block, Overflow, f16_at, f16_bytes, inverse, min_max, nibble, pack_nibbles, signed_absmax,
+    to_level,
+};
+use crate::format::BLOCK_SIZE;
+
+/// Quantizes one block into 18 bytes.
+pub(crate) fn quantize_q4_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
+    let d = signed_absmax(x) / -8.0;
+    let id = inverse(d);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    // gguf-py: np.trunc(f64(x) * f64(id) + 8.5, dtype=f32); the product of two f32 is exact
+    // in f64, so this is one rounding, like ggml's fused multiply-add, then one more to f32.
+    let q: [u8; BLOCK_SIZE] = std::array::from_fn(|i| {
+        let v = (f64::from(x[i]) * f64::from(id) + 8.5) as f32;
+        to_level(v.trunc(), 15)
+    });
+    pack_nibbles(&q, &mut out[2..18]);
+    Ok(())
+}
+
+/// Dequantizes one 18-byte block.
+pub(crate) fn dequantize_q4_0(b: &[u8], y: &mut Block) {
+    let d = f16_at(b, 0);
+    for (i, o) in y.iter_mut().enumerate() {
+        *o = d * f32::from(nibble(&b[2..18], i) as i8 - 8);
+    }
+}
+
+/// Quantizes one block into 20 bytes.
+pub(crate) fn quantize_q4_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
+    let (min, max) = min_max(x);
+    let d = (max - min) / 15.0;
+    let id = inverse(d);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    out[2..4].copy_from_slice(&f16_bytes("m", min)?);
+    // gguf-py: np.trunc((x - min) * id + np.float32(0.5)), all in f32.
+    let q: [u8; BLOCK_SIZE] =
+        std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 15));
+    pack_nibbles(&q, &mut out[4..20]);
+    Ok(())
+}
+
+/// Dequantizes one 20-byte block.
+pub(crate) fn dequantize_q4_1(b: &[u8], y: &mut Block) {
+    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    for (i, o) in y.iter_mut().enumerate() {
+        *o = d * f32::from(nibble(&b[4..20], i)) + m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_0_maps_the_signed_extreme_to_level_zero() {
+        let mut x = [0.0f32; 32];
+        x[0] = -4.0; // the first largest magnitude: d = -4 / -8 = 0.5, level 0
+        x[1] = 4.0; // x·id + 8.5 = 16.5 → level 16, clipped to 15
+        x[17] = 1.0; // level 10
+        let mut b = [0u8; 18];
+        quantize_q4_0(&x, &mut b).unwrap();
+        assert_eq!(f16_at(&b, 0), 0.5);
+        let mut y = [0.0; 32];
+        dequantize_q4_0(&b, &mut y);
+        assert_eq!(y[0], -4.0);
+        assert_eq!(y[1], 3.5, "the opposite extreme is clipped to level 15");
+        assert_eq!(y[17], 1.0);
+        assert_eq!(y[2], 0.0);
+    }
+
+    #[test]
+    fn q4_1_spans_min_to_max() {
+        let x: Block = std::array::from_fn(|i| 1.0 + (i % 16) as f32);
+        let mut b = [0u8; 20];
+        quantize_q4_1(&x, &mut b).unwrap();
+        assert_eq!((f16_at(&b, 0), f16_at(&b, 2)), (1.0, 1.0));
+        let mut y = [0.0; 32];
+        dequantize_q4_1(&b, &mut y);
+        assert_eq!(y, x, "levels on the grid are exact");
+    }
+
+    #[test]
+    fn q4_1_min_overflow_is_reported() {
+        let x = [-70_000.0f32; 32];
+        let err = quantize_q4_1(&x, &mut [0u8; 20]).unwrap_err();
+        assert_eq!(err.field, "m");
+    }
+}

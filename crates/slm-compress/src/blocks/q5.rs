@@ -1,0 +1,84 @@
+//! Q5_0 (`x ≈ d·(q − 16)`, `d = max / −16`) and Q5_1 (`x ≈ d·q + m`, `d = (max − min) / 31`):
+//! Q4's layouts plus a u32 holding bit 4 of every level.
+
+use super::{
+    Block, Overflow, f16_at, f16_bytes, high_bit, inverse, min_max, nibble, pack_high_bits,
+    pack_nibbles, signed_absmax, to_level,
+};
+use crate::format::BLOCK_SIZE;
+
+/// Quantizes one block into 22 bytes: d, qh, qs.
+pub(crate) fn quantize_q5_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
+    let d = signed_absmax(x) / -16.0;
+    let id = inverse(d);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    // gguf-py: np.trunc(f64(x) * f64(id) + 16.5, dtype=f32), as for Q4_0.
+    let q: [u8; BLOCK_SIZE] = std::array::from_fn(|i| {
+        let v = (f64::from(x[i]) * f64::from(id) + 16.5) as f32;
+        to_level(v.trunc(), 31)
+    });
+    out[2..6].copy_from_slice(&pack_high_bits(&q));
+    pack_nibbles(&q, &mut out[6..22]);
+    Ok(())
+}
+
+/// Dequantizes one 22-byte block.
+pub(crate) fn dequantize_q5_0(b: &[u8], y: &mut Block) {
+    let d = f16_at(b, 0);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    for (i, o) in y.iter_mut().enumerate() {
+        let q = (nibble(&b[6..22], i) | high_bit(qh, i)) as i8 - 16;
+        *o = d * f32::from(q);
+    }
+}
+
+/// Quantizes one block into 24 bytes: d, m, qh, qs.
+pub(crate) fn quantize_q5_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
+    let (min, max) = min_max(x);
+    let d = (max - min) / 31.0;
+    let id = inverse(d);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    out[2..4].copy_from_slice(&f16_bytes("m", min)?);
+    let q: [u8; BLOCK_SIZE] =
+        std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 31));
+    out[4..8].copy_from_slice(&pack_high_bits(&q));
+    pack_nibbles(&q, &mut out[8..24]);
+    Ok(())
+}
+
+/// Dequantizes one 24-byte block.
+pub(crate) fn dequantize_q5_1(b: &[u8], y: &mut Block) {
+    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    for (i, o) in y.iter_mut().enumerate() {
+        *o = d * f32::from(nibble(&b[8..24], i) | high_bit(qh, i)) + m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q5_0_grid_values_are_exact() {
+        // d = -16 / -16 = 1: every integer in -16..=15 is a level.
+        let x: Block = std::array::from_fn(|i| i as f32 - 16.0);
+        let mut b = [0u8; 22];
+        quantize_q5_0(&x, &mut b).unwrap();
+        let mut y = [0.0; 32];
+        dequantize_q5_0(&b, &mut y);
+        assert_eq!(y, x);
+    }
+
+    #[test]
+    fn q5_1_uses_all_32_levels() {
+        let x: Block = std::array::from_fn(|i| 0.25 * i as f32 - 2.0);
+        let mut b = [0u8; 24];
+        quantize_q5_1(&x, &mut b).unwrap();
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        assert_eq!(qh, 0xFFFF_0000, "levels 16..31 set bit 4");
+        let mut y = [0.0; 32];
+        dequantize_q5_1(&b, &mut y);
+        assert_eq!(y, x);
+    }
+}

@@ -1,0 +1,124 @@
+//! Properties of every block format: the per-block error bound, idempotent round trips, and
+//! no panics on arbitrary input (errors instead).
+
+use half::f16;
+use proptest::prelude::*;
+use slm_compress::prelude::*;
+
+/// Blocks of `offset + scale·u`, `u` uniform in [-1, 1], with scales from 2^-30 (f16 scales
+/// underflow) to 2^12 (Q8_0's scale stays under f16's 65504); sometimes a constant block.
+fn blocks() -> impl Strategy<Value = Vec<f32>> {
+    let block = (-30i32..=12, -4.0f32..4.0, any::<bool>()).prop_flat_map(|(e, off, constant)| {
+        let scale = 2f32.powi(e);
+        let n = if constant { 1 } else { 32 };
+        prop::collection::vec(-1.0f32..=1.0, n).prop_map(move |u| {
+            let vals: Vec<f32> = u.iter().map(|v| off * scale + v * scale).collect();
+            if vals.len() == 1 {
+                vec![vals[0]; 32]
+            } else {
+                vals
+            }
+        })
+    });
+    prop::collection::vec(block, 1..=4).prop_map(|bs| bs.concat())
+}
+
+fn f16_at(b: &[u8], at: usize) -> f64 {
+    f64::from(f16::from_le_bytes([b[at], b[at + 1]]).to_f32())
+}
+
+/// The largest |x - deq(q(x))| one block may show, derived from the format's arithmetic:
+/// rounding to the nearest level costs half a step `d` (a whole step for the `_0` formats,
+/// whose opposite extreme `x·(1/d) = +8` (or +16) is clipped to level 15 (31)); storing `d` as
+/// f16 moves level `q` by `q·|d - d16|`, and storing `m` by `|m - m16|`. `slop` covers the f32
+/// roundings of `1/d`, `x·id`, `x - min` and `d·q + m`.
+fn bound(format: BlockFormat, x: &[f32], b: &[u8]) -> f64 {
+    let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let amax = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let min = x.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let d16 = f16_at(b, 0);
+    let (step_share, d, levels, m_err) = match format {
+        BlockFormat::Q8_0 => (0.5, amax / 127.0, 127.0, 0.0),
+        BlockFormat::Q4_0 => (1.0, amax / 8.0, 8.0, 0.0),
+        BlockFormat::Q5_0 => (1.0, amax / 16.0, 16.0, 0.0),
+        BlockFormat::Q4_1 => (0.5, (max - min) / 15.0, 15.0, (min - f16_at(b, 2)).abs()),
+        BlockFormat::Q5_1 => (0.5, (max - min) / 31.0, 31.0, (min - f16_at(b, 2)).abs()),
+        _ => unreachable!("a format this test does not know"),
+    };
+    let slop = 1e-5 * d + 4.0 * f64::from(f32::EPSILON) * (amax + min.abs());
+    step_share * d + levels * (d - d16.abs()).abs() + m_err + slop
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn per_block_error_is_bounded(x in blocks()) {
+        for format in BlockFormat::ALL {
+            let bytes = quantize(format, &x).unwrap();
+            let y = dequantize(format, &bytes, x.len()).unwrap();
+            for (k, ((xb, yb), bb)) in x.chunks(32).zip(y.chunks(32)).zip(bytes.chunks(format.type_size())).enumerate() {
+                let limit = bound(format, xb, bb);
+                for (i, (a, b)) in xb.iter().zip(yb).enumerate() {
+                    let err = (f64::from(*a) - f64::from(*b)).abs();
+                    prop_assert!(err <= limit, "{format} block {k} value {i}: |{a} - {b}| = {err} > {limit}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dequantize_quantize_is_idempotent(x in blocks()) {
+        for format in BlockFormat::ALL {
+            let once = dequantize(format, &quantize(format, &x).unwrap(), x.len()).unwrap();
+            let twice = dequantize(format, &quantize(format, &once).unwrap(), x.len()).unwrap();
+            // `==` on f32: a zero block may come back as -0.0 once its scale's sign flips.
+            prop_assert_eq!(&once, &twice, "{}", format);
+        }
+    }
+
+    #[test]
+    fn arbitrary_values_error_instead_of_panicking(
+        bits in prop::collection::vec(any::<u32>(), 0..=130),
+    ) {
+        let x: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
+        for format in BlockFormat::ALL {
+            match quantize(format, &x) {
+                Ok(bytes) => {
+                    prop_assert!(x.len().is_multiple_of(32) && x.iter().all(|v| v.is_finite()));
+                    prop_assert_eq!(dequantize(format, &bytes, x.len()).unwrap().len(), x.len());
+                }
+                Err(Error::LengthNotMultiple { len, .. }) => prop_assert!(!len.is_multiple_of(32)),
+                Err(Error::NonFinite { index, .. }) => prop_assert!(!x[index].is_finite()),
+                Err(Error::ScaleOverflow { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_error_instead_of_panicking(
+        bytes in prop::collection::vec(any::<u8>(), 0..=200),
+        n in 0usize..=200,
+    ) {
+        for format in BlockFormat::ALL {
+            match dequantize(format, &bytes, n) {
+                Ok(y) => prop_assert_eq!(y.len(), n),
+                Err(Error::LengthNotMultiple { .. } | Error::ByteLength { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn whole_blocks_of_arbitrary_bytes_decode() {
+    // Every byte pattern is a valid block: 3 blocks of each format from a counter.
+    for format in BlockFormat::ALL {
+        let bytes: Vec<u8> = (0..3 * format.type_size())
+            .map(|i| (i * 37 % 251) as u8)
+            .collect();
+        assert_eq!(dequantize(format, &bytes, 96).unwrap().len(), 96);
+    }
+}

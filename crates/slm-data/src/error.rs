@@ -1,0 +1,121 @@
+//! The error type of slm-data: every variant names the file, and the 1-based line where there
+//! is one.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading or writing datasets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error, with the path it happened on.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file (or, for a temporary file, its directory).
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line that is not valid JSON.
+    #[error("{}:{line}: malformed JSON: {source}", .path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The parser's error (its "line 1" is the record's line).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A line that is not valid UTF-8.
+    #[error("{}:{line}: invalid UTF-8 after byte {valid_up_to}", .path.display())]
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// Bytes of the line that were valid.
+        valid_up_to: usize,
+    },
+    /// A line whose JSON value is not an object.
+    #[error("{}:{line}: expected a JSON object, found {found}", .path.display())]
+    NotAnObject {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was there (`an array`, `a string`, ...).
+        found: &'static str,
+    },
+    /// A record without a field the [`FieldMap`](crate::FieldMap) names.
+    #[error("{}:{line}: no field `{field}`", .path.display())]
+    MissingField {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The field's name.
+        field: String,
+    },
+    /// A mapped field holding the wrong kind of value (an `input` that is a number, ...).
+    #[error("{}:{line}: field `{field}` is {found}, expected {expected}", .path.display())]
+    WrongType {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The field's name.
+        field: String,
+        /// What the field must hold.
+        expected: &'static str,
+        /// What it holds.
+        found: &'static str,
+    },
+    /// A line longer than the reader's limit.
+    #[error("{}:{line}: line longer than {limit} bytes", .path.display())]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The limit in force ([`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) unless changed).
+        limit: usize,
+    },
+    /// A file with no records (empty, or only blank lines), or a writer finished with none.
+    #[error("{}: dataset has no records", .path.display())]
+    EmptyDataset {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A [`FieldMap`](crate::FieldMap) that maps two roles to the same field.
+    #[error("field `{field}` is mapped to more than one role")]
+    DuplicateField {
+        /// The field's name.
+        field: String,
+    },
+    /// An example whose metadata uses a key the writer needs for itself.
+    #[error("{}: example `{id}` has metadata key `{key}`, which is reserved", .path.display())]
+    ReservedMetaKey {
+        /// The file being written.
+        path: PathBuf,
+        /// The example's id.
+        id: String,
+        /// The key (`id`, `input`, `target` or `label`).
+        key: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a JSON value's kind reads in an error message.
+pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

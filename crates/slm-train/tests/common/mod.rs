@@ -1,0 +1,64 @@
+//! Shared helpers of the slm-train parity tests: fixture paths, JSON and safetensors reading,
+//! and the tolerances of ../shared/fixtures/README.md.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Learning rates: abs 1e-12.
+pub const LR_ATOL: f64 = 1e-12;
+/// AdamW, clipping: abs 1e-6.
+pub const OPTIM_ATOL: f32 = 1e-6;
+
+/// `../shared/fixtures` relative to the repository root; panics naming the path if absent.
+pub fn fixtures() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(p.is_dir(), "fixtures not found at {}", p.display());
+    p
+}
+
+/// A fixture file; panics naming it if absent.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = fixtures().join(rel);
+    assert!(p.exists(), "fixture missing: {}", p.display());
+    p
+}
+
+/// A JSON fixture.
+pub fn json(rel: &str) -> serde_json::Value {
+    let p = fixture(rel);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// All F32 tensors of a safetensors fixture, by name: (shape, values).
+pub fn tensors(rel: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let p = fixture(rel);
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            assert_eq!(
+                t.dtype(),
+                safetensors::Dtype::F32,
+                "{}: {name}",
+                p.display()
+            );
+            let v = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, (t.shape().to_vec(), v))
+        })
+        .collect()
+}
+
+/// max |a - b|.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

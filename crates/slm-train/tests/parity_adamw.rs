@@ -1,0 +1,38 @@
+//! AdamW against `torch.optim.AdamW([p], lr=0.01, betas=(0.9, 0.999), eps=1e-08,
+//! weight_decay=0.1, foreach=False)`: the parameter after each of 5 given gradients.
+
+mod common;
+
+use common::*;
+use slm_train::prelude::*;
+
+#[test]
+fn five_steps_match_torch() {
+    let fx = json("train/adamw.json");
+    let t = tensors("train/adamw.safetensors");
+    let betas = fx["betas"].as_array().unwrap();
+    let config = AdamWConfig {
+        lr: fx["lr"].as_f64().unwrap(),
+        betas: (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap()),
+        eps: fx["eps"].as_f64().unwrap(),
+        weight_decay: fx["weight_decay"].as_f64().unwrap(),
+    };
+    let (shape, mut param) = t["param_init"].clone();
+    let want_shape: Vec<usize> = fx["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(shape, want_shape);
+    let mut opt = config.init(param.len()).unwrap();
+    let n = fx["n_steps"].as_u64().unwrap();
+    for k in 1..=n {
+        let grad = &t[&format!("grad_{k}")].1;
+        opt.step(&mut param, grad).unwrap();
+        let diff = max_abs_diff(&param, &t[&format!("param_after_{k}")].1);
+        eprintln!("step {k}: max abs diff {diff:e}");
+        assert!(diff <= OPTIM_ATOL, "step {k}: max abs diff {diff}");
+    }
+    assert_eq!(opt.steps_taken(), n);
+}
