@@ -224,7 +224,7 @@ impl SaveDtype {
 /// with round-to-nearest-even as torch does. Tensors are stored in the order given.
 pub fn write_safetensors(
     path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    tensors: &[crate::model::hf_names::NamedTensor],
     dtype: SaveDtype,
 ) -> Result<()> {
     let mut header = serde_json::Map::new();

@@ -31,16 +31,16 @@ impl RopeScaling {
             high_freq_factor,
             original_max_position_embeddings,
         } = self
+            && !(factor.is_finite()
+                && *factor > 0.0
+                && *low_freq_factor > 0.0
+                && high_freq_factor.is_finite()
+                && *high_freq_factor > *low_freq_factor
+                && *original_max_position_embeddings > 0)
         {
-            if !(*factor > 0.0)
-                || !(*low_freq_factor > 0.0)
-                || !(*high_freq_factor > *low_freq_factor)
-                || *original_max_position_embeddings == 0
-            {
-                return Err(Error::InvalidConfig(format!(
-                    "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0, got {self:?}"
-                )));
-            }
+            return Err(Error::InvalidConfig(format!(
+                "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0, got {self:?}"
+            )));
         }
         Ok(())
     }

@@ -815,6 +815,7 @@ mod tests {
                 2f32.to_le_bytes().to_vec(),
             ),
             ("empty".into(), vec![0, 4], GgmlType::F16, vec![]),
+            ("q3k".into(), vec![256], GgmlType::Q3_K, vec![0; 110]),
         ];
         let file = GgufFile::from_bytes("mem", write_gguf(&meta, &tensors)).unwrap();
         assert_eq!(file.metadata(), meta.as_slice());
@@ -825,9 +826,16 @@ mod tests {
         assert_eq!(file.tensor_f32("b").unwrap(), [0.0; 64]);
         assert_eq!(file.tensor_f32("scalar").unwrap(), [2.0]);
         assert!(file.tensor_f32("empty").unwrap().is_empty());
+        assert_eq!(file.tensor_bytes("q3k").unwrap().len(), 110);
+        match file.tensor_f32("q3k") {
+            Err(Error::UnsupportedDtype { name, dtype, .. }) => {
+                assert_eq!((&*name, &*dtype), ("q3k", "Q3_K"))
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             format!("{file:?}"),
-            "GgufFile { path: \"mem\", version: 3, metadata: 6, tensors: 4, .. }"
+            "GgufFile { path: \"mem\", version: 3, metadata: 6, tensors: 5, .. }"
         );
     }
 }

@@ -158,7 +158,7 @@ pub struct DecoderLayer {
 }
 
 /// A tensor's shape and f32 values on the host, named.
-fn host<const D: usize>(name: String, t: Tensor<D>) -> Result<(String, Vec<usize>, Vec<f32>)> {
+fn host<const D: usize>(name: String, t: Tensor<D>) -> Result<hf_names::NamedTensor> {
     let shape = t.dims().to_vec();
     let values = t
         .try_into_vec_as::<f32>()
@@ -296,7 +296,7 @@ impl Decoder {
 
     /// Every parameter in Hugging Face canonical naming (unfused), `[out, in]` layout, f32.
     /// [`hf_names::to_checkpoint`] turns this into the on-disk tensors of the architecture.
-    pub fn named_parameters(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn named_parameters(&self) -> Result<Vec<hf_names::NamedTensor>> {
         let mut out = Vec::new();
         let linear = |out: &mut Vec<_>, l: &Linear, p: String| -> Result<()> {
             out.push(host(format!("{p}.weight"), l.weight.val().transpose())?);

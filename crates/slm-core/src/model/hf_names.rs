@@ -11,6 +11,9 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::weights::WeightSource;
 
+/// A named f32 tensor on the host: name, shape, row-major values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// One tensor as stored on disk, made of one or more canonical parameters stacked by rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiskTensor {
@@ -211,10 +214,7 @@ pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWei
 
 /// Turns canonical parameters (as [`crate::model::Decoder::named_parameters`] returns them) into
 /// the on-disk tensors of `config`'s architecture, fusing where the architecture fuses.
-pub fn to_checkpoint(
-    config: &ModelConfig,
-    params: Vec<(String, Vec<usize>, Vec<f32>)>,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn to_checkpoint(config: &ModelConfig, params: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
     let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> =
         params.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
     let mut out = Vec::new();
