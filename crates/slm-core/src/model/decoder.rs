@@ -57,6 +57,22 @@ impl Rope {
     }
 }
 
+/// `x W + b` for `x` `[B, T, in]`, with batch and time folded into rows: one 2-D matmul.
+///
+/// burn's `Linear::forward` on a 3-D input runs a broadcast batched matmul, which on flex is
+/// about 12x slower than the 2-D product against the same (transposed-view) weight.
+fn project(lin: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, t, d_in] = x.dims();
+    let w = lin.weight.val();
+    let d_out = w.dims()[1];
+    let y = x.reshape([b * t, d_in]).matmul(w);
+    let y = match &lin.bias {
+        Some(bias) => y + bias.val().unsqueeze::<2>(),
+        None => y,
+    };
+    y.reshape([b, t, d_out])
+}
+
 /// Grouped-query self-attention with optional q/k/v biases.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -88,9 +104,9 @@ impl Attention {
         let [b, t, _] = x.dims();
         let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, dh]).swap_dims(1, 2);
-        let q = Rope::apply(heads(self.q_proj.forward(x.clone()), h), cos, sin);
-        let mut k = Rope::apply(heads(self.k_proj.forward(x.clone()), hkv), cos, sin);
-        let mut v = heads(self.v_proj.forward(x), hkv);
+        let q = Rope::apply(heads(project(&self.q_proj, x.clone()), h), cos, sin);
+        let mut k = Rope::apply(heads(project(&self.k_proj, x.clone()), hkv), cos, sin);
+        let mut v = heads(project(&self.v_proj, x), hkv);
         if let Some((ck, cv)) = cache {
             if let (Some(pk), Some(pv)) = (ck.take(), cv.take()) {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -108,8 +124,7 @@ impl Attention {
         // queries, finite instead of NaN.
         let scores = scores.mask_fill(mask.clone().expand([b, h, t, tk]), f32::MIN);
         let out = softmax(scores, 3).matmul(v); // [B,H,T,Dh]
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, t, h * dh]))
+        project(&self.o_proj, out.swap_dims(1, 2).reshape([b, t, h * dh]))
     }
 }
 
@@ -139,8 +154,8 @@ impl Mlp {
     /// # Shapes
     /// `[B, T, hidden]` -> `[B, T, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj
-            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+        let gate = silu(project(&self.gate_proj, x.clone()));
+        project(&self.down_proj, gate * project(&self.up_proj, x))
     }
 }
 
@@ -374,8 +389,15 @@ impl Decoder {
         }
         let h = self.norm.forward(h);
         match &self.lm_head {
-            Some(head) => head.forward(h),
-            None => h.matmul(self.embed_tokens.weight.val().transpose().unsqueeze::<3>()),
+            Some(head) => project(head, h),
+            None => {
+                // Tied head: fold batch and time into rows so this is one 2-D matmul against
+                // the transposed embedding view (a batched 3-D matmul copies the whole matrix).
+                let [b, t, d] = h.dims();
+                let w = self.embed_tokens.weight.val().transpose();
+                let vocab = w.dims()[1];
+                h.reshape([b * t, d]).matmul(w).reshape([b, t, vocab])
+            }
         }
     }
 }
