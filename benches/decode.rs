@@ -1,9 +1,10 @@
 //! SmolLM2-135M-Instruct prompt (prefill) and decode throughput on the CPU (flex backend).
 //!
 //! ```text
-//! scripts/fetch-smollm2.sh && cargo bench --bench decode
+//! scripts/fetch-smollm2.sh && cargo bench --bench decode --profile dev
 //! ```
-//! Reports tokens/s via `Throughput::Elements`. Without the cached model it prints how to get
+//! (`--profile dev` reuses the test build: dependencies are opt-level 3 there, and a release
+//! build of burn takes 20 minutes on 2 cores.) Reports tokens/s via `Throughput::Elements`. Without the cached model it prints how to get
 //! it and measures nothing.
 
 use std::path::PathBuf;

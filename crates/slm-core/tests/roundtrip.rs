@@ -128,3 +128,35 @@ fn bf16_checkpoint_reads_as_its_upcast_values() {
         );
     }
 }
+
+#[test]
+fn f16_checkpoints_round_trip_within_half_precision() {
+    let ckpt = Checkpoint::open(&fixture("models/qwen2-tiny")).unwrap();
+    let model = ckpt.load_decoder(&Device::flex()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    save_hf_dir(&model, ckpt.tokenizer.as_ref(), dir.path(), SaveDtype::F16).unwrap();
+    let back = Checkpoint::open(dir.path()).unwrap();
+    assert_eq!(back.info().unwrap().dtype, "float16");
+    for name in ckpt.weights.tensor_names() {
+        let (a, b) = (
+            ckpt.weights.read_f32(&name).unwrap(),
+            back.weights.read_f32(&name).unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            // f16 keeps 11 significant bits: relative error <= 2^-11 for normal values.
+            assert!(
+                (x - y).abs() <= x.abs() * 4.9e-4 + 6e-8,
+                "{name}: {x} vs {y}"
+            );
+        }
+    }
+    // The f16 model still loads and runs.
+    let m16 = back.load_decoder(&Device::flex()).unwrap();
+    let l = m16
+        .forward(
+            &TokenBatch::single(vec![0, 5, 9], LogitsScope::Last),
+            &mut m16.new_cache(),
+        )
+        .unwrap();
+    assert!(l.values.iter().all(|v| v.is_finite()));
+}
