@@ -3,9 +3,9 @@
 //! ```text
 //! scripts/fetch-smollm2.sh && cargo bench --bench decode --profile dev
 //! ```
-//! (`--profile dev` reuses the test build: dependencies are opt-level 3 there, and a release
-//! build of burn takes 20 minutes on 2 cores.) Reports tokens/s via `Throughput::Elements`. Without the cached model it prints how to get
-//! it and measures nothing.
+//! `--profile dev` reuses the test build (dependencies are opt-level 3 there; a release build of
+//! burn takes 20 minutes on 2 cores). Reports tokens/s via `Throughput::Elements`. Without the
+//! cached model it prints how to get it and measures nothing.
 
 use std::path::PathBuf;
 
