@@ -6,15 +6,14 @@ use crate::error::{Error, Result};
 use crate::format::{BLOCK_SIZE, BlockFormat};
 
 type QuantizeBlock = fn(&Block, &mut [u8]) -> Result<(), Overflow>;
-type DequantizeBlock = fn(&[u8], &mut Block);
 
-fn kernels(format: BlockFormat) -> (QuantizeBlock, DequantizeBlock) {
+fn quantizer(format: BlockFormat) -> QuantizeBlock {
     match format {
-        BlockFormat::Q8_0 => (q8::quantize_q8_0, q8::dequantize_q8_0),
-        BlockFormat::Q4_0 => (q4::quantize_q4_0, q4::dequantize_q4_0),
-        BlockFormat::Q4_1 => (q4::quantize_q4_1, q4::dequantize_q4_1),
-        BlockFormat::Q5_0 => (q5::quantize_q5_0, q5::dequantize_q5_0),
-        BlockFormat::Q5_1 => (q5::quantize_q5_1, q5::dequantize_q5_1),
+        BlockFormat::Q8_0 => q8::quantize_q8_0,
+        BlockFormat::Q4_0 => q4::quantize_q4_0,
+        BlockFormat::Q4_1 => q4::quantize_q4_1,
+        BlockFormat::Q5_0 => q5::quantize_q5_0,
+        BlockFormat::Q5_1 => q5::quantize_q5_1,
     }
 }
 
@@ -32,7 +31,7 @@ pub fn quantize(format: BlockFormat, values: &[f32]) -> Result<Vec<u8>> {
     if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(Error::NonFinite { index, value });
     }
-    let (quantize_block, _) = kernels(format);
+    let quantize_block = quantizer(format);
     let mut out = vec![0u8; len];
     for (block, (x, b)) in values
         .chunks_exact(BLOCK_SIZE)
@@ -53,7 +52,8 @@ pub fn quantize(format: BlockFormat, values: &[f32]) -> Result<Vec<u8>> {
 /// Dequantizes `n` values from `format`'s block stream `bytes`.
 ///
 /// The values are bit-identical to gguf-py's `gguf.quants.dequantize(bytes, type)` (and to
-/// ggml's `dequantize_row_*`): a stored scale that is infinite or NaN decodes as such.
+/// ggml's `dequantize_row_*`): a stored scale that is infinite or NaN decodes as such. The
+/// decoding itself is [`slm_core::gguf::dequantize`], which loads GGUF models.
 ///
 /// # Errors
 /// - [`Error::LengthNotMultiple`] when `n` is not a multiple of 32;
@@ -68,16 +68,8 @@ pub fn dequantize(format: BlockFormat, bytes: &[u8], n: usize) -> Result<Vec<f32
             got: bytes.len(),
         });
     }
-    let (_, dequantize_block) = kernels(format);
-    let mut out = vec![0.0f32; n];
-    for (b, y) in bytes
-        .chunks_exact(format.type_size())
-        .zip(out.chunks_exact_mut(BLOCK_SIZE))
-    {
-        let y: &mut Block = y.try_into().expect("chunks_exact yields whole blocks");
-        dequantize_block(b, y);
-    }
-    Ok(out)
+    // One decoder of GGML blocks serves the whole workspace: slm-core's GGUF reader.
+    Ok(slm_core::gguf::dequantize(format.ggml_type(), bytes, n)?)
 }
 
 #[cfg(test)]

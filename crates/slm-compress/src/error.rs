@@ -46,6 +46,9 @@ pub enum Error {
         /// The bytes given.
         got: usize,
     },
+    /// slm-core failed (its GGUF block decoder, for [`dequantize`](crate::dequantize)).
+    #[error(transparent)]
+    Core(#[from] slm_core::Error),
     /// A format name that is not one of `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`.
     #[error("unknown block format `{0}` (expected Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1)")]
     UnknownFormat(String),

@@ -47,6 +47,18 @@ impl BlockFormat {
         }
     }
 
+    /// The matching [`GgmlType`](slm_core::gguf::GgmlType) of slm-core's GGUF reader.
+    pub fn ggml_type(self) -> slm_core::gguf::GgmlType {
+        use slm_core::gguf::GgmlType;
+        match self {
+            BlockFormat::Q8_0 => GgmlType::Q8_0,
+            BlockFormat::Q4_0 => GgmlType::Q4_0,
+            BlockFormat::Q4_1 => GgmlType::Q4_1,
+            BlockFormat::Q5_0 => GgmlType::Q5_0,
+            BlockFormat::Q5_1 => GgmlType::Q5_1,
+        }
+    }
+
     /// The GGUF tensor type id (`enum ggml_type`).
     pub fn ggml_type_id(self) -> u32 {
         match self {

@@ -35,11 +35,6 @@ fn f16_bytes(field: &'static str, x: f32) -> Result<[u8; 2], Overflow> {
     }
 }
 
-/// The f16 at `bytes[at..at + 2]`, widened to f32.
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
-}
-
 /// `1 / d`, or 0 when `d == 0` (gguf-py: `np.where(d == 0, 0, 1 / d)`).
 fn inverse(d: f32) -> f32 {
     if d == 0.0 { 0.0 } else { 1.0 / d }
@@ -86,15 +81,6 @@ fn pack_nibbles(q: &[u8; BLOCK_SIZE], out: &mut [u8]) {
     }
 }
 
-/// The low nibble of element `i` (`0..32`) from 16 packed bytes.
-fn nibble(packed: &[u8], i: usize) -> u8 {
-    if i < 16 {
-        packed[i] & 0x0F
-    } else {
-        packed[i - 16] >> 4
-    }
-}
-
 /// Bit 4 of every level, element `i` at bit `i` of a little-endian u32
 /// (`np.packbits(q >> 4, bitorder="little")`).
 fn pack_high_bits(q: &[u8; BLOCK_SIZE]) -> [u8; 4] {
@@ -105,14 +91,35 @@ fn pack_high_bits(q: &[u8; BLOCK_SIZE]) -> [u8; 4] {
     bits.to_le_bytes()
 }
 
-/// Bit 4 of element `i`'s level from the packed u32.
-fn high_bit(qh: u32, i: usize) -> u8 {
-    ((qh >> i) & 1) as u8 * 16
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::format::BlockFormat;
+
+    /// One block decoded by slm-core's GGUF dequantizer (the one decoder of GGML blocks).
+    pub(crate) fn dequantize_block(format: BlockFormat, bytes: &[u8]) -> Block {
+        let v = slm_core::gguf::dequantize(format.ggml_type(), bytes, BLOCK_SIZE).unwrap();
+        v.try_into().unwrap()
+    }
+
+    /// The f16 at `bytes[at..at + 2]`, widened to f32.
+    pub(crate) fn f16_at(bytes: &[u8], at: usize) -> f32 {
+        f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+    }
+
+    /// The low nibble of element `i` (`0..32`) from 16 packed bytes.
+    fn nibble(packed: &[u8], i: usize) -> u8 {
+        if i < 16 {
+            packed[i] & 0x0F
+        } else {
+            packed[i - 16] >> 4
+        }
+    }
+
+    /// Bit 4 of element `i`'s level from the packed u32.
+    fn high_bit(qh: u32, i: usize) -> u8 {
+        ((qh >> i) & 1) as u8 * 16
+    }
 
     #[test]
     fn signed_absmax_keeps_sign_and_first_tie() {

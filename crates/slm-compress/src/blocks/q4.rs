@@ -1,10 +1,7 @@
 //! Q4_0 (`x ≈ d·(q − 8)`, `d = max / −8` of the signed largest-magnitude value) and Q4_1
 //! (`x ≈ d·q + m`, `d = (max − min) / 15`, `m = min`).
 
-use super::{
-    Block, Overflow, f16_at, f16_bytes, inverse, min_max, nibble, pack_nibbles, signed_absmax,
-    to_level,
-};
+use super::{Block, Overflow, f16_bytes, inverse, min_max, pack_nibbles, signed_absmax, to_level};
 use crate::format::BLOCK_SIZE;
 
 /// Quantizes one block into 18 bytes.
@@ -22,14 +19,6 @@ pub(crate) fn quantize_q4_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     Ok(())
 }
 
-/// Dequantizes one 18-byte block.
-pub(crate) fn dequantize_q4_0(b: &[u8], y: &mut Block) {
-    let d = f16_at(b, 0);
-    for (i, o) in y.iter_mut().enumerate() {
-        *o = d * f32::from(nibble(&b[2..18], i) as i8 - 8);
-    }
-}
-
 /// Quantizes one block into 20 bytes.
 pub(crate) fn quantize_q4_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     let (min, max) = min_max(x);
@@ -44,17 +33,11 @@ pub(crate) fn quantize_q4_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     Ok(())
 }
 
-/// Dequantizes one 20-byte block.
-pub(crate) fn dequantize_q4_1(b: &[u8], y: &mut Block) {
-    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-    for (i, o) in y.iter_mut().enumerate() {
-        *o = d * f32::from(nibble(&b[4..20], i)) + m;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks::tests::{dequantize_block, f16_at};
+    use crate::format::BlockFormat;
 
     #[test]
     fn q4_0_maps_the_signed_extreme_to_level_zero() {
@@ -65,8 +48,7 @@ mod tests {
         let mut b = [0u8; 18];
         quantize_q4_0(&x, &mut b).unwrap();
         assert_eq!(f16_at(&b, 0), 0.5);
-        let mut y = [0.0; 32];
-        dequantize_q4_0(&b, &mut y);
+        let y = dequantize_block(BlockFormat::Q4_0, &b);
         assert_eq!(y[0], -4.0);
         assert_eq!(y[1], 3.5, "the opposite extreme is clipped to level 15");
         assert_eq!(y[17], 1.0);
@@ -79,8 +61,7 @@ mod tests {
         let mut b = [0u8; 20];
         quantize_q4_1(&x, &mut b).unwrap();
         assert_eq!((f16_at(&b, 0), f16_at(&b, 2)), (1.0, 1.0));
-        let mut y = [0.0; 32];
-        dequantize_q4_1(&b, &mut y);
+        let y = dequantize_block(BlockFormat::Q4_1, &b);
         assert_eq!(y, x, "levels on the grid are exact");
     }
 

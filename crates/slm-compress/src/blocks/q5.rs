@@ -2,8 +2,8 @@
 //! Q4's layouts plus a u32 holding bit 4 of every level.
 
 use super::{
-    Block, Overflow, f16_at, f16_bytes, high_bit, inverse, min_max, nibble, pack_high_bits,
-    pack_nibbles, signed_absmax, to_level,
+    Block, Overflow, f16_bytes, inverse, min_max, pack_high_bits, pack_nibbles, signed_absmax,
+    to_level,
 };
 use crate::format::BLOCK_SIZE;
 
@@ -22,16 +22,6 @@ pub(crate) fn quantize_q5_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     Ok(())
 }
 
-/// Dequantizes one 22-byte block.
-pub(crate) fn dequantize_q5_0(b: &[u8], y: &mut Block) {
-    let d = f16_at(b, 0);
-    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-    for (i, o) in y.iter_mut().enumerate() {
-        let q = (nibble(&b[6..22], i) | high_bit(qh, i)) as i8 - 16;
-        *o = d * f32::from(q);
-    }
-}
-
 /// Quantizes one block into 24 bytes: d, m, qh, qs.
 pub(crate) fn quantize_q5_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     let (min, max) = min_max(x);
@@ -46,18 +36,11 @@ pub(crate) fn quantize_q5_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     Ok(())
 }
 
-/// Dequantizes one 24-byte block.
-pub(crate) fn dequantize_q5_1(b: &[u8], y: &mut Block) {
-    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    for (i, o) in y.iter_mut().enumerate() {
-        *o = d * f32::from(nibble(&b[8..24], i) | high_bit(qh, i)) + m;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks::tests::dequantize_block;
+    use crate::format::BlockFormat;
 
     #[test]
     fn q5_0_grid_values_are_exact() {
@@ -65,8 +48,7 @@ mod tests {
         let x: Block = std::array::from_fn(|i| i as f32 - 16.0);
         let mut b = [0u8; 22];
         quantize_q5_0(&x, &mut b).unwrap();
-        let mut y = [0.0; 32];
-        dequantize_q5_0(&b, &mut y);
+        let y = dequantize_block(BlockFormat::Q5_0, &b);
         assert_eq!(y, x);
     }
 
@@ -77,8 +59,7 @@ mod tests {
         quantize_q5_1(&x, &mut b).unwrap();
         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         assert_eq!(qh, 0xFFFF_0000, "levels 16..31 set bit 4");
-        let mut y = [0.0; 32];
-        dequantize_q5_1(&b, &mut y);
+        let y = dequantize_block(BlockFormat::Q5_1, &b);
         assert_eq!(y, x);
     }
 }
