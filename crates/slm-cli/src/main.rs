@@ -99,9 +99,9 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Tensor dtype of the output.
-        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
-        dtype: String,
+        /// Tensor dtype of the output [default: the checkpoint's own for HF dirs, f32 for GGUF].
+        #[arg(long, value_parser = ["f32", "f16", "bf16"])]
+        dtype: Option<String>,
     },
 }
 
@@ -254,7 +254,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Convert { model, out, dtype } => {
             let (ckpt, decoder) = load(&model)?;
-            let dtype = SaveDtype::parse(&dtype)?;
+            // Quantized GGUF tensors are dequantized to f32; HF checkpoints keep their dtype.
+            let dtype = match dtype {
+                Some(d) => SaveDtype::parse(&d)?,
+                None => SaveDtype::parse(&ckpt.config.torch_dtype).unwrap_or_default(),
+            };
             save_hf_dir(&decoder, ckpt.tokenizer.as_ref(), &out, dtype)?;
             println!(
                 "{}",

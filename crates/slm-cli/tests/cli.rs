@@ -223,6 +223,17 @@ fn convert_writes_a_loadable_hf_dir() {
     ]);
     let info = ok_json(&["info", "--model", out2.to_str().unwrap()]);
     assert_eq!(info["architecture"], "LlamaForCausalLM");
+    assert_eq!(info["dtype"], "float32");
+    // Without --dtype an HF checkpoint keeps its own dtype.
+    let out3 = dir.path().join("bf16");
+    let v = ok_json(&[
+        "convert",
+        "--model",
+        &model("llama-tiny-bf16"),
+        "--out",
+        out3.to_str().unwrap(),
+    ]);
+    assert_eq!(v["dtype"], "bfloat16");
     assert_eq!(
         info["parameters"],
         ok_json(&["info", "--model", &model("llama-tiny")])["parameters"]
@@ -307,4 +318,77 @@ fn bad_input_is_one_clear_line() {
         "/tmp/y.safetensors",
     ]);
     assert!(e.contains("shape"), "{e}");
+}
+
+/// The SmolLM2 GGUF when cached (see slm-core's tests/common for the rules; CI requires it).
+fn smollm2() -> Option<PathBuf> {
+    let p = std::env::var_os("SLM_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/slm/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    if p.is_file() {
+        return Some(p);
+    }
+    assert_ne!(
+        std::env::var("SLM_REQUIRE_SMOLLM2").as_deref(),
+        Ok("1"),
+        "{} is absent",
+        p.display()
+    );
+    eprintln!("skipping: {} is absent", p.display());
+    None
+}
+
+#[test]
+fn smollm2_gguf_info_tokenize_and_generate() {
+    let Some(path) = smollm2() else { return };
+    let m = path.to_str().unwrap();
+    let info = ok_json(&["info", "--model", m]);
+    assert_eq!(info["parameters"], 134_515_008);
+    assert_eq!(info["dtype"], "Q4_1");
+    assert_eq!(info["bytes"], 98_362_432);
+    let story: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("smollm2/story.json")).unwrap(),
+    )
+    .unwrap();
+    let v = ok_json(&[
+        "tokenize",
+        "--tokenizer",
+        m,
+        "--text",
+        story["text"].as_str().unwrap(),
+    ]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&story["ids"]));
+    let v = ok_json(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        story["text"].as_str().unwrap(),
+        "--max-new-tokens",
+        "24",
+        "--ignore-eos",
+        "--json",
+    ]);
+    assert_eq!(ids_of(&v["ids"]), ids_of(&story["greedy"]["new_ids"]));
+    assert_eq!(v["text"], story["greedy"]["new_text"]);
+    // --chat renders the template and stops at <|im_end|>.
+    let v = ok_json(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "Hi!",
+        "--chat",
+        "--max-new-tokens",
+        "64",
+        "--json",
+    ]);
+    let ids = ids_of(&v["ids"]);
+    assert!(ids.len() <= 64 && !ids.is_empty());
+    if ids.len() < 64 {
+        assert_eq!(*ids.last().unwrap(), 2, "stops at <|im_end|>");
+    }
 }
