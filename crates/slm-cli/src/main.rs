@@ -91,6 +91,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Energy accounting.
+    Energy {
+        #[command(subcommand)]
+        command: EnergyCommand,
+    },
     /// Write any readable model as a Hugging Face directory (safetensors + config + tokenizer).
     Convert {
         /// A Hugging Face model directory or a .gguf file.
@@ -103,6 +108,13 @@ enum Command {
         #[arg(long, value_parser = ["f32", "f16", "bf16"])]
         dtype: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum EnergyCommand {
+    /// Print which power meters work here (RAPL, perf_event, NVML, estimates) and why not,
+    /// as JSON: {"meters":[{"name","component","available","method","detail"}, ...]}.
+    Probe,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +263,12 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{text}");
             }
+        }
+        Command::Energy {
+            command: EnergyCommand::Probe,
+        } => {
+            let meters = slm_energy::meters::probe();
+            println!("{}", json!({ "meters": meters }));
         }
         Command::Convert { model, out, dtype } => {
             let (ckpt, decoder) = load(&model)?;

@@ -392,3 +392,30 @@ fn smollm2_gguf_info_tokenize_and_generate() {
         assert_eq!(*ids.last().unwrap(), 2, "stops at <|im_end|>");
     }
 }
+
+#[test]
+fn energy_probe_lists_meters_with_their_method() {
+    let v = ok_json(&["energy", "probe"]);
+    let meters = v["meters"].as_array().unwrap();
+    for m in meters {
+        let method = m["method"].as_str().unwrap();
+        assert!(
+            method.starts_with("measured (") || method.starts_with("estimated ("),
+            "{m}"
+        );
+        assert!(!m["detail"].as_str().unwrap().is_empty(), "{m}");
+    }
+    // Every machine gets a CPU and a memory figure: measured where it can, estimated otherwise.
+    for component in ["cpu", "ram"] {
+        let chosen = meters
+            .iter()
+            .filter(|m| m["selected"] == true && m["available"] == true);
+        let dram_or_ram = |m: &serde_json::Value| {
+            m["component"] == component || (component == "ram" && m["component"] == "dram")
+        };
+        assert!(
+            chosen.clone().any(dram_or_ram),
+            "no selected {component} meter: {v}"
+        );
+    }
+}

@@ -32,12 +32,34 @@ pub enum MeterSource {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EstimateModel {
-    /// CodeCarbon's fallback for CPUs without counters: power = `tdp_watts × load_fraction`
-    /// over the elapsed time.
+    /// CodeCarbon's fallback for CPUs without counters and without a load reading ("constant"
+    /// mode): power = `tdp_watts × load_fraction` over the elapsed time.
     CpuTdp {
         /// The CPU's thermal design power.
         tdp_watts: f64,
         /// The share of TDP assumed drawn (CodeCarbon assumes 0.5 without a load reading).
+        load_fraction: f64,
+    },
+    /// CodeCarbon's `cpu_load` mode for CPUs without counters: over each interval between two
+    /// readings, power = `tdp_watts × (0.1 + 0.9 × load³)` where `load` is the whole machine's
+    /// CPU utilisation over that interval (from `/proc/stat`).
+    CpuTdpLoad {
+        /// The machine's CPU thermal design power (all sockets).
+        tdp_watts: f64,
+    },
+    /// CodeCarbon's RAM model: a constant power from the memory size (watts per estimated
+    /// DIMM, with diminishing watts per DIMM on large servers).
+    RamSize {
+        /// The memory size the power was derived from, in GiB.
+        gigabytes: f64,
+        /// The power assumed drawn.
+        watts: f64,
+    },
+    /// A GPU without a readable counter: power = `tdp_watts × load_fraction`.
+    GpuTdp {
+        /// The GPU's thermal design power (board power limit).
+        tdp_watts: f64,
+        /// The share of TDP assumed drawn.
         load_fraction: f64,
     },
     /// Another model, named.
@@ -137,6 +159,9 @@ impl fmt::Display for EstimateModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EstimateModel::CpuTdp { .. } => f.write_str("CPU TDP model"),
+            EstimateModel::CpuTdpLoad { .. } => f.write_str("CPU TDP x load model"),
+            EstimateModel::RamSize { .. } => f.write_str("RAM size model"),
+            EstimateModel::GpuTdp { .. } => f.write_str("GPU TDP model"),
             EstimateModel::Other(name) => f.write_str(name),
             EstimateModel::Combined(parts) => join(f, parts),
         }
@@ -309,6 +334,35 @@ mod tests {
         let ab = a.clone().combine(b.clone());
         assert_eq!(ab.to_string(), "estimated (CPU TDP model + GPU TDP model)");
         assert_eq!(ab.clone().combine(a).combine(b), ab);
+    }
+
+    #[test]
+    fn new_estimate_models_display_as_estimates() {
+        for (model, text) in [
+            (
+                EstimateModel::CpuTdpLoad { tdp_watts: 85.0 },
+                "estimated (CPU TDP x load model)",
+            ),
+            (
+                EstimateModel::RamSize {
+                    gigabytes: 16.0,
+                    watts: 10.0,
+                },
+                "estimated (RAM size model)",
+            ),
+            (
+                EstimateModel::GpuTdp {
+                    tdp_watts: 700.0,
+                    load_fraction: 0.5,
+                },
+                "estimated (GPU TDP model)",
+            ),
+        ] {
+            let e = Energy::estimated(1.0, model).unwrap();
+            assert_eq!(e.method().to_string(), text);
+            let sum = Energy::measured(1.0, MeterSource::Rapl).unwrap() + e;
+            assert!(!sum.method().is_measured());
+        }
     }
 
     #[test]

@@ -35,31 +35,78 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Later
-//! Later issues add the real meters (RAPL through powercap, NVML), a CodeCarbon-style TDP
-//! estimator for machines without counters, an `EnergyTracker` that charges readings to
-//! lifecycle phases through `tracing` spans, and the energy report (JSON, `emissions.csv`).
+//! ## Tracking a lifecycle
+//! [`EnergyTracker`] reads a set of meters (by default the best this machine has: RAPL or
+//! `perf_event` counters, NVML for NVIDIA GPUs, CodeCarbon's CPU-TDP and RAM-size models
+//! otherwise; `slm energy probe` lists them and says why the others are missing) at phase
+//! boundaries and on a background thread, charges the energy to named, nested phases, and
+//! produces a [`TrackerReport`]. [`report`] turns that into Energy-to-Solution figures
+//! ([`report::E2sInputs`]), JSON, a CodeCarbon-compatible `emissions.csv`, and a Markdown or
+//! HTML section with SVG plots. Other crates report phases through the small
+//! [`PhaseObserver`] trait without depending on meters.
 //!
-//! This crate has no features.
+//! ```
+//! use slm_energy::prelude::*;
+//!
+//! # fn main() -> slm_energy::Result<()> {
+//! let tracker = EnergyTracker::new(slm_energy::default_meters(), TrackerConfig::for_region("FR")?)?;
+//! {
+//!     let _training = tracker.phase("training")?; // ends when dropped
+//!     std::hint::black_box((0..100_000u64).sum::<u64>());
+//! }
+//! {
+//!     let _serving = tracker.phase("serving")?;
+//!     std::hint::black_box((0..10_000u64).sum::<u64>());
+//! }
+//! let report = tracker.stop()?;
+//! let e2s = slm_energy::report::E2sInputs::from_report(&report, "serving", 10, 1_000_000)?.compute()?;
+//! // Every figure says how it was obtained; on a machine without counters it is an estimate.
+//! println!("{:.3e} Wh/query ({})", e2s.wh_per_query.value, e2s.wh_per_query.method);
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `nvml` | no | NVIDIA GPU energy through NVML, loaded at run time (`libnvidia-ml.so.1`); without it [`NvmlMeter`] returns [`Error::NvmlNotCompiled`] |
+//!
+//! The example `examples/energy_workload` runs a CPU workload under a tracker and
+//! `benches/codecarbon_compare.py` compares it with CodeCarbon's `OfflineEmissionsTracker`.
 
 mod carbon;
 mod energy;
 mod error;
 mod meter;
+mod phase;
+mod process;
 mod replay;
 mod trace;
+mod tracker;
+
+pub mod grid;
+pub mod meters;
+pub mod report;
 
 pub use carbon::{CarbonIntensity, DEFAULT_PUE};
 pub use energy::{Energy, EstimateModel, JOULES_PER_KWH, JOULES_PER_WH, MeterSource, Method};
 pub use error::{Error, Result};
-pub use meter::{EnergyReading, PowerMeter};
+pub use meter::{Component, EnergyReading, PowerMeter};
+pub use meters::{
+    CpuTdp, CpuTdpMeter, GpuTdpMeter, MeterProbe, NvmlMeter, PerfEventMeter, RamEstimateMeter,
+    RaplMeter, SystemPaths, default_meters, probe,
+};
+pub use phase::{Lifecycle, NoopObserver, PhaseObserver};
 pub use replay::ReplayMeter;
 pub use trace::PowerTrace;
+pub use tracker::{
+    DEFAULT_SAMPLING_INTERVAL, EnergyTracker, MeterEnergy, MeterSummary, PhaseGuard, PhaseRecord,
+    PowerSample, TrackerConfig, TrackerIssue, TrackerReport,
+};
 
 /// The names most programs need: `use slm_energy::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CarbonIntensity, Energy, EnergyReading, Error, EstimateModel, MeterSource, Method,
-        PowerMeter, PowerTrace, ReplayMeter, Result,
+        CarbonIntensity, Energy, EnergyReading, EnergyTracker, Error, EstimateModel, MeterSource,
+        Method, PhaseObserver, PowerMeter, PowerTrace, ReplayMeter, Result, TrackerConfig,
     };
 }

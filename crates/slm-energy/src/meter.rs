@@ -1,9 +1,39 @@
-//! The [`PowerMeter`] trait and its [`EnergyReading`]s.
+//! The [`PowerMeter`] trait, its [`EnergyReading`]s and the hardware [`Component`] a meter covers.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::energy::Energy;
 use crate::error::{Error, Result};
+
+/// The part of the machine a meter's energy belongs to, so a tracker can report energy per
+/// component (CodeCarbon's `cpu_energy`, `gpu_energy`, `ram_energy` columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Component {
+    /// The CPU packages (RAPL `package-N` domains, or a CPU TDP estimate).
+    Cpu,
+    /// Memory as measured by a RAPL `dram` domain.
+    Dram,
+    /// Memory as estimated from its size (no DRAM counter).
+    Ram,
+    /// The GPUs.
+    Gpu,
+}
+
+impl fmt::Display for Component {
+    /// `CPU`, `DRAM`, `RAM`, `GPU`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Component::Cpu => "CPU",
+            Component::Dram => "DRAM",
+            Component::Ram => "RAM",
+            Component::Gpu => "GPU",
+        })
+    }
+}
 
 /// One reading of a meter's cumulative energy counter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +93,9 @@ pub trait PowerMeter: Send {
     /// A short name for reports (`rapl`, `nvml`, `replay`, ...).
     fn name(&self) -> &str;
 
+    /// The part of the machine whose energy this meter counts.
+    fn component(&self) -> Component;
+
     /// The counter now. Successive readings never decrease in time or energy.
     fn read(&mut self) -> Result<EnergyReading>;
 }
@@ -103,6 +136,16 @@ mod tests {
         assert_eq!(
             b.energy_since(&a).unwrap().method().to_string(),
             "estimated (CPU TDP model)"
+        );
+    }
+
+    #[test]
+    fn components_display_and_serialize() {
+        assert_eq!(Component::Dram.to_string(), "DRAM");
+        assert_eq!(serde_json::to_string(&Component::Gpu).unwrap(), r#""gpu""#);
+        assert_eq!(
+            serde_json::from_str::<Component>(r#""ram""#).unwrap(),
+            Component::Ram
         );
     }
 

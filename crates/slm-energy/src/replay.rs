@@ -3,26 +3,41 @@
 
 use crate::energy::{Energy, Method};
 use crate::error::{Error, Result};
-use crate::meter::{EnergyReading, PowerMeter};
+use crate::meter::{Component, EnergyReading, PowerMeter};
 use crate::trace::PowerTrace;
 
 /// A meter over a recorded power trace. Its clock starts at the trace's first sample and moves
 /// only when told ([`advance`](Self::advance), [`seek`](Self::seek)); [`read`](PowerMeter::read)
 /// returns the exact integral of the trace up to the clock, labelled with the `method` the
-/// recording was made with.
+/// recording was made with, and charged to a [`Component`] ([`Component::Cpu`] unless
+/// [`with_component`](Self::with_component) says otherwise).
 #[derive(Debug, Clone)]
 pub struct ReplayMeter {
     trace: PowerTrace,
     method: Method,
+    component: Component,
     now: f64,
 }
 
 impl ReplayMeter {
     /// A meter replaying `trace`, whose energy was obtained by `method` (a RAPL recording is
     /// `Method::Measured(MeterSource::Rapl)`; a made-up trace is best labelled an estimate).
+    /// The meter counts [`Component::Cpu`] energy; see [`with_component`](Self::with_component).
     pub fn new(trace: PowerTrace, method: Method) -> Self {
         let now = trace.start();
-        ReplayMeter { trace, method, now }
+        ReplayMeter {
+            trace,
+            method,
+            component: Component::Cpu,
+            now,
+        }
+    }
+
+    /// The same meter, charging its energy to `component` (a recorded GPU trace is
+    /// `Component::Gpu`).
+    pub fn with_component(mut self, component: Component) -> Self {
+        self.component = component;
+        self
     }
 
     /// The clock, in the trace's seconds.
@@ -70,6 +85,10 @@ impl PowerMeter for ReplayMeter {
         "replay"
     }
 
+    fn component(&self) -> Component {
+        self.component
+    }
+
     fn read(&mut self) -> Result<EnergyReading> {
         let joules = self.trace.joules_until(self.now)?;
         Ok(EnergyReading {
@@ -113,6 +132,11 @@ mod tests {
         let mut m: Box<dyn PowerMeter> = Box::new(meter());
         let before = m.read().unwrap();
         assert_eq!(m.name(), "replay");
+        assert_eq!(m.component(), Component::Cpu);
+        assert_eq!(
+            meter().with_component(Component::Gpu).component(),
+            Component::Gpu
+        );
         let mut replay = meter();
         replay.seek(10.0).unwrap();
         let after = replay.read().unwrap();
