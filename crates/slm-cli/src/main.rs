@@ -91,6 +91,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dataset curation.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Tokenizer training.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
     /// Energy accounting.
     Energy {
         #[command(subcommand)]
@@ -107,6 +117,36 @@ enum Command {
         /// Tensor dtype of the output [default: the checkpoint's own for HF dirs, f32 for GGUF].
         #[arg(long, value_parser = ["f32", "f16", "bf16"])]
         dtype: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Run a curation config (TOML or JSON): read the inputs, run the stages, write the
+    /// splits, the dataset card (card.json, README.md) and dropped.jsonl; print a summary.
+    Curate {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenizerCommand {
+    /// Train a byte-level BPE tokenizer on text files and write its tokenizer.json.
+    Train {
+        /// Text files of the domain corpus.
+        #[arg(long, num_args = 1.., required = true)]
+        corpus: Vec<PathBuf>,
+        /// Vocabulary size, special tokens included.
+        #[arg(long)]
+        vocab_size: usize,
+        /// Output tokenizer.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Special tokens placed at the first ids (default: the Llama 3 style set).
+        #[arg(long, num_args = 1..)]
+        special_tokens: Vec<String>,
     },
 }
 
@@ -263,6 +303,36 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{text}");
             }
+        }
+        Command::Data {
+            command: DataCommand::Curate { config },
+        } => {
+            let config = slm_data::CurateConfig::from_path(&config)?;
+            let report = slm_data::curate(&config)?;
+            println!(
+                "{}",
+                json!({ "files": report.files, "dropped": report.dropped, "card": report.card })
+            );
+        }
+        Command::Tokenizer {
+            command:
+                TokenizerCommand::Train {
+                    corpus,
+                    vocab_size,
+                    out,
+                    special_tokens,
+                },
+        } => {
+            let tokenizer = slm_data::tokenizer::train_bpe(&corpus, vocab_size, &special_tokens)?;
+            let json = tokenizer
+                .inner()
+                .to_string(true)
+                .map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
+            slm_core::io::write_atomic(&out, json.as_bytes())?;
+            println!(
+                "{}",
+                json!({ "out": out, "vocab_size": tokenizer.vocab_size() })
+            );
         }
         Command::Energy {
             command: EnergyCommand::Probe,

@@ -419,3 +419,98 @@ fn energy_probe_lists_meters_with_their_method() {
         );
     }
 }
+
+#[test]
+fn data_curate_runs_a_config_on_the_spamassassin_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/spamassassin/sample.jsonl");
+    let config = format!(
+        r#"
+        name = "spamassassin"
+        output_dir = "{out}"
+        seed = 1
+        [[inputs]]
+        path = "{sample}"
+        label_field = "label"
+        id_field = "id"
+        [stages]
+        exact_dedup = true
+        [stages.normalize]
+        [stages.pii]
+        [stages.length]
+        min_words = 3
+        [stages.near_dedup]
+        [splits]
+        val = 0.1
+        test = 0.1
+        "#,
+        out = dir.path().join("out").display(),
+        sample = sample.canonicalize().unwrap().display()
+    );
+    let cfg = dir.path().join("curate.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let v = ok_json(&["data", "curate", "--config", cfg.to_str().unwrap()]);
+    let files: Vec<String> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    for name in [
+        "train.jsonl",
+        "val.jsonl",
+        "test.jsonl",
+        "card.json",
+        "README.md",
+        "dropped.jsonl",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "{name} missing from {files:?}"
+        );
+        assert!(dir.path().join("out").join(name).is_file(), "{name}");
+    }
+    // A missing config is one clear line.
+    let e = one_line_error(&["data", "curate", "--config", "/nonexistent/curate.toml"]);
+    assert!(e.contains("/nonexistent/curate.toml"), "{e}");
+}
+
+#[test]
+fn tokenizer_train_writes_a_loadable_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    let text: String = (0..200)
+        .map(|i| format!("invoice {i} was paid by the customer on time\n"))
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let out = dir.path().join("tokenizer.json");
+    let v = ok_json(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--vocab-size",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(v["vocab_size"].as_u64().unwrap() <= 300);
+    let ids = ok_json(&[
+        "tokenize",
+        "--tokenizer",
+        out.to_str().unwrap(),
+        "--text",
+        "invoice was paid",
+    ]);
+    assert!(!ids["ids"].as_array().unwrap().is_empty());
+    one_line_error(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        "/nonexistent.txt",
+        "--vocab-size",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+}

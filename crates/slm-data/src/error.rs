@@ -103,6 +103,110 @@ pub enum Error {
         /// The key (`id`, `input`, `target` or `label`).
         key: String,
     },
+    /// A CSV/TSV record the parser rejects (unbalanced quotes, a wrong number of fields, ..).
+    #[error("{}:{line}: malformed CSV: {source}", .path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line where the record starts.
+        line: usize,
+        /// The parser's error.
+        #[source]
+        source: csv::Error,
+    },
+    /// A column the [`FieldMap`](crate::FieldMap) names that the file's header or schema lacks.
+    #[error("{}: no column `{column}` (the file has: {})", .path.display(), .available.join(", "))]
+    UnknownColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column asked for.
+        column: String,
+        /// The columns the file has.
+        available: Vec<String>,
+    },
+    /// An error from the Parquet reader or writer.
+    #[error("{}: parquet: {source}", .path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The parquet crate's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// An email that cannot be turned into an example.
+    #[error("{}: {problem}", .path.display())]
+    Email {
+        /// The message's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: crate::readers::EmailProblem,
+    },
+    /// A path whose format [`read_any`](crate::read_any) cannot tell from its extension.
+    #[error("{}: unknown dataset format (expected .jsonl, .json, .csv, .tsv, .parquet, .eml or a folder)", .path.display())]
+    UnsupportedFormat {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An error from slm-core (the model, its tokenizer or its chat template).
+    #[error(transparent)]
+    Core(#[from] slm_core::Error),
+    /// An error from the `tokenizers` crate while training or extending a tokenizer.
+    #[error("tokenizer {action}: {source}")]
+    Tokenizer {
+        /// What was being done (`training`, `adding tokens`, ...).
+        action: &'static str,
+        /// The `tokenizers` error.
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// An option outside its valid range (a zero batch size, min length above max, ...).
+    #[error("invalid option `{name}`: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tokenizer whose vocabulary does not fit the model it is paired with.
+    #[error("tokenizer has {tokenizer} tokens, model vocabulary has {model}")]
+    VocabMismatch {
+        /// Tokens in the tokenizer (added tokens included).
+        tokenizer: usize,
+        /// The model's `vocab_size`.
+        model: usize,
+    },
+    /// An example without the target or label its template needs.
+    #[error("example `{id}` has no {field}")]
+    MissingTarget {
+        /// The example's id.
+        id: String,
+        /// `target` or `label`.
+        field: &'static str,
+    },
+    /// A tokenized example longer than the sequence length a batcher packs to.
+    #[error("example `{id}` has {tokens} tokens, more than the sequence length {max}")]
+    ExampleTooLong {
+        /// The example's id.
+        id: String,
+        /// Its length in tokens.
+        tokens: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A curation config file that does not parse (TOML or JSON).
+    #[error("{}: invalid curation config: {message}", .path.display())]
+    ConfigParse {
+        /// The config file.
+        path: std::path::PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A curation config whose values do not fit together (split fractions, no inputs, ...).
+    #[error("invalid curation config: {message}")]
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -35,28 +35,75 @@
 //! Files: [`JsonlReader::open`], [`read_jsonl`] and [`write_jsonl`]; an empty file is
 //! [`Error::EmptyDataset`], never an empty `Vec`.
 //!
+//! Other formats: [`read_any`] picks by extension among CSV/TSV ([`CsvReader`]), Parquet
+//! ([`ParquetReader`]), folders of text files or emails labelled by sub-folder
+//! ([`TextDirReader`]) and raw RFC 822 email ([`EmailReader`], [`parse_email`]), all behind the
+//! [`Reader`] trait with the same contract (errors name file and line or row, empty input is
+//! [`Error::EmptyDataset`], a missing column is [`Error::UnknownColumn`]). [`ParquetWriter`]
+//! writes a split as Parquet, atomically, for `datasets` and pandas. The repository's
+//! `data/spamassassin/sample.jsonl` (603 emails of the SpamAssassin corpus, made by
+//! `scripts/import-spamassassin.sh`) reads with `FieldMap::new("text").with_label("label")`.
+//!
 //! ## Later
 //! Later issues add more readers (CSV, Parquet, Hugging Face dataset folders), the curation
 //! `Stage` trait with normalise/dedup/filter/scrub/decontaminate stages, splits with a dataset
-//! card, chat templates and tokenization, and the `Batcher` that packs tokenized examples.
+//! card.
 //!
-//! This crate has no features.
+//! Model inputs: [`inputs`] renders examples through a prompt or chat template, tokenizes
+//! them with a loss mask on the target only, and packs or buckets them into [`inputs::Batch`]es
+//! behind the [`inputs::Batcher`] trait that slm-train consumes. [`tokenizer`] trains a
+//! byte-level BPE tokenizer on a domain corpus, reports fertility, and extends a base tokenizer
+//! with the matching embedding resize. [`synth`] writes synthetic examples for rare classes
+//! with a teacher model and filters them.
+//!
+//! # Features
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `flex` | yes | burn's flex CPU backend in slm-core (teacher models, embedding resize) |
 
+mod curate;
 mod error;
 mod example;
 mod fields;
+pub mod inputs;
 mod reader;
+mod readers;
+mod stages;
+pub mod synth;
+pub mod tokenizer;
 mod writer;
 
+pub use curate::{
+    CurateConfig, CurateReport, DatasetCard, Dropped, EvalConfig, HoldoutConfig, HoldoutResult,
+    InputConfig, LENGTH_BUCKETS, LabelAudit, LabelConflict, LengthBucket, NO_LABEL, Pipeline,
+    PipelineOutput, READ_STAGE, SplitCard, SplitConfig, Splits, Stage, StageOutput, StageReport,
+    StagesConfig, Verdict, curate, filter_map_examples, holdout, label_counts, length_histogram,
+    read_inputs, stratified_split,
+};
 pub use error::{Error, Result};
 pub use example::{Example, RESERVED_KEYS};
 pub use fields::FieldMap;
 pub use reader::{JsonlReader, MAX_LINE_BYTES, read_jsonl};
+pub use readers::{
+    CsvReader, DocumentKind, EmailProblem, EmailReader, Format, MAX_EMAIL_BYTES, ParquetReader,
+    ParquetWriter, Reader, TextDirReader, delimiter_for, parse_email, read_any, read_as,
+    write_parquet,
+};
+pub use stages::{
+    CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,
+    LengthConfig, LengthFilter, MERSENNE_PRIME, MinHashConfig, MinHasher, NearDedup, Normalize,
+    NormalizeConfig, PHONE, PiiConfig, PiiScrubber, QualityConfig, QualityFilter, STOP_WORDS,
+    UnicodeForm, collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid, shingles,
+    simplify_text, strip_html,
+};
 pub use writer::{JsonlWriter, write_jsonl};
 
 /// The names most programs need: `use slm_data::prelude::*;`.
 pub mod prelude {
+    pub use crate::inputs::{Batcher, PromptTemplate};
+    pub use crate::{CurateConfig, Stage, curate};
     pub use crate::{
         Error, Example, FieldMap, JsonlReader, JsonlWriter, Result, read_jsonl, write_jsonl,
     };
+    pub use crate::{Reader, read_any};
 }

@@ -142,7 +142,7 @@ impl<R: BufRead> JsonlReader<R> {
             line,
             source,
         })?;
-        let mut obj = match value {
+        let obj = match value {
             Value::Object(obj) => obj,
             other => {
                 return Err(Error::NotAnObject {
@@ -152,35 +152,46 @@ impl<R: BufRead> JsonlReader<R> {
                 });
             }
         };
-        let field = Field { path, line };
-        let input = field.string(&mut obj, &self.fields.input)?;
-        let target = match &self.fields.target {
-            Some(name) => field.optional_string(&mut obj, name)?,
-            None => None,
-        };
-        let label = match &self.fields.label {
-            Some(name) => field.label(&mut obj, name)?,
-            None => None,
-        };
-        let id = match &self.fields.id {
-            Some(name) => field.id(&mut obj, name)?,
-            None => None,
-        };
-        let id = id.unwrap_or_else(|| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            format!("{name}:{line}")
-        });
-        Ok(Example {
-            id,
-            input,
-            target,
-            label,
-            meta: obj,
-        })
+        example_from_object(obj, &self.fields, path, line)
     }
+}
+
+/// Maps one record (a JSON object) onto an [`Example`] through `fields`; errors name `path`
+/// and the 1-based `line` (or record number). Ids default to `<file name>:<line>`.
+pub(crate) fn example_from_object(
+    mut obj: Map<String, Value>,
+    fields: &FieldMap,
+    path: &Path,
+    line: usize,
+) -> Result<Example> {
+    let field = Field { path, line };
+    let input = field.string(&mut obj, &fields.input)?;
+    let target = match &fields.target {
+        Some(name) => field.optional_string(&mut obj, name)?,
+        None => None,
+    };
+    let label = match &fields.label {
+        Some(name) => field.label(&mut obj, name)?,
+        None => None,
+    };
+    let id = match &fields.id {
+        Some(name) => field.id(&mut obj, name)?,
+        None => None,
+    };
+    let id = id.unwrap_or_else(|| {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        format!("{name}:{line}")
+    });
+    Ok(Example {
+        id,
+        input,
+        target,
+        label,
+        meta: obj,
+    })
 }
 
 /// Reads every example of a JSON Lines file, stopping at the first error.
@@ -190,14 +201,14 @@ pub fn read_jsonl(path: impl AsRef<Path>, fields: FieldMap) -> Result<Vec<Exampl
 
 /// Takes mapped fields out of one record, with the errors naming its file and line.
 struct Field<'a> {
-    path: &'a PathBuf,
+    path: &'a Path,
     line: usize,
 }
 
 impl Field<'_> {
     fn take(&self, obj: &mut Map<String, Value>, name: &str) -> Result<Value> {
         obj.remove(name).ok_or_else(|| Error::MissingField {
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
             line: self.line,
             field: name.to_string(),
         })
@@ -205,7 +216,7 @@ impl Field<'_> {
 
     fn wrong(&self, name: &str, expected: &'static str, found: &Value) -> Error {
         Error::WrongType {
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
             line: self.line,
             field: name.to_string(),
             expected,

@@ -1,0 +1,19 @@
+//! Curation: the [`Stage`] trait and [`Pipeline`], splits, the label audit, the dataset card,
+//! and [`curate`], which runs all of it from a [`CurateConfig`].
+
+pub(crate) mod audit;
+pub(crate) mod card;
+pub(crate) mod config;
+pub(crate) mod run;
+pub(crate) mod split;
+pub(crate) mod stage;
+
+pub use audit::{LabelAudit, LabelConflict, NO_LABEL, label_counts};
+pub use card::{DatasetCard, LENGTH_BUCKETS, LengthBucket, SplitCard, length_histogram};
+pub use config::{CurateConfig, EvalConfig, InputConfig, StagesConfig};
+pub use run::{CurateReport, READ_STAGE, curate, read_inputs};
+pub use split::{HoldoutConfig, HoldoutResult, SplitConfig, Splits, holdout, stratified_split};
+pub use stage::{
+    Dropped, Pipeline, PipelineOutput, Stage, StageOutput, StageReport, Verdict,
+    filter_map_examples,
+};

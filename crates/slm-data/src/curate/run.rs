@@ -1,0 +1,330 @@
+//! [`curate`]: one call from a [`CurateConfig`] to splits, a dataset card and `dropped.jsonl`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::curate::audit::LabelAudit;
+use crate::curate::card::DatasetCard;
+use crate::curate::config::{CurateConfig, InputConfig};
+use crate::curate::split::{Splits, holdout, stratified_split};
+use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport};
+use crate::error::{Error, Result};
+use crate::example::Example;
+use crate::readers::read_any;
+use crate::stages::{
+    Decontaminate, DuplicateGroup, ExactDedup, LengthFilter, NearDedup, Normalize, PiiScrubber,
+    QualityFilter,
+};
+use crate::writer::write_jsonl;
+
+/// The name of the pseudo-stage that records unreadable rows.
+pub const READ_STAGE: &str = "read";
+
+/// What [`curate`] wrote and found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurateReport {
+    /// The dataset card (also written as `card.json` and `README.md`).
+    pub card: DatasetCard,
+    /// Every file written: one JSONL per non-empty split, the card, the README and
+    /// `dropped.jsonl`.
+    pub files: Vec<PathBuf>,
+    /// Rows removed, all stages together.
+    pub dropped: usize,
+}
+
+/// The examples of every input, with unreadable rows as [`Dropped`] records.
+///
+/// A bad row (malformed JSON, a field of the wrong type, ...) is dropped with its error as the
+/// detail; an input that cannot be opened, has no records, or whose rows all fail is an error.
+pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>)> {
+    let (mut examples, mut dropped) = (Vec::new(), Vec::new());
+    for input in inputs {
+        let reader = read_any(&input.path, &input.fields())?;
+        let (mut good, mut first_err) = (0usize, None);
+        for (n, row) in reader.enumerate() {
+            match row {
+                Ok(e) => {
+                    good += 1;
+                    examples.push(e);
+                }
+                Err(err) => {
+                    if matches!(
+                        err,
+                        Error::Io { .. } | Error::EmptyDataset { .. } | Error::UnknownColumn { .. }
+                    ) {
+                        return Err(err);
+                    }
+                    dropped.push(read_drop(&input.path, n + 1, &err));
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        if good == 0 {
+            return Err(first_err.unwrap_or(Error::EmptyDataset {
+                path: input.path.clone(),
+            }));
+        }
+    }
+    Ok((examples, dropped))
+}
+
+fn read_drop(path: &Path, record: usize, err: &Error) -> Dropped {
+    let (line, reason) = match err {
+        Error::Json { line, .. } => (Some(*line), "malformed_json"),
+        Error::InvalidUtf8 { line, .. } => (Some(*line), "invalid_utf8"),
+        Error::NotAnObject { line, .. } => (Some(*line), "not_an_object"),
+        Error::MissingField { line, .. } => (Some(*line), "missing_field"),
+        Error::WrongType { line, .. } => (Some(*line), "wrong_type"),
+        Error::LineTooLong { line, .. } => (Some(*line), "line_too_long"),
+        _ => (None, "unreadable"),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let id = match line {
+        Some(line) => format!("{name}:{line}"),
+        None => format!("{name}:#{record}"),
+    };
+    Dropped::new(id, READ_STAGE, reason).with_detail(err.to_string())
+}
+
+fn run_stage(
+    stage: &dyn Stage,
+    examples: Vec<Example>,
+    reports: &mut Vec<StageReport>,
+    dropped: &mut Vec<Dropped>,
+) -> Result<Vec<Example>> {
+    let input = examples.len();
+    let out = stage.apply(examples)?;
+    Ok(record(stage.name(), input, out, reports, dropped))
+}
+
+fn record(
+    name: &str,
+    input: usize,
+    out: StageOutput,
+    reports: &mut Vec<StageReport>,
+    dropped: &mut Vec<Dropped>,
+) -> Vec<Example> {
+    reports.push(StageReport::new(name, input, &out));
+    dropped.extend(out.dropped);
+    out.kept
+}
+
+/// Runs a whole curation: reads the inputs, runs the configured stages (normalize, length,
+/// quality, pii, exact dedup, near dedup, decontaminate against the eval set), audits labels,
+/// splits (holdout first, then stratified train/val/test) and writes into `output_dir`:
+/// `train.jsonl`, `val.jsonl`, `test.jsonl` (and `live.jsonl` with a holdout), each
+/// atomically and only when not empty; `card.json`; `README.md`; `dropped.jsonl`.
+///
+/// ```
+/// use slm_data::{CurateConfig, InputConfig, curate, write_jsonl, Example};
+///
+/// # fn main() -> slm_data::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let (things, when) = (["printer", "vpn", "badge", "laptop", "door"], ["today", "soon", "please"]);
+/// let rows: Vec<Example> = (0..20)
+///     .map(|i| {
+///         let text = format!("fix the {} and the {} {}", things[i % 5], things[(i / 5) % 3], when[(i / 5) % 3]);
+///         Example::new(i.to_string(), text).with_label(if i % 2 == 0 { "it" } else { "facilities" })
+///     })
+///     .collect(); // rows 15..20 repeat rows 0..5
+/// write_jsonl(dir.path().join("in.jsonl"), &rows)?;
+///
+/// // The canonical layout `write_jsonl` wrote: id, input, target, label.
+/// let mut input = InputConfig::new(dir.path().join("in.jsonl"));
+/// input.text_field = "input".into();
+/// input.label_field = Some("label".into());
+/// input.target_field = Some("target".into());
+/// input.id_field = Some("id".into());
+/// let report = curate(&CurateConfig::new(vec![input], dir.path().join("out")))?;
+/// assert_eq!(report.dropped, 5); // exact duplicates
+/// assert_eq!(report.card.splits["train"].count, 11);
+/// assert!(dir.path().join("out/dropped.jsonl").exists());
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a bad config or when every row is dropped (never a silently
+/// empty dataset); reader errors for inputs that cannot be read; [`Error::Io`] for output.
+pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
+    config.validate()?;
+    let (examples, mut dropped) = read_inputs(&config.inputs)?;
+    let mut reports = vec![StageReport {
+        stage: READ_STAGE.to_string(),
+        input: examples.len() + dropped.len(),
+        output: examples.len(),
+        modified: 0,
+        dropped: {
+            let mut m = std::collections::BTreeMap::new();
+            for d in &dropped {
+                *m.entry(d.reason.clone()).or_insert(0) += 1;
+            }
+            m
+        },
+    }];
+    let rows_read = reports[0].input;
+    let mut warnings = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    if let Some(dup) = examples.iter().find(|e| !ids.insert(e.id.as_str())) {
+        warnings.push(format!(
+            "example ids are not unique (e.g. `{}`); dropped.jsonl may be ambiguous",
+            dup.id
+        ));
+    }
+
+    let s = &config.stages;
+    let mut rows = examples;
+    let mut groups: Vec<DuplicateGroup> = Vec::new();
+    if let Some(c) = &s.normalize {
+        rows = run_stage(&Normalize::new(c.clone()), rows, &mut reports, &mut dropped)?;
+    }
+    if let Some(c) = &s.length {
+        rows = run_stage(
+            &LengthFilter::new(c.clone()),
+            rows,
+            &mut reports,
+            &mut dropped,
+        )?;
+    }
+    if let Some(c) = &s.quality {
+        rows = run_stage(
+            &QualityFilter::new(c.clone()),
+            rows,
+            &mut reports,
+            &mut dropped,
+        )?;
+    }
+    if let Some(c) = &s.pii {
+        rows = run_stage(
+            &PiiScrubber::new(c.clone()),
+            rows,
+            &mut reports,
+            &mut dropped,
+        )?;
+    }
+    if s.exact_dedup {
+        let (n, stage) = (rows.len(), ExactDedup);
+        let (out, found) = stage.dedup(rows);
+        groups.extend(found);
+        rows = record(stage.name(), n, out, &mut reports, &mut dropped);
+    }
+    if let Some(c) = &s.near_dedup {
+        let (n, stage) = (rows.len(), NearDedup::new(c.clone()));
+        let (out, found) = stage.dedup(rows);
+        groups.extend(found);
+        rows = record(stage.name(), n, out, &mut reports, &mut dropped);
+    }
+    if let Some(eval) = &config.eval {
+        let (eval_rows, _) = read_inputs(&[eval.input()])?;
+        let texts: Vec<&str> = eval_rows.iter().map(|e| e.input.as_str()).collect();
+        let stage = Decontaminate::new(eval.decontaminate.clone(), &texts);
+        rows = run_stage(&stage, rows, &mut reports, &mut dropped)?;
+    }
+    if rows.is_empty() {
+        return Err(Error::InvalidConfig {
+            message: format!(
+                "every one of the {rows_read} rows was dropped; see the stage thresholds"
+            ),
+        });
+    }
+    let audit = LabelAudit::new(&rows, &groups);
+
+    let (rows, live) = match &config.splits.holdout {
+        None => (rows, Vec::new()),
+        Some(h) => match holdout(rows, h) {
+            Ok(split) => split,
+            Err((rows, warning)) => {
+                warnings.push(warning);
+                (rows, Vec::new())
+            }
+        },
+    };
+    let splits = Splits {
+        live,
+        ..stratified_split(rows, &config.splits, config.seed)?
+    };
+
+    let card = DatasetCard {
+        name: config.name.clone(),
+        inputs: config
+            .inputs
+            .iter()
+            .map(|i| i.path.display().to_string())
+            .collect(),
+        rows_read,
+        stages: reports,
+        audit,
+        seed: config.seed,
+        warnings,
+        ..Default::default()
+    }
+    .with_splits(&splits);
+
+    let out = &config.output_dir;
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for (name, split) in splits.named() {
+        let path = out.join(format!("{name}.jsonl"));
+        if split.is_empty() {
+            // A stale file from an earlier run would read as this run's split.
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            continue;
+        }
+        write_jsonl(&path, split)?;
+        files.push(path);
+    }
+    let n_dropped = dropped.len();
+    files.push(write_lines(&out.join("dropped.jsonl"), &dropped)?);
+    let card_json = serde_json::to_string_pretty(&card).map_err(|e| Error::Io {
+        path: out.join("card.json"),
+        source: e.into(),
+    })?;
+    files.push(write_atomic(&out.join("card.json"), card_json.as_bytes())?);
+    files.push(write_atomic(
+        &out.join("README.md"),
+        card.to_markdown().as_bytes(),
+    )?);
+    Ok(CurateReport {
+        card,
+        files,
+        dropped: n_dropped,
+    })
+}
+
+fn write_lines(path: &Path, dropped: &[Dropped]) -> Result<PathBuf> {
+    let mut text = String::new();
+    for d in dropped {
+        text.push_str(&serde_json::to_string(d).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(path.to_path_buf())
+}

@@ -1,0 +1,490 @@
+//! Apache Parquet, the format Hugging Face datasets are published in: [`ParquetReader`]
+//! streams rows through parquet's record API, and [`ParquetWriter`] writes one file per
+//! split, atomically, that `datasets.load_dataset("parquet", ..)` and pandas read as is.
+//!
+//! The crate is built without arrow (compile time) and with snappy only, the compression
+//! pandas, pyarrow and Hugging Face write by default; a file compressed with another codec is
+//! an [`Error::Parquet`] naming it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::{Compression, LogicalType, Repetition, Type as PhysicalType};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::reader::RowIter;
+use parquet::schema::types::Type;
+use serde_json::Value;
+use tempfile::NamedTempFile;
+
+use super::{Reader, check_columns, io_error};
+use crate::error::{Error, Result};
+use crate::example::{Example, RESERVED_KEYS};
+use crate::fields::FieldMap;
+use crate::reader::example_from_object;
+
+fn parquet_error(path: &Path) -> impl FnOnce(ParquetError) -> Error + '_ {
+    move |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a Parquet file lazily, yielding one `Result<Example>` per row.
+///
+/// - The [`FieldMap`] names top-level columns; one the schema lacks is
+///   [`Error::UnknownColumn`] when the reader is built.
+/// - String columns are text; integer and boolean labels are kept as text (`0`, `true`);
+///   nulls in target, label or id mean "none". Other columns go to [`Example::meta`] as JSON
+///   (lists as arrays, structs as objects, binary as base64).
+/// - Ids default to `<file name>:<row>`, 1-based; errors name the file and row.
+/// - A file without rows yields one [`Error::EmptyDataset`]; a decoding error ends the stream.
+pub struct ParquetReader {
+    path: PathBuf,
+    fields: FieldMap,
+    rows: RowIter<'static>,
+    row: usize,
+    num_rows: usize,
+    done: bool,
+}
+
+impl std::fmt::Debug for ParquetReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetReader")
+            .field("path", &self.path)
+            .field("fields", &self.fields)
+            .field("row", &self.row)
+            .field("num_rows", &self.num_rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParquetReader {
+    /// Opens `path` and checks its schema against `fields`.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Parquet`] for a file that is not Parquet,
+    /// [`Error::DuplicateField`], [`Error::UnknownColumn`].
+    pub fn open(path: impl AsRef<Path>, fields: FieldMap) -> Result<Self> {
+        let path = path.as_ref();
+        fields.validate()?;
+        let file = File::open(path).map_err(io_error(path))?;
+        let reader = SerializedFileReader::new(file).map_err(parquet_error(path))?;
+        let meta = reader.metadata().file_metadata();
+        let columns: Vec<String> = meta
+            .schema_descr()
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        check_columns(path, &fields, &columns)?;
+        let num_rows = usize::try_from(meta.num_rows()).unwrap_or(0);
+        Ok(ParquetReader {
+            path: path.to_path_buf(),
+            fields,
+            rows: reader.into_iter(),
+            row: 0,
+            num_rows,
+            done: false,
+        })
+    }
+
+    /// The number of rows the file's footer declares.
+    pub fn num_rows(&self) -> usize {
+        self.num_rows
+    }
+}
+
+impl Iterator for ParquetReader {
+    type Item = Result<Example>;
+
+    fn next(&mut self) -> Option<Result<Example>> {
+        if self.done {
+            return None;
+        }
+        if self.num_rows == 0 {
+            self.done = true;
+            return Some(Err(Error::EmptyDataset {
+                path: self.path.clone(),
+            }));
+        }
+        let row = match self.rows.next()? {
+            Ok(row) => row,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(parquet_error(&self.path)(e)));
+            }
+        };
+        self.row += 1;
+        let Value::Object(obj) = row.to_json_value() else {
+            unreachable!("Row::to_json_value always returns an object")
+        };
+        Some(example_from_object(obj, &self.fields, &self.path, self.row))
+    }
+}
+
+impl Reader for ParquetReader {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes [`Example`]s as one Parquet file (snappy), atomically: the file appears at `path`
+/// only on [`finish`](Self::finish).
+///
+/// Columns: `id` and `input` (strings), `target` and `label` (nullable strings), then one
+/// column per metadata key in order of first appearance, typed from its values: all
+/// booleans -> `BOOLEAN`, all integers -> `INT64`, all numbers -> `DOUBLE`, all strings ->
+/// `STRING`, anything else (arrays, objects, mixed) -> the value's JSON text. A key an example
+/// lacks is null there. Examples are buffered until `finish` (a split is written in one row
+/// group), so the writer needs memory for one split.
+#[derive(Debug)]
+pub struct ParquetWriter {
+    path: PathBuf,
+    examples: Vec<Example>,
+}
+
+impl ParquetWriter {
+    /// Starts writing `path` (nothing touches the disk until [`finish`](Self::finish)).
+    pub fn create(path: impl AsRef<Path>) -> Self {
+        ParquetWriter {
+            path: path.as_ref().to_path_buf(),
+            examples: Vec::new(),
+        }
+    }
+
+    /// Appends one example.
+    ///
+    /// # Errors
+    /// [`Error::ReservedMetaKey`] when its metadata uses `id`, `input`, `target` or `label`.
+    pub fn write(&mut self, example: &Example) -> Result<()> {
+        if let Some(key) = RESERVED_KEYS
+            .iter()
+            .find(|k| example.meta.contains_key(**k))
+        {
+            return Err(Error::ReservedMetaKey {
+                path: self.path.clone(),
+                id: example.id.clone(),
+                key: key.to_string(),
+            });
+        }
+        self.examples.push(example.clone());
+        Ok(())
+    }
+
+    /// Examples written so far.
+    pub fn written(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// Writes the file into a temporary file beside `path`, syncs it and moves it into
+    /// place; returns the number of examples.
+    ///
+    /// # Errors
+    /// [`Error::EmptyDataset`] when nothing was written (the target is left untouched),
+    /// [`Error::Io`] and [`Error::Parquet`].
+    pub fn finish(self) -> Result<usize> {
+        let ParquetWriter { path, examples } = self;
+        if examples.is_empty() {
+            return Err(Error::EmptyDataset { path });
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
+        let columns = columns(&examples);
+        let schema = schema(&columns).map_err(parquet_error(&path))?;
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build(),
+        );
+        let mut writer = SerializedFileWriter::new(tmp.as_file_mut(), schema, props)
+            .map_err(parquet_error(&path))?;
+        let mut group = writer.next_row_group().map_err(parquet_error(&path))?;
+        for column in &columns {
+            let mut out = group
+                .next_column()
+                .map_err(parquet_error(&path))?
+                .expect("one column writer per schema column");
+            column
+                .write(&examples, &mut out)
+                .map_err(parquet_error(&path))?;
+            out.close().map_err(parquet_error(&path))?;
+        }
+        group.close().map_err(parquet_error(&path))?;
+        writer.close().map_err(parquet_error(&path))?;
+        tmp.as_file().sync_all().map_err(io_error(&path))?;
+        tmp.persist(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(examples.len())
+    }
+}
+
+/// Writes `examples` to `path` as Parquet, atomically; returns how many were written.
+pub fn write_parquet<'a>(
+    path: impl AsRef<Path>,
+    examples: impl IntoIterator<Item = &'a Example>,
+) -> Result<usize> {
+    let mut writer = ParquetWriter::create(path);
+    for example in examples {
+        writer.write(example)?;
+    }
+    writer.finish()
+}
+
+/// Where a column's values come from.
+enum Source {
+    Id,
+    Input,
+    Target,
+    Label,
+    Meta(String),
+}
+
+/// How a column is stored.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Bool,
+    Int,
+    Double,
+    Str,
+    Json,
+}
+
+struct Column {
+    source: Source,
+    kind: Kind,
+    optional: bool,
+}
+
+fn columns(examples: &[Example]) -> Vec<Column> {
+    let mut columns = vec![
+        Column {
+            source: Source::Id,
+            kind: Kind::Str,
+            optional: false,
+        },
+        Column {
+            source: Source::Input,
+            kind: Kind::Str,
+            optional: false,
+        },
+        Column {
+            source: Source::Target,
+            kind: Kind::Str,
+            optional: true,
+        },
+        Column {
+            source: Source::Label,
+            kind: Kind::Str,
+            optional: true,
+        },
+    ];
+    let mut keys: Vec<&String> = Vec::new();
+    for example in examples {
+        for key in example.meta.keys() {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    for key in keys {
+        let mut kind: Option<Kind> = None;
+        for value in examples.iter().filter_map(|e| e.meta.get(key)) {
+            let this = match value {
+                Value::Null => continue,
+                Value::Bool(_) => Kind::Bool,
+                Value::Number(n) if n.is_i64() => Kind::Int,
+                Value::Number(_) => Kind::Double,
+                Value::String(_) => Kind::Str,
+                Value::Array(_) | Value::Object(_) => Kind::Json,
+            };
+            kind = Some(match (kind, this) {
+                (None, k) => k,
+                (Some(a), b) if a == b => a,
+                (Some(Kind::Int | Kind::Double), Kind::Int | Kind::Double) => Kind::Double,
+                _ => Kind::Json,
+            });
+        }
+        columns.push(Column {
+            source: Source::Meta(key.clone()),
+            kind: kind.unwrap_or(Kind::Str),
+            optional: true,
+        });
+    }
+    columns
+}
+
+fn schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
+    let mut fields = Vec::with_capacity(columns.len());
+    for column in columns {
+        let name = match &column.source {
+            Source::Id => "id",
+            Source::Input => "input",
+            Source::Target => "target",
+            Source::Label => "label",
+            Source::Meta(key) => key.as_str(),
+        };
+        let (physical, logical) = match column.kind {
+            Kind::Bool => (PhysicalType::BOOLEAN, None),
+            Kind::Int => (PhysicalType::INT64, None),
+            Kind::Double => (PhysicalType::DOUBLE, None),
+            Kind::Str | Kind::Json => (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)),
+        };
+        let repetition = if column.optional {
+            Repetition::OPTIONAL
+        } else {
+            Repetition::REQUIRED
+        };
+        fields.push(Arc::new(
+            Type::primitive_type_builder(name, physical)
+                .with_repetition(repetition)
+                .with_logical_type(logical)
+                .build()?,
+        ));
+    }
+    Ok(Arc::new(
+        Type::group_type_builder("schema")
+            .with_fields(fields)
+            .build()?,
+    ))
+}
+
+impl Column {
+    fn value<'a>(&self, example: &'a Example) -> Option<&'a Value> {
+        match &self.source {
+            Source::Meta(key) => example.meta.get(key).filter(|v| !v.is_null()),
+            _ => None,
+        }
+    }
+
+    fn text(&self, example: &Example) -> Option<String> {
+        match &self.source {
+            Source::Id => Some(example.id.clone()),
+            Source::Input => Some(example.input.clone()),
+            Source::Target => example.target.clone(),
+            Source::Label => example.label.clone(),
+            Source::Meta(_) => self.value(example).map(|v| match v {
+                Value::String(s) if self.kind == Kind::Str => s.clone(),
+                other => other.to_string(),
+            }),
+        }
+    }
+
+    fn write(
+        &self,
+        examples: &[Example],
+        out: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+    ) -> parquet::errors::Result<()> {
+        let mut defs: Vec<i16> = Vec::with_capacity(examples.len());
+        macro_rules! write_values {
+            ($ty:ty, $get:expr) => {{
+                let mut values = Vec::with_capacity(examples.len());
+                for example in examples {
+                    match $get(example) {
+                        Some(v) => {
+                            values.push(v);
+                            defs.push(1);
+                        }
+                        None => defs.push(0),
+                    }
+                }
+                let defs = self.optional.then_some(defs.as_slice());
+                out.typed::<$ty>().write_batch(&values, defs, None)?;
+            }};
+        }
+        match self.kind {
+            Kind::Str | Kind::Json => write_values!(ByteArrayType, |e: &Example| self
+                .text(e)
+                .map(|s| ByteArray::from(s.into_bytes()))),
+            Kind::Bool => write_values!(BoolType, |e: &Example| self
+                .value(e)
+                .and_then(Value::as_bool)),
+            Kind::Int => write_values!(Int64Type, |e: &Example| self
+                .value(e)
+                .and_then(Value::as_i64)),
+            Kind::Double => write_values!(DoubleType, |e: &Example| self
+                .value(e)
+                .and_then(Value::as_f64)),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> Vec<Example> {
+        vec![
+            Example::new("a", "first")
+                .with_label("spam")
+                .with_meta("n", 3)
+                .with_meta("ok", true)
+                .with_meta("score", 0.5)
+                .with_meta("tags", serde_json::json!(["x", "y"])),
+            Example::new("b", "second \"quoted\"\nline")
+                .with_target("2nd")
+                .with_meta("n", 4)
+                .with_meta("subject", "hi")
+                .with_meta("score", 1),
+        ]
+    }
+
+    #[test]
+    fn round_trips_through_the_canonical_field_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.parquet");
+        assert_eq!(write_parquet(&path, &examples()).unwrap(), 2);
+        let back: Vec<Example> = ParquetReader::open(&path, FieldMap::canonical())
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut want = examples();
+        // Missing keys come back as nulls, scores as doubles, JSON values as their text.
+        want[0].meta.insert("subject".into(), Value::Null);
+        want[0].meta.insert("score".into(), serde_json::json!(0.5));
+        want[0]
+            .meta
+            .insert("tags".into(), Value::from(r#"["x","y"]"#));
+        want[1].meta.insert("ok".into(), Value::Null);
+        want[1].meta.insert("score".into(), serde_json::json!(1.0));
+        want[1].meta.insert("tags".into(), Value::Null);
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn unknown_columns_empty_writes_and_non_parquet_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        write_parquet(&path, &examples()).unwrap();
+        let err = ParquetReader::open(&path, FieldMap::new("text")).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownColumn { column, available, .. }
+                if column == "text" && available[..4] == ["id", "input", "target", "label"]),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.parquet");
+        assert!(matches!(
+            write_parquet(&empty, &[]),
+            Err(Error::EmptyDataset { .. })
+        ));
+        assert!(!empty.exists());
+        let bogus = dir.path().join("bogus.parquet");
+        std::fs::write(&bogus, "not parquet at all").unwrap();
+        assert!(matches!(
+            ParquetReader::open(&bogus, FieldMap::default()),
+            Err(Error::Parquet { .. })
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}

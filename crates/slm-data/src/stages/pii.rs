@@ -1,0 +1,247 @@
+//! [`PiiScrubber`]: replaces e-mail addresses, credit-card numbers (Luhn-checked), IP addresses
+//! and phone numbers with placeholders.
+
+use std::net::Ipv6Addr;
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+use serde::{Deserialize, Serialize};
+
+use crate::curate::{Stage, StageOutput, Verdict, filter_map_examples};
+use crate::error::Result;
+use crate::example::Example;
+
+/// Placeholder for an e-mail address.
+pub const EMAIL: &str = "<EMAIL>";
+/// Placeholder for a phone number.
+pub const PHONE: &str = "<PHONE>";
+/// Placeholder for an IPv4 or IPv6 address.
+pub const IP: &str = "<IP>";
+/// Placeholder for a credit-card number.
+pub const CREDIT_CARD: &str = "<CREDIT_CARD>";
+
+static EMAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}").unwrap()
+});
+// Digit groups joined by single spaces or dashes; the Luhn check decides.
+static DIGITS_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9](?:[ \-]?[0-9])*").unwrap());
+static IPV4_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\b").unwrap()
+});
+static IPV6_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}").unwrap());
+static PHONE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{2,4}(?:[ .\-][0-9]{3,4}){1,3}|\+?[0-9]{7,15}").unwrap()
+});
+
+/// Which kinds of PII [`PiiScrubber`] replaces (all by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiiConfig {
+    /// E-mail addresses -> `<EMAIL>`.
+    pub emails: bool,
+    /// Luhn-valid 13-19 digit numbers -> `<CREDIT_CARD>`.
+    pub credit_cards: bool,
+    /// IPv4 and IPv6 addresses -> `<IP>`.
+    pub ips: bool,
+    /// Phone numbers (7-15 digits, optional `+` country code, groups split by space, dot or
+    /// dash, optional parenthesised area code) -> `<PHONE>`.
+    pub phones: bool,
+    /// Scrub targets too.
+    pub targets: bool,
+}
+
+impl Default for PiiConfig {
+    fn default() -> Self {
+        PiiConfig {
+            emails: true,
+            credit_cards: true,
+            ips: true,
+            phones: true,
+            targets: true,
+        }
+    }
+}
+
+/// Whether `digits` (ASCII digits only) passes the Luhn checksum.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(d - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn is_card(candidate: &str) -> bool {
+    let digits: Vec<u8> = candidate.bytes().filter(u8::is_ascii_digit).collect();
+    (13..=19).contains(&digits.len()) && luhn_valid(&digits)
+}
+
+/// The scrubbing stage; never drops, counts scrubbed examples as modified.
+#[derive(Debug, Clone, Default)]
+pub struct PiiScrubber {
+    /// What to scrub.
+    pub config: PiiConfig,
+}
+
+impl PiiScrubber {
+    /// The stage with `config`.
+    pub fn new(config: PiiConfig) -> Self {
+        PiiScrubber { config }
+    }
+
+    /// Replaces every Luhn-valid 13-19 digit number (grouped by single spaces or dashes, or
+    /// an unbroken run inside such a group) with `<CREDIT_CARD>`.
+    fn cards(&self, s: &str) -> String {
+        DIGITS_RE
+            .replace_all(s, |m: &Captures| {
+                let whole = &m[0];
+                if is_card(whole) {
+                    return CREDIT_CARD.to_string();
+                }
+                // A grouped run that fails as a whole may hold a card in one unbroken part.
+                let mut out = String::with_capacity(whole.len());
+                let mut rest = whole;
+                while !rest.is_empty() {
+                    let end = rest.find([' ', '-']).unwrap_or(rest.len());
+                    let part = &rest[..end];
+                    out.push_str(if is_card(part) { CREDIT_CARD } else { part });
+                    out.push_str(&rest[end..(end + 1).min(rest.len())]);
+                    rest = &rest[(end + 1).min(rest.len())..];
+                }
+                out
+            })
+            .into_owned()
+    }
+
+    /// `text` with PII replaced, in the order e-mails, credit cards, IPs, phones.
+    pub fn scrub(&self, text: &str) -> String {
+        let c = &self.config;
+        let mut s = text.to_string();
+        if c.emails {
+            s = EMAIL_RE.replace_all(&s, EMAIL).into_owned();
+        }
+        if c.credit_cards {
+            s = self.cards(&s);
+        }
+        if c.ips {
+            s = IPV4_RE.replace_all(&s, IP).into_owned();
+            s = IPV6_RE
+                .replace_all(&s, |m: &Captures| {
+                    let whole = m.get(0).expect("group 0 always exists");
+                    let t = whole.as_str();
+                    let standalone = !s[..whole.start()]
+                        .ends_with(|c: char| c.is_alphanumeric() || c == ':')
+                        && !s[whole.end()..].starts_with(|c: char| c.is_alphanumeric() || c == ':');
+                    let groups = t.split(':').filter(|g| !g.is_empty()).count();
+                    if standalone && groups >= 3 && t.parse::<Ipv6Addr>().is_ok() {
+                        IP.to_string()
+                    } else {
+                        t.to_string()
+                    }
+                })
+                .into_owned();
+        }
+        if c.phones {
+            s = PHONE_RE
+                .replace_all(&s, |m: &Captures| {
+                    let whole = m.get(0).expect("group 0 always exists");
+                    let t = whole.as_str();
+                    // Never cut a longer digit run: that is an id or an account number.
+                    let standalone = !s[..whole.start()].ends_with(|c: char| c.is_ascii_digit())
+                        && !s[whole.end()..].starts_with(|c: char| c.is_ascii_digit());
+                    let digits = t.bytes().filter(u8::is_ascii_digit).count();
+                    if standalone && (7..=15).contains(&digits) {
+                        PHONE.to_string()
+                    } else {
+                        t.to_string()
+                    }
+                })
+                .into_owned();
+        }
+        if c.credit_cards && (c.ips || c.phones) {
+            // The later passes only remove digits, but make "no Luhn-valid run survives" local.
+            s = self.cards(&s);
+        }
+        s
+    }
+}
+
+impl Stage for PiiScrubber {
+    fn name(&self) -> &str {
+        "pii"
+    }
+
+    fn apply(&self, examples: Vec<Example>) -> Result<StageOutput> {
+        Ok(filter_map_examples(self.name(), examples, |e| {
+            let input = self.scrub(&e.input);
+            let target = match (&e.target, self.config.targets) {
+                (Some(t), true) => Some(self.scrub(t)),
+                (t, _) => t.clone(),
+            };
+            if input == e.input && target == e.target {
+                Verdict::Keep
+            } else {
+                let mut changed = e.clone();
+                changed.input = input;
+                changed.target = target;
+                Verdict::Modified(changed)
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_each_kind() {
+        let s = PiiScrubber::default();
+        assert_eq!(
+            s.scrub("mail jane.doe+x@mail.example.co.uk now"),
+            "mail <EMAIL> now"
+        );
+        assert_eq!(
+            s.scrub("card 4111 1111 1111 1111, exp 12/26"),
+            "card <CREDIT_CARD>, exp 12/26"
+        );
+        assert_eq!(
+            s.scrub("card 4111111111111112 is invalid"),
+            "card 4111111111111112 is invalid"
+        );
+        assert_eq!(
+            s.scrub("from 192.168.0.1 and fe80::1ff:fe23:4567:890a"),
+            "from <IP> and <IP>"
+        );
+        assert_eq!(
+            s.scrub("call +1 (555) 123-4567 or 020 7946 0958"),
+            "call <PHONE> or <PHONE>"
+        );
+        assert_eq!(
+            s.scrub("at 12:30:45 on 2024 we had 3 cats"),
+            "at 12:30:45 on 2024 we had 3 cats"
+        );
+        assert_eq!(s.scrub("id x4111111111111111y"), "id x<CREDIT_CARD>y");
+    }
+
+    #[test]
+    fn luhn() {
+        assert!(luhn_valid(b"79927398713"));
+        assert!(!luhn_valid(b"79927398710"));
+        assert!(!luhn_valid(b""));
+    }
+}

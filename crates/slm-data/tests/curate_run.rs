@@ -1,0 +1,167 @@
+//! `curate` end to end on small files: bad rows, every stage, eval overlap, holdout, outputs.
+
+use slm_data::{CurateConfig, Dropped, Error, FieldMap, read_jsonl};
+
+fn words(seed: usize, n: usize) -> String {
+    const VOCAB: [&str; 24] = [
+        "account", "billing", "router", "printer", "invoice", "password", "network", "refund",
+        "delivery", "order", "screen", "battery", "update", "install", "license", "server",
+        "backup", "login", "email", "driver", "laptop", "monitor", "keyboard", "cable",
+    ];
+    let mut state =
+        0x9e37_79b9_7f4a_7c15u64 ^ (seed as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            VOCAB[(state % VOCAB.len() as u64) as usize]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn curate_writes_splits_card_and_dropped_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for i in 0..60 {
+        let text = format!("the {} with the {}", words(i, 12), words(i + 100, 6));
+        let label = if i % 3 == 0 { "spam" } else { "ham" };
+        let date = format!("2024-{:02}-01", 1 + i % 12);
+        lines.push(serde_json::json!({"text": text, "label": label, "date": date}).to_string());
+    }
+    // exact duplicate (after whitespace normalisation) with a conflicting label
+    let dup = serde_json::json!({"text": format!("the  {}   with the {}", words(0, 12), words(100, 6)), "label": "ham", "date": "2024-01-01"});
+    lines.push(dup.to_string());
+    lines.push("{\"text\": 3, \"label\": \"ham\", \"date\": \"2024-01-01\"}".into());
+    lines.push("not json".into());
+    // PII is scrubbed
+    lines.push(serde_json::json!({"text": "write to jane@example.com about the order and the card 4111 1111 1111 1111 now", "label": "ham", "date": "2024-02-02"}).to_string());
+    // contaminated: shares 13 words with the eval set
+    let eval_text =
+        "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat";
+    lines.push(serde_json::json!({"text": format!("prefix {eval_text}"), "label": "spam", "date": "2024-03-03"}).to_string());
+    std::fs::write(dir.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(
+        dir.path().join("eval.jsonl"),
+        serde_json::json!({"text": eval_text}).to_string(),
+    )
+    .unwrap();
+
+    let toml = r#"
+        name = "tickets"
+        output_dir = "out"
+        seed = 7
+        [[inputs]]
+        path = "in.jsonl"
+        label_field = "label"
+        [eval]
+        path = "eval.jsonl"
+        [stages]
+        exact_dedup = true
+        [stages.normalize]
+        [stages.pii]
+        [stages.length]
+        min_words = 3
+        [stages.near_dedup]
+        [splits]
+        val = 0.1
+        test = 0.1
+        holdout = { by = "time", field = "date", fraction = 0.1 }
+    "#;
+    std::fs::write(dir.path().join("curate.toml"), toml).unwrap();
+    let config = CurateConfig::from_path(dir.path().join("curate.toml")).unwrap();
+    let report = slm_data::curate(&config).unwrap();
+    let card = &report.card;
+
+    let stages: Vec<&str> = card.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "read",
+            "normalize",
+            "length",
+            "pii",
+            "exact_dedup",
+            "near_dedup",
+            "decontaminate"
+        ]
+    );
+    assert_eq!(card.rows_read, 65);
+    assert_eq!(card.stages[0].dropped["malformed_json"], 1);
+    assert_eq!(card.stages[0].dropped["wrong_type"], 1);
+    assert_eq!(card.stages[3].modified, 1);
+    assert_eq!(card.stages[4].dropped["exact_duplicate"], 1);
+    assert_eq!(card.stages[6].dropped["eval_overlap"], 1);
+    assert_eq!(card.audit.conflicts.len(), 1);
+
+    let out = dir.path().join("out");
+    let dropped: Vec<Dropped> = std::fs::read_to_string(out.join("dropped.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dropped.len(), report.dropped);
+    assert!(
+        dropped
+            .iter()
+            .any(|d| d.id == "in.jsonl:63" && d.stage == "read")
+    );
+    assert!(
+        dropped
+            .iter()
+            .any(|d| d.id == "in.jsonl:61" && d.detail == "duplicate of in.jsonl:1")
+    );
+
+    let mut total = 0;
+    for split in ["train", "val", "test", "live"] {
+        let rows = read_jsonl(out.join(format!("{split}.jsonl")), FieldMap::canonical()).unwrap();
+        assert_eq!(rows.len(), card.splits[split].count);
+        total += rows.len();
+        assert!(
+            rows.iter()
+                .all(|e| !e.input.contains("jane@example.com") && !e.input.contains("4111"))
+        );
+    }
+    assert_eq!(total + report.dropped, 65);
+    let live = read_jsonl(out.join("live.jsonl"), FieldMap::canonical()).unwrap();
+    assert!(
+        live.iter()
+            .all(|e| e.meta["date"].as_str().unwrap() >= "2024-11-01")
+    );
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        md.starts_with("# tickets") && md.contains("| exact_dedup |"),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
+    assert_eq!(json["rows_read"], 65);
+}
+
+#[test]
+fn a_missing_label_column_and_an_all_dropped_dataset_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"text\": \"a b c\"}\n{\"text\": \"d e f\"}\n",
+    )
+    .unwrap();
+    let cfg = |extra: &str| {
+        let toml = format!("output_dir = \"out\"\n[[inputs]]\npath = \"in.jsonl\"\n{extra}");
+        std::fs::write(dir.path().join("c.toml"), toml).unwrap();
+        CurateConfig::from_path(dir.path().join("c.toml")).unwrap()
+    };
+    let err = slm_data::curate(&cfg("label_field = \"lable\"\n")).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingField { field, .. } if field == "lable"),
+        "{err}"
+    );
+    let err = slm_data::curate(&cfg("[stages.length]\nmin_words = 10\n")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("every one of the 2 rows was dropped"),
+        "{err}"
+    );
+}
