@@ -27,6 +27,19 @@ pub struct Example {
 }
 
 impl Example {
+    /// Fails with [`Error::ReservedMetaKey`](crate::Error::ReservedMetaKey) when the metadata
+    /// uses one of [`RESERVED_KEYS`]: a writer to `path` would hold that key twice.
+    pub(crate) fn check_reserved_meta(&self, path: &std::path::Path) -> crate::Result<()> {
+        match RESERVED_KEYS.iter().find(|k| self.meta.contains_key(**k)) {
+            Some(key) => Err(crate::Error::ReservedMetaKey {
+                path: path.to_path_buf(),
+                id: self.id.clone(),
+                key: key.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// An example with only an id and an input.
     pub fn new(id: impl Into<String>, input: impl Into<String>) -> Self {
         Example {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
-use crate::example::{Example, RESERVED_KEYS};
+use crate::example::Example;
 
 /// Writes a JSON Lines dataset into a temporary file beside `path` and moves it into place
 /// only on [`finish`](Self::finish), so readers never see a half-written file and an
@@ -44,16 +44,7 @@ impl JsonlWriter {
     /// [`Error::ReservedMetaKey`] when the example's metadata uses `id`, `input`, `target` or
     /// `label` (the line would hold the key twice); [`Error::Io`] on a write failure.
     pub fn write(&mut self, example: &Example) -> Result<()> {
-        if let Some(key) = RESERVED_KEYS
-            .iter()
-            .find(|k| example.meta.contains_key(**k))
-        {
-            return Err(Error::ReservedMetaKey {
-                path: self.path.clone(),
-                id: example.id.clone(),
-                key: key.to_string(),
-            });
-        }
+        example.check_reserved_meta(&self.path)?;
         let io = |source: std::io::Error| Error::Io {
             path: self.path.clone(),
             source,

@@ -23,7 +23,7 @@ use tempfile::NamedTempFile;
 
 use super::{Reader, check_columns, io_error};
 use crate::error::{Error, Result};
-use crate::example::{Example, RESERVED_KEYS};
+use crate::example::Example;
 use crate::fields::FieldMap;
 use crate::reader::example_from_object;
 
@@ -163,16 +163,7 @@ impl ParquetWriter {
     /// # Errors
     /// [`Error::ReservedMetaKey`] when its metadata uses `id`, `input`, `target` or `label`.
     pub fn write(&mut self, example: &Example) -> Result<()> {
-        if let Some(key) = RESERVED_KEYS
-            .iter()
-            .find(|k| example.meta.contains_key(**k))
-        {
-            return Err(Error::ReservedMetaKey {
-                path: self.path.clone(),
-                id: example.id.clone(),
-                key: key.to_string(),
-            });
-        }
+        example.check_reserved_meta(&self.path)?;
         self.examples.push(example.clone());
         Ok(())
     }
