@@ -151,6 +151,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// [`Verdict::Keep`] when `input` and `target` equal the example's own, else
+    /// [`Verdict::Modified`] with them: the verdict of every stage that rewrites text.
+    pub fn rewritten(example: &Example, input: String, target: Option<String>) -> Self {
+        if input == example.input && target == example.target {
+            return Verdict::Keep;
+        }
+        let mut changed = example.clone();
+        changed.input = input;
+        changed.target = target;
+        Verdict::Modified(changed)
+    }
+
     /// A drop without detail.
     pub fn drop(reason: impl Into<String>) -> Self {
         Verdict::Drop {

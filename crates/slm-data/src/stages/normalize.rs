@@ -133,13 +133,7 @@ impl Stage for Normalize {
                 (Some(t), true) => Some(self.text(t)),
                 (t, _) => t.clone(),
             };
-            if input == e.input && target == e.target {
-                return Verdict::Keep;
-            }
-            let mut changed = e.clone();
-            changed.input = input;
-            changed.target = target;
-            Verdict::Modified(changed)
+            Verdict::rewritten(e, input, target)
         }))
     }
 }

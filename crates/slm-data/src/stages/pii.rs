@@ -192,14 +192,7 @@ impl Stage for PiiScrubber {
                 (Some(t), true) => Some(self.scrub(t)),
                 (t, _) => t.clone(),
             };
-            if input == e.input && target == e.target {
-                Verdict::Keep
-            } else {
-                let mut changed = e.clone();
-                changed.input = input;
-                changed.target = target;
-                Verdict::Modified(changed)
-            }
+            Verdict::rewritten(e, input, target)
         }))
     }
 }
