@@ -103,6 +103,18 @@ pub enum Error {
         /// The key (`id`, `input`, `target` or `label`).
         key: String,
     },
+    /// An example whose metadata does not fit the schema a Parquet file was given.
+    #[error("{}: example `{id}` has metadata `{key}` that does not fit the schema: {problem}", .path.display())]
+    SchemaMismatch {
+        /// The file being written.
+        path: PathBuf,
+        /// The example's id.
+        id: String,
+        /// The metadata key.
+        key: String,
+        /// What does not fit.
+        problem: String,
+    },
     /// A CSV/TSV record the parser rejects (unbalanced quotes, a wrong number of fields, ..).
     #[error("{}:{line}: malformed CSV: {source}", .path.display())]
     Csv {

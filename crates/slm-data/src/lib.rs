@@ -74,11 +74,11 @@ pub mod tokenizer;
 mod writer;
 
 pub use curate::{
-    CurateConfig, CurateReport, DatasetCard, Dropped, EvalConfig, HoldoutConfig, HoldoutResult,
-    InputConfig, LENGTH_BUCKETS, LabelAudit, LabelConflict, LengthBucket, NO_LABEL, Pipeline,
-    PipelineOutput, READ_STAGE, SplitCard, SplitConfig, Splits, Stage, StageOutput, StageReport,
-    StagesConfig, Verdict, curate, filter_map_examples, holdout, label_counts, length_histogram,
-    read_inputs, stratified_split,
+    CurateConfig, CurateReport, CustomStageConfig, DatasetCard, Dropped, EvalConfig, HoldoutConfig,
+    HoldoutResult, InputConfig, LENGTH_BUCKETS, LabelAudit, LabelConflict, LengthBucket, NO_LABEL,
+    OutputFormat, Pipeline, PipelineOutput, READ_STAGE, SplitCard, SplitConfig, Splits, Stage,
+    StageOutput, StageRegistry, StageReport, StageSlot, StagesConfig, Verdict, curate, curate_with,
+    filter_map_examples, holdout, label_counts, length_histogram, read_inputs, stratified_split,
 };
 pub use error::{Error, Result};
 pub use example::{Example, RESERVED_KEYS};
@@ -91,17 +91,18 @@ pub use readers::{
 };
 pub use stages::{
     CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,
-    LengthConfig, LengthFilter, MERSENNE_PRIME, MinHashConfig, MinHasher, NearDedup, Normalize,
-    NormalizeConfig, PHONE, PiiConfig, PiiScrubber, QualityConfig, QualityFilter, STOP_WORDS,
-    UnicodeForm, collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid, shingles,
-    simplify_text, strip_html,
+    LabelFilter, LabelFilterConfig, LengthConfig, LengthFilter, MERSENNE_PRIME, MatchAction,
+    MinHashConfig, MinHasher, NearDedup, Normalize, NormalizeConfig, PHONE, PiiConfig, PiiScrubber,
+    QualityConfig, QualityFilter, RegexFilter, RegexFilterConfig, STOP_WORDS, UnicodeForm,
+    collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid, shingles, simplify_text,
+    strip_html,
 };
 pub use writer::{JsonlWriter, write_jsonl};
 
 /// The names most programs need: `use slm_data::prelude::*;`.
 pub mod prelude {
     pub use crate::inputs::{Batcher, PromptTemplate};
-    pub use crate::{CurateConfig, Stage, curate};
+    pub use crate::{CurateConfig, Stage, StageRegistry, curate, curate_with};
     pub use crate::{
         Error, Example, FieldMap, JsonlReader, JsonlWriter, Result, read_jsonl, write_jsonl,
     };

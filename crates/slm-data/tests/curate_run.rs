@@ -165,3 +165,117 @@ fn a_missing_label_column_and_an_all_dropped_dataset_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn custom_stages_parquet_splits_and_reserved_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for i in 0..40 {
+        let label = ["spam", "ham", "hard-ham"][i % 3];
+        let text = if i % 10 == 4 {
+            "This is a multi-part message in MIME format.".to_string()
+        } else {
+            format!("<p>the {} and {}</p>", words(i, 10), words(i + 50, 5))
+        };
+        let row = serde_json::json!({"id": format!("m{i}"), "body": text, "label": label, "n": i});
+        lines.push(row.to_string());
+    }
+    std::fs::write(dir.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    let write_config = |extra: &str| {
+        let toml = format!(
+            r#"
+            output_dir = "out"
+            formats = ["jsonl", "parquet"]
+            [[inputs]]
+            path = "in.jsonl"
+            text_field = "body"
+            label_field = "label"
+            {extra}
+            [stages.normalize]
+            strip_html = true
+            [[stages.custom]]
+            name = "regex_filter"
+            after = "normalize"
+            params = {{ pattern = "(?i)^this is a multi-part message" }}
+            [[stages.custom]]
+            name = "label_filter"
+            after = "read"
+            params = {{ rename = {{ "hard-ham" = "ham" }} }}
+            [splits]
+            val = 0.2
+            test = 0.2
+            "#
+        );
+        std::fs::write(dir.path().join("c.toml"), toml).unwrap();
+        CurateConfig::from_path(dir.path().join("c.toml")).unwrap()
+    };
+
+    // `id` is a column of the input but not mapped: refused before anything is written.
+    let err = slm_data::curate(&write_config("")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid curation config: {}: column `id` is not mapped, but curated files use `id` for each example's own id; map it (`id_field = \"id\"`) or rename the column",
+            dir.path().join("in.jsonl").display()
+        )
+    );
+    assert!(!dir.path().join("out").exists());
+
+    let config = write_config("id_field = \"id\"");
+    let report = slm_data::curate(&config).unwrap();
+    let card = &report.card;
+    let stages: Vec<&str> = card.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        ["read", "label_filter", "normalize", "regex_filter"]
+    );
+    assert_eq!(card.stages[1].modified, 13, "hard-ham renamed");
+    assert_eq!(card.stages[3].dropped["matched_pattern"], 4);
+    assert_eq!(
+        card.label_distribution.keys().collect::<Vec<_>>(),
+        ["ham", "spam"],
+        "{:?}",
+        card.label_distribution
+    );
+
+    let out = dir.path().join("out");
+    let mut total = 0;
+    for split in ["train", "val", "test"] {
+        let jsonl = read_jsonl(out.join(format!("{split}.jsonl")), FieldMap::canonical()).unwrap();
+        let parquet: Vec<_> = slm_data::ParquetReader::open(
+            out.join(format!("{split}.parquet")),
+            FieldMap::canonical(),
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+        assert_eq!(parquet, jsonl, "{split}");
+        assert!(jsonl.iter().all(|e| !e.input.contains("<p>")));
+        total += jsonl.len();
+    }
+    assert_eq!(total, 36);
+    assert_eq!(
+        report
+            .files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .count(),
+        3
+    );
+
+    // Back to JSONL only: the Parquet files of the earlier run go.
+    let mut jsonl_only = config.clone();
+    jsonl_only.formats = vec![slm_data::OutputFormat::Jsonl];
+    slm_data::curate(&jsonl_only).unwrap();
+    assert!(!out.join("train.parquet").exists() && out.join("train.jsonl").exists());
+
+    // An unknown custom stage fails before any input is read.
+    let mut unknown = config.clone();
+    unknown.inputs[0].path = dir.path().join("missing.jsonl");
+    unknown.stages.custom[0].name = "regex_filtr".into();
+    let err = slm_data::curate(&unknown).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid curation config: unknown stage `regex_filtr` (registered: label_filter, regex_filter)"
+    );
+}

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::curate::registry::CustomStageConfig;
 use crate::curate::split::SplitConfig;
 use crate::error::{Error, Result};
 use crate::fields::FieldMap;
@@ -83,7 +84,8 @@ impl EvalConfig {
 }
 
 /// Which stages run, with their thresholds; the order is fixed: normalize, length, quality,
-/// pii, exact dedup, near dedup, decontaminate (when [`CurateConfig::eval`] names an eval set).
+/// pii, exact dedup, near dedup, decontaminate (when [`CurateConfig::eval`] names an eval set),
+/// with [`custom`](Self::custom) stages placed after the slot each names.
 ///
 /// In a config file, a stage runs when its table is present (`[stages.normalize]`, even
 /// empty, runs it with default settings) and `exact_dedup = true` turns exact dedup on.
@@ -110,6 +112,10 @@ pub struct StagesConfig {
     /// MinHash near-duplicate removal (datatrove's settings by default).
     #[serde(default)]
     pub near_dedup: Option<MinHashConfig>,
+    /// Stages from a [`StageRegistry`](crate::StageRegistry) (`[[stages.custom]]` tables),
+    /// each after its [`StageSlot`](crate::StageSlot).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom: Vec<CustomStageConfig>,
 }
 
 impl Default for StagesConfig {
@@ -121,8 +127,33 @@ impl Default for StagesConfig {
             pii: Some(PiiConfig::default()),
             exact_dedup: true,
             near_dedup: Some(MinHashConfig::default()),
+            custom: Vec::new(),
         }
     }
+}
+
+/// A file format [`curate`](crate::curate) writes each split in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// JSON Lines (`train.jsonl`, ...).
+    Jsonl,
+    /// Apache Parquet (`train.parquet`, ...), all splits with one schema.
+    Parquet,
+}
+
+impl OutputFormat {
+    /// The file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
+        }
+    }
+}
+
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Jsonl]
 }
 
 /// A curation run: inputs, stages, eval set, splits, seed and output folder.
@@ -148,11 +179,19 @@ impl Default for StagesConfig {
 /// [stages.quality]
 /// min_words = 3
 ///
+/// [[stages.custom]]
+/// name = "regex_filter"
+/// after = "normalize"
+/// params = { pattern = "(?i)^this is a multi-part message in mime format\\.?$", action = "drop" }
+///
 /// [splits]
 /// val = 0.1
 /// test = 0.1
 /// holdout = { by = "time", field = "date", fraction = 0.1 }
 /// ```
+///
+/// `formats = ["jsonl", "parquet"]` writes each split in both formats (JSONL only by
+/// default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CurateConfig {
@@ -175,6 +214,9 @@ pub struct CurateConfig {
     pub seed: u64,
     /// Where the splits, card and `dropped.jsonl` go (created if missing).
     pub output_dir: PathBuf,
+    /// The formats each split is written in (`["jsonl"]` by default).
+    #[serde(default = "default_formats")]
+    pub formats: Vec<OutputFormat>,
 }
 
 fn default_name() -> String {
@@ -192,6 +234,7 @@ impl CurateConfig {
             splits: SplitConfig::default(),
             seed: 0,
             output_dir: output_dir.into(),
+            formats: default_formats(),
         }
     }
 
@@ -252,11 +295,22 @@ impl CurateConfig {
         Ok(config)
     }
 
-    /// [`Error::InvalidConfig`] for no inputs, bad split fractions or a field mapped twice.
+    /// [`Error::InvalidConfig`] for no inputs, no output format or one named twice, bad
+    /// split fractions or a field mapped twice.
     pub fn validate(&self) -> Result<()> {
         if self.inputs.is_empty() {
             return Err(Error::InvalidConfig {
                 message: "no inputs".to_string(),
+            });
+        }
+        let mut formats = self.formats.clone();
+        formats.sort_by_key(|f| f.extension());
+        formats.dedup();
+        if self.formats.is_empty() || formats.len() != self.formats.len() {
+            return Err(Error::InvalidConfig {
+                message:
+                    "formats: name each of \"jsonl\" and \"parquet\" at most once, and at least one"
+                        .to_string(),
             });
         }
         for input in &self.inputs {

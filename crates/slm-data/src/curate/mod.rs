@@ -4,14 +4,16 @@
 pub(crate) mod audit;
 pub(crate) mod card;
 pub(crate) mod config;
+pub(crate) mod registry;
 pub(crate) mod run;
 pub(crate) mod split;
 pub(crate) mod stage;
 
 pub use audit::{LabelAudit, LabelConflict, NO_LABEL, label_counts};
 pub use card::{DatasetCard, LENGTH_BUCKETS, LengthBucket, SplitCard, length_histogram};
-pub use config::{CurateConfig, EvalConfig, InputConfig, StagesConfig};
-pub use run::{CurateReport, READ_STAGE, curate, read_inputs};
+pub use config::{CurateConfig, EvalConfig, InputConfig, OutputFormat, StagesConfig};
+pub use registry::{CustomStageConfig, StageRegistry, StageSlot};
+pub use run::{CurateReport, READ_STAGE, curate, curate_with, read_inputs};
 pub use split::{HoldoutConfig, HoldoutResult, SplitConfig, Splits, holdout, stratified_split};
 pub use stage::{
     Dropped, Pipeline, PipelineOutput, Stage, StageOutput, StageReport, Verdict,

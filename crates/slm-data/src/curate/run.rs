@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::curate::audit::LabelAudit;
 use crate::curate::card::DatasetCard;
-use crate::curate::config::{CurateConfig, InputConfig};
+use crate::curate::config::{CurateConfig, InputConfig, OutputFormat};
+use crate::curate::registry::{StageRegistry, StageSlot};
 use crate::curate::split::{Splits, holdout, stratified_split};
 use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport};
 use crate::error::{Error, Result};
-use crate::example::Example;
-use crate::readers::read_any;
+use crate::example::{Example, RESERVED_KEYS};
+use crate::readers::{ParquetWriter, read_any};
 use crate::stages::{
     Decontaminate, DuplicateGroup, ExactDedup, LengthFilter, NearDedup, Normalize, PiiScrubber,
     QualityFilter,
@@ -26,8 +27,8 @@ pub const READ_STAGE: &str = "read";
 pub struct CurateReport {
     /// The dataset card (also written as `card.json` and `README.md`).
     pub card: DatasetCard,
-    /// Every file written: one JSONL per non-empty split, the card, the README and
-    /// `dropped.jsonl`.
+    /// Every file written: one file per non-empty split and format, the card, the README
+    /// and `dropped.jsonl`.
     pub files: Vec<PathBuf>,
     /// Rows removed, all stages together.
     pub dropped: usize,
@@ -36,7 +37,9 @@ pub struct CurateReport {
 /// The examples of every input, with unreadable rows as [`Dropped`] records.
 ///
 /// A bad row (malformed JSON, a field of the wrong type, ...) is dropped with its error as the
-/// detail; an input that cannot be opened, has no records, or whose rows all fail is an error.
+/// detail; an input that cannot be opened, has no records, or whose rows all fail is an error,
+/// and so is an unmapped column named `id`, `input`, `target` or `label` (the curated files
+/// use those names for the example's own fields, so it would be lost or clash at the end).
 pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>)> {
     let (mut examples, mut dropped) = (Vec::new(), Vec::new());
     for input in inputs {
@@ -45,6 +48,9 @@ pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>
         for (n, row) in reader.enumerate() {
             match row {
                 Ok(e) => {
+                    if let Some(key) = RESERVED_KEYS.iter().find(|k| e.meta.contains_key(**k)) {
+                        return Err(unmapped_reserved_column(input, key));
+                    }
                     good += 1;
                     examples.push(e);
                 }
@@ -67,6 +73,22 @@ pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>
         }
     }
     Ok((examples, dropped))
+}
+
+fn unmapped_reserved_column(input: &InputConfig, column: &str) -> Error {
+    let option = match column {
+        "input" => "text_field",
+        "id" => "id_field",
+        "target" => "target_field",
+        _ => "label_field",
+    };
+    Error::InvalidConfig {
+        message: format!(
+            "{}: column `{column}` is not mapped, but curated files use `{column}` for each \
+             example's own {column}; map it (`{option} = \"{column}\"`) or rename the column",
+            input.path.display()
+        ),
+    }
 }
 
 fn read_drop(path: &Path, record: usize, err: &Error) -> Dropped {
@@ -114,10 +136,12 @@ fn record(
 }
 
 /// Runs a whole curation: reads the inputs, runs the configured stages (normalize, length,
-/// quality, pii, exact dedup, near dedup, decontaminate against the eval set), audits labels,
-/// splits (holdout first, then stratified train/val/test) and writes into `output_dir`:
-/// `train.jsonl`, `val.jsonl`, `test.jsonl` (and `live.jsonl` with a holdout), each
-/// atomically and only when not empty; `card.json`; `README.md`; `dropped.jsonl`.
+/// quality, pii, exact dedup, near dedup, decontaminate against the eval set, and custom
+/// stages from [`StageRegistry::default`] after their slots), audits labels, splits (holdout
+/// first, then stratified train/val/test) and writes into `output_dir`: `train`, `val`,
+/// `test` (and `live` with a holdout) in each of [`CurateConfig::formats`] (`train.jsonl`,
+/// `train.parquet`, ...), each atomically and only when not empty; `card.json`; `README.md`;
+/// `dropped.jsonl`.
 ///
 /// ```
 /// use slm_data::{CurateConfig, InputConfig, curate, write_jsonl, Example};
@@ -147,10 +171,36 @@ fn record(
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for a bad config or when every row is dropped (never a silently
-/// empty dataset); reader errors for inputs that cannot be read; [`Error::Io`] for output.
+/// [`Error::InvalidConfig`] for a bad config (an unknown custom stage included) or when every
+/// row is dropped (never a silently empty dataset); reader errors for inputs that cannot be
+/// read; [`Error::Io`] and [`Error::Parquet`] for output.
 pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
+    curate_with(config, &StageRegistry::default())
+}
+
+/// [`curate`] with the custom stages of `registry` (your own stages, registered under the
+/// names the config's `[[stages.custom]]` tables use).
+///
+/// # Errors
+/// As [`curate`]; custom stages are built (and their params checked) before any input is read.
+pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<CurateReport> {
     config.validate()?;
+    let custom = config
+        .stages
+        .custom
+        .iter()
+        .map(|c| Ok((c.after, registry.build(c)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let run_custom = |slot: StageSlot,
+                      mut rows: Vec<Example>,
+                      reports: &mut Vec<StageReport>,
+                      dropped: &mut Vec<Dropped>|
+     -> Result<Vec<Example>> {
+        for (_, stage) in custom.iter().filter(|(after, _)| *after == slot) {
+            rows = run_stage(stage.as_ref(), rows, reports, dropped)?;
+        }
+        Ok(rows)
+    };
     let (examples, mut dropped) = read_inputs(&config.inputs)?;
     let mut reports = vec![StageReport {
         stage: READ_STAGE.to_string(),
@@ -176,53 +226,46 @@ pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
     }
 
     let s = &config.stages;
-    let mut rows = examples;
+    let (r, d) = (&mut reports, &mut dropped);
+    let mut rows = run_custom(StageSlot::Read, examples, r, d)?;
     let mut groups: Vec<DuplicateGroup> = Vec::new();
     if let Some(c) = &s.normalize {
-        rows = run_stage(&Normalize::new(c.clone()), rows, &mut reports, &mut dropped)?;
+        rows = run_stage(&Normalize::new(c.clone()), rows, r, d)?;
     }
+    rows = run_custom(StageSlot::Normalize, rows, r, d)?;
     if let Some(c) = &s.length {
-        rows = run_stage(
-            &LengthFilter::new(c.clone()),
-            rows,
-            &mut reports,
-            &mut dropped,
-        )?;
+        rows = run_stage(&LengthFilter::new(c.clone()), rows, r, d)?;
     }
+    rows = run_custom(StageSlot::Length, rows, r, d)?;
     if let Some(c) = &s.quality {
-        rows = run_stage(
-            &QualityFilter::new(c.clone()),
-            rows,
-            &mut reports,
-            &mut dropped,
-        )?;
+        rows = run_stage(&QualityFilter::new(c.clone()), rows, r, d)?;
     }
+    rows = run_custom(StageSlot::Quality, rows, r, d)?;
     if let Some(c) = &s.pii {
-        rows = run_stage(
-            &PiiScrubber::new(c.clone()),
-            rows,
-            &mut reports,
-            &mut dropped,
-        )?;
+        rows = run_stage(&PiiScrubber::new(c.clone()), rows, r, d)?;
     }
+    rows = run_custom(StageSlot::Pii, rows, r, d)?;
     if s.exact_dedup {
         let (n, stage) = (rows.len(), ExactDedup);
         let (out, found) = stage.dedup(rows);
         groups.extend(found);
-        rows = record(stage.name(), n, out, &mut reports, &mut dropped);
+        rows = record(stage.name(), n, out, r, d);
     }
+    rows = run_custom(StageSlot::ExactDedup, rows, r, d)?;
     if let Some(c) = &s.near_dedup {
         let (n, stage) = (rows.len(), NearDedup::new(c.clone()));
         let (out, found) = stage.dedup(rows);
         groups.extend(found);
-        rows = record(stage.name(), n, out, &mut reports, &mut dropped);
+        rows = record(stage.name(), n, out, r, d);
     }
+    rows = run_custom(StageSlot::NearDedup, rows, r, d)?;
     if let Some(eval) = &config.eval {
         let (eval_rows, _) = read_inputs(&[eval.input()])?;
         let texts: Vec<&str> = eval_rows.iter().map(|e| e.input.as_str()).collect();
         let stage = Decontaminate::new(eval.decontaminate.clone(), &texts);
-        rows = run_stage(&stage, rows, &mut reports, &mut dropped)?;
+        rows = run_stage(&stage, rows, r, d)?;
     }
+    rows = run_custom(StageSlot::Decontaminate, rows, r, d)?;
     if rows.is_empty() {
         return Err(Error::InvalidConfig {
             message: format!(
@@ -269,20 +312,33 @@ pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
         source,
     })?;
     let mut files = Vec::new();
-    for (name, split) in splits.named() {
-        let path = out.join(format!("{name}.jsonl"));
-        if split.is_empty() {
-            // A stale file from an earlier run would read as this run's split.
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+    for format in [OutputFormat::Jsonl, OutputFormat::Parquet] {
+        let wanted = config.formats.contains(&format);
+        for (name, split) in splits.named() {
+            let path = out.join(format!("{name}.{}", format.extension()));
+            if split.is_empty() || !wanted {
+                // A stale file from an earlier run would read as this run's split.
+                if path.exists() {
+                    std::fs::remove_file(&path).map_err(|source| Error::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                continue;
             }
-            continue;
+            match format {
+                OutputFormat::Jsonl => write_jsonl(&path, split)?,
+                OutputFormat::Parquet => {
+                    let all = splits.named().into_iter().flat_map(|(_, s)| s.iter());
+                    let mut writer = ParquetWriter::create(&path).with_schema_of(all);
+                    for example in split {
+                        writer.write(example)?;
+                    }
+                    writer.finish()?
+                }
+            };
+            files.push(path);
         }
-        write_jsonl(&path, split)?;
-        files.push(path);
     }
     let n_dropped = dropped.len();
     files.push(write_lines(&out.join("dropped.jsonl"), &dropped)?);

@@ -107,7 +107,15 @@ fn text_parts<'a>(parts: impl Iterator<Item = &'a MessagePart<'a>>) -> Vec<Strin
             .flatten();
         let raw = repaired.as_deref().unwrap_or(raw);
         let text = if is_html {
-            mail_parser::decoders::html::html_to_text(raw)
+            // mail-parser drops everything after a `<head>` that never closes (as in
+            // SpamAssassin hard-ham-1/00029, whose `<HEAD>` sits inside `<body>`); the
+            // forgiving stripper keeps that text.
+            let text = mail_parser::decoders::html::html_to_text(raw);
+            if text.trim().is_empty() {
+                crate::stages::strip_html(raw)
+            } else {
+                text
+            }
         } else {
             raw.to_string()
         };
@@ -267,6 +275,17 @@ mod tests {
         for gone in ["alert", "color", "<p>", "&amp;"] {
             assert!(!text.contains(gone), "{gone} in {text:?}");
         }
+    }
+
+    #[test]
+    fn an_unclosed_head_inside_the_body_keeps_the_text() {
+        let raw = "Subject: news\nContent-Type: text/html; charset=ISO-8859-1\n\n<HTML><body bgcolor=\"#fff\"><HEAD>\n<TITLE>Announcements</TITLE>\n<p>Dear member: join <b>Rewards</b> today &amp; save</p></body></html>\n";
+        let text = parse(raw).unwrap().input;
+        assert!(text.contains("Dear member: join"), "{text:?}");
+        assert!(
+            text.contains("Rewards") && text.contains("& save"),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -143,10 +143,15 @@ impl Reader for ParquetReader {
 /// `STRING`, anything else (arrays, objects, mixed) -> the value's JSON text. A key an example
 /// lacks is null there. Examples are buffered until `finish` (a split is written in one row
 /// group), so the writer needs memory for one split.
+///
+/// Splits of one dataset must share a schema (`datasets` refuses splits whose features
+/// differ, and a column that is all null in one split would get another type there): give
+/// every split's writer the same [`with_schema_of`](Self::with_schema_of).
 #[derive(Debug)]
 pub struct ParquetWriter {
     path: PathBuf,
     examples: Vec<Example>,
+    columns: Option<Vec<Column>>,
 }
 
 impl ParquetWriter {
@@ -155,7 +160,16 @@ impl ParquetWriter {
         ParquetWriter {
             path: path.as_ref().to_path_buf(),
             examples: Vec::new(),
+            columns: None,
         }
+    }
+
+    /// Types the columns from `examples` (say, every split of the dataset) instead of from
+    /// the examples this file gets; [`finish`](Self::finish) then refuses an example whose
+    /// metadata does not fit that schema.
+    pub fn with_schema_of<'a>(mut self, examples: impl IntoIterator<Item = &'a Example>) -> Self {
+        self.columns = Some(columns(examples));
+        self
     }
 
     /// Appends one example.
@@ -180,16 +194,26 @@ impl ParquetWriter {
     /// [`Error::EmptyDataset`] when nothing was written (the target is left untouched),
     /// [`Error::Io`] and [`Error::Parquet`].
     pub fn finish(self) -> Result<usize> {
-        let ParquetWriter { path, examples } = self;
+        let ParquetWriter {
+            path,
+            examples,
+            columns: preset,
+        } = self;
         if examples.is_empty() {
             return Err(Error::EmptyDataset { path });
         }
+        let columns = match preset {
+            Some(columns) => {
+                check_schema(&columns, &examples, &path)?;
+                columns
+            }
+            None => columns(&examples),
+        };
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
         let mut tmp = NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
-        let columns = columns(&examples);
         let schema = schema(&columns).map_err(parquet_error(&path))?;
         let props = Arc::new(
             WriterProperties::builder()
@@ -233,6 +257,7 @@ pub fn write_parquet<'a>(
 }
 
 /// Where a column's values come from.
+#[derive(Debug)]
 enum Source {
     Id,
     Input,
@@ -242,7 +267,7 @@ enum Source {
 }
 
 /// How a column is stored.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Bool,
     Int,
@@ -251,68 +276,118 @@ enum Kind {
     Json,
 }
 
+#[derive(Debug)]
 struct Column {
     source: Source,
     kind: Kind,
     optional: bool,
 }
 
-fn columns(examples: &[Example]) -> Vec<Column> {
-    let mut columns = vec![
-        Column {
-            source: Source::Id,
-            kind: Kind::Str,
-            optional: false,
-        },
-        Column {
-            source: Source::Input,
-            kind: Kind::Str,
-            optional: false,
-        },
-        Column {
-            source: Source::Target,
-            kind: Kind::Str,
-            optional: true,
-        },
-        Column {
-            source: Source::Label,
-            kind: Kind::Str,
-            optional: true,
-        },
+impl Kind {
+    /// The kind a value needs; `None` for null (fits every column).
+    fn of(value: &Value) -> Option<Kind> {
+        Some(match value {
+            Value::Null => return None,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(n) if n.is_i64() => Kind::Int,
+            Value::Number(_) => Kind::Double,
+            Value::String(_) => Kind::Str,
+            Value::Array(_) | Value::Object(_) => Kind::Json,
+        })
+    }
+
+    /// The narrowest kind that holds both: equal kinds stay, integers and doubles make
+    /// doubles, anything else becomes JSON text.
+    fn merge(self, other: Kind) -> Kind {
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Kind::Int | Kind::Double, Kind::Int | Kind::Double) => Kind::Double,
+            _ => Kind::Json,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Bool => "a boolean",
+            Kind::Int => "an integer",
+            Kind::Double => "a number",
+            Kind::Str => "a string",
+            Kind::Json => "JSON",
+        }
+    }
+}
+
+fn columns<'a>(examples: impl IntoIterator<Item = &'a Example>) -> Vec<Column> {
+    let fixed = [
+        (Source::Id, false),
+        (Source::Input, false),
+        (Source::Target, true),
+        (Source::Label, true),
     ];
-    let mut keys: Vec<&String> = Vec::new();
+    let mut columns: Vec<Column> = fixed
+        .into_iter()
+        .map(|(source, optional)| Column {
+            source,
+            kind: Kind::Str,
+            optional,
+        })
+        .collect();
+    // Meta keys in order of first appearance, each with the kind of its non-null values.
+    let mut kinds: Vec<(String, Option<Kind>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for example in examples {
-        for key in example.meta.keys() {
-            if !keys.contains(&key) {
-                keys.push(key);
+        for (key, value) in &example.meta {
+            let i = *index.entry(key.as_str()).or_insert_with(|| {
+                kinds.push((key.clone(), None));
+                kinds.len() - 1
+            });
+            if let Some(this) = Kind::of(value) {
+                let kind = &mut kinds[i].1;
+                *kind = Some(kind.map_or(this, |k| k.merge(this)));
             }
         }
     }
-    for key in keys {
-        let mut kind: Option<Kind> = None;
-        for value in examples.iter().filter_map(|e| e.meta.get(key)) {
-            let this = match value {
-                Value::Null => continue,
-                Value::Bool(_) => Kind::Bool,
-                Value::Number(n) if n.is_i64() => Kind::Int,
-                Value::Number(_) => Kind::Double,
-                Value::String(_) => Kind::Str,
-                Value::Array(_) | Value::Object(_) => Kind::Json,
-            };
-            kind = Some(match (kind, this) {
-                (None, k) => k,
-                (Some(a), b) if a == b => a,
-                (Some(Kind::Int | Kind::Double), Kind::Int | Kind::Double) => Kind::Double,
-                _ => Kind::Json,
-            });
-        }
-        columns.push(Column {
-            source: Source::Meta(key.clone()),
-            kind: kind.unwrap_or(Kind::Str),
-            optional: true,
-        });
-    }
+    columns.extend(kinds.into_iter().map(|(key, kind)| Column {
+        source: Source::Meta(key),
+        kind: kind.unwrap_or(Kind::Str),
+        optional: true,
+    }));
     columns
+}
+
+/// Every example's metadata has a column, and a value that column's kind holds.
+fn check_schema(columns: &[Column], examples: &[Example], path: &Path) -> Result<()> {
+    let kinds: std::collections::HashMap<&str, Kind> = columns
+        .iter()
+        .filter_map(|c| match &c.source {
+            Source::Meta(key) => Some((key.as_str(), c.kind)),
+            _ => None,
+        })
+        .collect();
+    for example in examples {
+        example.check_reserved_meta(path)?;
+        for (key, value) in &example.meta {
+            let fits = match (kinds.get(key.as_str()), Kind::of(value)) {
+                (None, _) => Err("no column".to_string()),
+                (Some(_), None) => Ok(()),
+                (Some(&column), Some(this)) if column.merge(this) == column => Ok(()),
+                (Some(&column), Some(this)) => Err(format!(
+                    "{} where the column holds {}",
+                    this.describe(),
+                    column.describe()
+                )),
+            };
+            if let Err(problem) = fits {
+                return Err(Error::SchemaMismatch {
+                    path: path.to_path_buf(),
+                    id: example.id.clone(),
+                    key: key.clone(),
+                    problem,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn schema(columns: &[Column]) -> parquet::errors::Result<Arc<Type>> {
@@ -451,6 +526,45 @@ mod tests {
         want[1].meta.insert("score".into(), serde_json::json!(1.0));
         want[1].meta.insert("tags".into(), Value::Null);
         assert_eq!(back, want);
+    }
+
+    #[test]
+    fn splits_share_a_schema_and_misfits_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = examples();
+        // Alone, the second example would type `n` as an integer and lack `ok` and `tags`.
+        let path = dir.path().join("val.parquet");
+        let mut w = ParquetWriter::create(&path).with_schema_of(&all);
+        w.write(&all[1]).unwrap();
+        w.finish().unwrap();
+        let back = ParquetReader::open(&path, FieldMap::canonical()).unwrap();
+        let row = back.map(|r| r.unwrap()).next().unwrap();
+        let keys: Vec<&str> = row.meta.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["n", "ok", "score", "subject", "tags"]);
+        assert_eq!(row.meta["score"], serde_json::json!(1.0));
+
+        let misfit = Example::new("c", "third").with_meta("ok", "yes");
+        let mut w = ParquetWriter::create(&path).with_schema_of(&all);
+        w.write(&misfit).unwrap();
+        let err = w.finish().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: example `c` has metadata `ok` that does not fit the schema: a string where the column holds a boolean",
+                path.display()
+            )
+        );
+        let unknown = Example::new("d", "fourth").with_meta("extra", 1);
+        let mut w = ParquetWriter::create(&path).with_schema_of(&all);
+        w.write(&unknown).unwrap();
+        assert!(matches!(w.finish(), Err(Error::SchemaMismatch { key, .. }) if key == "extra"));
+        // The file from the good write is still there.
+        assert_eq!(
+            ParquetReader::open(&path, FieldMap::canonical())
+                .unwrap()
+                .num_rows(),
+            1
+        );
     }
 
     #[test]
