@@ -41,7 +41,7 @@
 //! [`Reader`] trait with the same contract (errors name file and line or row, empty input is
 //! [`Error::EmptyDataset`], a missing column is [`Error::UnknownColumn`]). [`ParquetWriter`]
 //! writes a split as Parquet, atomically, for `datasets` and pandas. The repository's
-//! `data/spamassassin/sample.jsonl` (603 emails of the SpamAssassin corpus, made by
+//! `data/spamassassin/sample.jsonl` (604 emails of the SpamAssassin corpus, made by
 //! `scripts/import-spamassassin.sh`) reads with `FieldMap::new("text").with_label("label")`.
 //!
 //! ## Later
@@ -75,10 +75,11 @@ mod writer;
 
 pub use curate::{
     CurateConfig, CurateReport, CustomStageConfig, DatasetCard, Dropped, EvalConfig, HoldoutConfig,
-    HoldoutResult, InputConfig, LENGTH_BUCKETS, LabelAudit, LabelConflict, LengthBucket, NO_LABEL,
+    HoldoutSplit, InputConfig, LENGTH_BUCKETS, LabelAudit, LabelConflict, LengthBucket, NO_LABEL,
     OutputFormat, Pipeline, PipelineOutput, READ_STAGE, SplitCard, SplitConfig, Splits, Stage,
     StageOutput, StageRegistry, StageReport, StageSlot, StagesConfig, Verdict, curate, curate_with,
-    filter_map_examples, holdout, label_counts, length_histogram, read_inputs, stratified_split,
+    filter_map_examples, holdout, label_counts, length_histogram, parse_timestamp, read_inputs,
+    stratified_split,
 };
 pub use error::{Error, Result};
 pub use example::{Example, RESERVED_KEYS};

@@ -132,7 +132,7 @@ fn curate_writes_splits_card_and_dropped_rows() {
     );
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
-        md.starts_with("# tickets") && md.contains("| exact_dedup |"),
+        md.contains("\n# tickets\n") && md.contains("| exact_dedup |"),
         "{md}"
     );
     let json: serde_json::Value =
@@ -263,11 +263,19 @@ fn custom_stages_parquet_splits_and_reserved_columns() {
         3
     );
 
+    // The Markdown card's Hugging Face front matter names each split's file.
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        md.starts_with("---\npretty_name: \"dataset\"\nconfigs:\n- config_name: default\n  data_files:\n  - split: \"test\"\n    path: \"test.parquet\"\n"),
+        "{md}"
+    );
+
     // Back to JSONL only: the Parquet files of the earlier run go.
     let mut jsonl_only = config.clone();
     jsonl_only.formats = vec![slm_data::OutputFormat::Jsonl];
-    slm_data::curate(&jsonl_only).unwrap();
+    let report = slm_data::curate(&jsonl_only).unwrap();
     assert!(!out.join("train.parquet").exists() && out.join("train.jsonl").exists());
+    assert_eq!(report.card.data_files["train"], "train.jsonl");
 
     // An unknown custom stage fails before any input is read.
     let mut unknown = config.clone();

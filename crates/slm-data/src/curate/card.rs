@@ -57,6 +57,11 @@ pub struct DatasetCard {
     pub seed: u64,
     /// Things the run could not do as configured (a holdout without metadata, ...).
     pub warnings: Vec<String>,
+    /// The file each split was written to, relative to the card (Parquet when written, else
+    /// JSONL); the Markdown card lists them in its Hugging Face front matter, so
+    /// `datasets.load_dataset(folder)` loads the splits as named.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data_files: BTreeMap<String, String>,
 }
 
 /// Counts `examples` into [`LENGTH_BUCKETS`].
@@ -104,6 +109,19 @@ impl DatasetCard {
     /// The card as Markdown (the `README.md` of the output folder).
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
+        if !self.data_files.is_empty() {
+            // JSON strings are valid YAML scalars, whatever the name holds.
+            let quote = |s: &str| serde_json::Value::from(s).to_string();
+            let _ = writeln!(
+                md,
+                "---\npretty_name: {}\nconfigs:\n- config_name: default\n  data_files:",
+                quote(&self.name)
+            );
+            for (split, path) in &self.data_files {
+                let _ = writeln!(md, "  - split: {}\n    path: {}", quote(split), quote(path));
+            }
+            md.push_str("---\n\n");
+        }
         let _ = writeln!(md, "# {}\n", self.name);
         let _ = writeln!(
             md,

@@ -14,7 +14,9 @@ pub use card::{DatasetCard, LENGTH_BUCKETS, LengthBucket, SplitCard, length_hist
 pub use config::{CurateConfig, EvalConfig, InputConfig, OutputFormat, StagesConfig};
 pub use registry::{CustomStageConfig, StageRegistry, StageSlot};
 pub use run::{CurateReport, READ_STAGE, curate, curate_with, read_inputs};
-pub use split::{HoldoutConfig, HoldoutResult, SplitConfig, Splits, holdout, stratified_split};
+pub use split::{
+    HoldoutConfig, HoldoutSplit, SplitConfig, Splits, holdout, parse_timestamp, stratified_split,
+};
 pub use stage::{
     Dropped, Pipeline, PipelineOutput, Stage, StageOutput, StageReport, Verdict,
     filter_map_examples,

@@ -277,19 +277,28 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
 
     let (rows, live) = match &config.splits.holdout {
         None => (rows, Vec::new()),
-        Some(h) => match holdout(rows, h) {
-            Ok(split) => split,
-            Err((rows, warning)) => {
-                warnings.push(warning);
-                (rows, Vec::new())
-            }
-        },
+        Some(h) => {
+            let split = holdout(rows, h);
+            warnings.extend(split.warnings);
+            (split.rest, split.live)
+        }
     };
     let splits = Splits {
         live,
         ..stratified_split(rows, &config.splits, config.seed)?
     };
 
+    let format = if config.formats.contains(&OutputFormat::Parquet) {
+        OutputFormat::Parquet
+    } else {
+        OutputFormat::Jsonl
+    };
+    let data_files = splits
+        .named()
+        .into_iter()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(name, _)| (name.to_string(), format!("{name}.{}", format.extension())))
+        .collect();
     let card = DatasetCard {
         name: config.name.clone(),
         inputs: config
@@ -302,6 +311,7 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
         audit,
         seed: config.seed,
         warnings,
+        data_files,
         ..Default::default()
     }
     .with_splits(&splits);

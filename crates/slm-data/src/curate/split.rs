@@ -108,52 +108,178 @@ impl Splits {
     }
 }
 
-fn meta_key(e: &Example, field: &str) -> Option<String> {
+/// A metadata value as a holdout key: text, or a point in time when it reads as one.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Key {
+    Time(f64),
+    Text(String),
+}
+
+fn meta_key(e: &Example, field: &str) -> Option<Key> {
     match e.meta.get(field)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(format!("{:020.6}", n.as_f64()?)),
+        serde_json::Value::String(s) => Some(match parse_timestamp(s) {
+            Some(t) => Key::Time(t),
+            None => Key::Text(s.clone()),
+        }),
+        serde_json::Value::Number(n) => Some(Key::Time(n.as_f64()?)),
         _ => None,
     }
 }
 
-/// What [`holdout`] returns: `Ok((rest, live))`, or `Err((examples, why))` with every example
-/// given back when the metadata does not allow the holdout.
-pub type HoldoutResult = std::result::Result<(Vec<Example>, Vec<Example>), (Vec<Example>, String)>;
+/// Seconds since 1970-01-01T00:00:00Z of an ISO 8601 / RFC 3339 date or date-time
+/// (`2002-08-22`, `2002-08-22T18:26:25+07:00`, `... 18:26:25.5Z`; no offset means UTC), so
+/// times written in different zones order by the instant they name, not by their text.
+pub fn parse_timestamp(text: &str) -> Option<f64> {
+    let b = text.trim().as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let digits = b.get(r)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| {
+            digits
+                .iter()
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let mut seconds = (days * 86_400) as f64;
+    if b.len() == 10 {
+        return Some(seconds);
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    seconds += (h * 3600 + m * 60 + sec) as f64;
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let frac: f64 = std::str::from_utf8(&b[start - 1..i]).ok()?.parse().ok()?;
+        seconds += frac;
+    }
+    match b.get(i..)? {
+        [] | [b'Z' | b'z'] => Some(seconds),
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
+            let offset = (num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60) as f64;
+            Some(if *sign == b'+' {
+                seconds - offset
+            } else {
+                seconds + offset
+            })
+        }
+        _ => None,
+    }
+}
 
-/// Takes the holdout out of `examples`; `Err((examples, message))` when the metadata does not
-/// allow it (a field missing on some example), in which case nothing is held out.
-pub fn holdout(examples: Vec<Example>, config: &HoldoutConfig) -> HoldoutResult {
+/// What [`holdout`] did: the examples that go on to train/val/test, the held-out ones, and
+/// what it could not do (examples without the metadata field stay out of the holdout).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HoldoutSplit {
+    /// Examples for the stratified split.
+    pub rest: Vec<Example>,
+    /// The live-like held-out examples.
+    pub live: Vec<Example>,
+    /// Why fewer examples than configured could be held out, if so.
+    pub warnings: Vec<String>,
+}
+
+/// Takes the holdout out of `examples`.
+///
+/// By time, the newest `fraction` of the examples that have the field is held out: values that
+/// read as ISO 8601 dates order by instant (UTC), numbers by value, and when any value is
+/// neither, all order as text. By source, examples whose field is one of `values` are held
+/// out. Examples without the field (or with a non-string, non-number value) are never held
+/// out; a warning counts them.
+pub fn holdout(examples: Vec<Example>, config: &HoldoutConfig) -> HoldoutSplit {
     let field = match config {
         HoldoutConfig::Time { field, .. } | HoldoutConfig::Source { field, .. } => field,
     };
-    let keys: Vec<Option<String>> = examples.iter().map(|e| meta_key(e, field)).collect();
+    let mut keys: Vec<Option<Key>> = examples.iter().map(|e| meta_key(e, field)).collect();
+    let mut warnings = Vec::new();
     let missing = keys.iter().filter(|k| k.is_none()).count();
     if missing > 0 {
-        let msg = format!(
-            "holdout skipped: {missing} of {} examples lack a string or number metadata field `{field}`",
+        warnings.push(format!(
+            "holdout: {missing} of {} examples lack a string or number metadata field `{field}` and stay in train/val/test",
             examples.len()
-        );
-        return Err((examples, msg));
+        ));
     }
-    let keys: Vec<String> = keys.into_iter().flatten().collect();
     let held: Vec<bool> = match config {
-        HoldoutConfig::Source { values, .. } => keys.iter().map(|k| values.contains(k)).collect(),
+        HoldoutConfig::Source { values, .. } => keys
+            .iter()
+            .zip(&examples)
+            .map(|(k, e)| {
+                let value = match e.meta.get(field.as_str()) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    _ => return false,
+                };
+                k.is_some() && values.contains(&value)
+            })
+            .collect(),
         HoldoutConfig::Time { fraction, .. } => {
-            let mut order: Vec<usize> = (0..examples.len()).collect();
-            order.sort_by(|&a, &b| keys[a].cmp(&keys[b]).then(a.cmp(&b)));
-            let n_live = (examples.len() as f64 * fraction).round() as usize;
+            if keys.iter().flatten().any(|k| matches!(k, Key::Text(_))) {
+                // Not all times: compare every value as text.
+                for (k, e) in keys.iter_mut().zip(&examples) {
+                    if k.is_some() {
+                        *k = Some(Key::Text(match &e.meta[field.as_str()] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        }));
+                    }
+                }
+            }
+            let mut order: Vec<usize> =
+                (0..examples.len()).filter(|&i| keys[i].is_some()).collect();
+            order.sort_by(|&a, &b| {
+                keys[a]
+                    .partial_cmp(&keys[b])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.cmp(&b))
+            });
+            let n_live = (order.len() as f64 * fraction).round() as usize;
             let mut held = vec![false; examples.len()];
-            for &i in &order[examples.len() - n_live..] {
+            for &i in &order[order.len() - n_live..] {
                 held[i] = true;
             }
             held
         }
     };
-    let (mut rest, mut live) = (Vec::new(), Vec::new());
+    let mut split = HoldoutSplit {
+        warnings,
+        ..Default::default()
+    };
     for (e, h) in examples.into_iter().zip(held) {
-        if h { live.push(e) } else { rest.push(e) }
+        if h {
+            split.live.push(e)
+        } else {
+            split.rest.push(e)
+        }
     }
-    Ok((rest, live))
+    if split.live.is_empty() {
+        split
+            .warnings
+            .push(format!("holdout by `{field}` is empty"));
+    }
+    split
 }
 
 /// Splits `examples` into train/val/test, stratified by label (examples without a label form
@@ -238,8 +364,12 @@ mod tests {
             field: "date".into(),
             fraction: 0.1,
         };
-        let (rest, live) = holdout(rows(100), &time).unwrap();
-        assert_eq!((rest.len(), live.len()), (90, 10));
+        let HoldoutSplit {
+            rest,
+            live,
+            warnings,
+        } = holdout(rows(100), &time);
+        assert_eq!((rest.len(), live.len(), warnings.len()), (90, 10, 0));
         let newest = rest
             .iter()
             .filter_map(|e| e.meta["date"].as_str())
@@ -253,15 +383,80 @@ mod tests {
             field: "source".into(),
             values: vec!["web".into()],
         };
-        let (_, live) = holdout(rows(100), &source).unwrap();
-        assert_eq!(live.len(), 20);
+        assert_eq!(holdout(rows(100), &source).live.len(), 20);
         let missing = HoldoutConfig::Source {
             field: "nope".into(),
             values: vec![],
         };
-        let (back, msg) = holdout(rows(3), &missing).unwrap_err();
-        assert_eq!(back.len(), 3);
-        assert!(msg.contains("`nope`"), "{msg}");
+        let split = holdout(rows(3), &missing);
+        assert_eq!((split.rest.len(), split.live.len()), (3, 0));
+        assert!(
+            split.warnings[0].contains("3 of 3 examples lack"),
+            "{:?}",
+            split.warnings
+        );
+    }
+
+    #[test]
+    fn time_holdouts_order_by_instant_and_keep_undated_examples() {
+        // Later by text, earlier in UTC: 10:00+07:00 is 03:00Z.
+        let dates = [
+            Some("2002-08-22T10:00:00+07:00"),
+            Some("2002-08-22T05:00:00+01:00"),
+            Some("2002-08-22T04:30:00Z"),
+            None,
+            Some("2002-08-21"),
+        ];
+        let rows: Vec<Example> = dates
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let e = Example::new(i.to_string(), "x");
+                match d {
+                    Some(d) => e.with_meta("date", *d),
+                    None => e.with_meta("date", serde_json::Value::Null),
+                }
+            })
+            .collect();
+        let time = HoldoutConfig::Time {
+            field: "date".into(),
+            fraction: 0.5,
+        };
+        let split = holdout(rows, &time);
+        let live: Vec<&str> = split.live.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(live, ["1", "2"], "04:00Z and 04:30Z are the newest");
+        assert_eq!(split.rest.len(), 3);
+        assert!(
+            split.warnings[0].contains("1 of 5 examples lack"),
+            "{:?}",
+            split.warnings
+        );
+    }
+
+    #[test]
+    fn timestamps_parse_to_utc_seconds() {
+        assert_eq!(parse_timestamp("1970-01-01"), Some(0.0));
+        assert_eq!(parse_timestamp("1970-01-02T00:00:01Z"), Some(86_401.0));
+        assert_eq!(
+            parse_timestamp("2002-08-22T18:26:25+07:00"),
+            Some(1_030_015_585.0)
+        );
+        assert_eq!(
+            parse_timestamp("2000-03-01 00:00:00.25"),
+            Some(951_868_800.25)
+        );
+        assert_eq!(parse_timestamp("1969-12-31T23:00:00-01:00"), Some(0.0));
+        for bad in [
+            "",
+            "2002",
+            "2002-13-01",
+            "2002-08-22T25:00:00",
+            "2002-08-22Tnoon",
+            "22/08/2002",
+            "2002-08-22T18:26:25+0700x",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
     }
 
     #[test]
