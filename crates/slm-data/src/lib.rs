@@ -1,10 +1,10 @@
 //! # slm-data
 //!
-//! Datasets for `slm`'s narrow-domain models. Today: the [`Example`] record every later stage
-//! works on (an input, an optional target or label, and the source's other fields as
-//! metadata), a streaming [`JsonlReader`] that maps a file's columns onto it through a
-//! [`FieldMap`] and reports every bad line with its file and line number, and an atomic
-//! [`JsonlWriter`] (temporary file + rename) whose output reads back unchanged.
+//! Datasets for `slm`'s narrow-domain models: the [`Example`] record every stage works on (an
+//! input, an optional target or label, and the source's other fields as metadata), readers
+//! that map a file's columns onto it through a [`FieldMap`] and report every bad line with its
+//! file and line number, curation into clean splits, tokenizer training, model inputs and
+//! synthetic augmentation.
 //!
 //! ```
 //! use std::io::Cursor;
@@ -44,10 +44,13 @@
 //! `data/spamassassin/sample.jsonl` (604 emails of the SpamAssassin corpus, made by
 //! `scripts/import-spamassassin.sh`) reads with `FieldMap::new("text").with_label("label")`.
 //!
-//! ## Later
-//! Later issues add more readers (CSV, Parquet, Hugging Face dataset folders), the curation
-//! `Stage` trait with normalise/dedup/filter/scrub/decontaminate stages, splits with a dataset
-//! card.
+//! Curation: [`curate`] runs a [`CurateConfig`] (TOML or JSON; `slm data curate --config`)
+//! through the built-in [`Stage`]s (normalise, length, Gopher-style quality, PII scrubbing,
+//! exact and MinHash-LSH dedup, 13-gram decontamination) and any custom stages a
+//! [`StageRegistry`] builds from `[[stages.custom]]` tables ([`curate_with`] for your own),
+//! audits labels, splits stratified by label plus a live-like holdout by time or source, and
+//! writes each split as JSONL and/or Parquet with a [`DatasetCard`] and `dropped.jsonl` (every
+//! removed row with its stage and reason). [`Pipeline`] runs stages without the files.
 //!
 //! Model inputs: [`inputs`] renders examples through a prompt or chat template, tokenizes
 //! them with a loss mask on the target only, and packs or buckets them into [`inputs::Batch`]es

@@ -4,12 +4,13 @@
 //! documents is a candidate when one bucket matches in full, and candidates are joined with
 //! union-find. The threshold this implies is `(1/14)^(1/8) ~= 0.72`.
 //!
+//! The permutation parameters `a in [1, p)`, `b in [0, p)` are numpy's
+//! `RandomState(seed).randint(.., dtype=uint64)` draws (MT19937 and numpy's masked rejection
+//! sampling, reimplemented here), and `(a*x + b)` wraps modulo 2^64 before the `mod p`, as
+//! numpy's `uint64` arithmetic does in datatrove: with the same seed, the signatures of the same
+//! shingles are datatrove's, value for value.
+//!
 //! Differences from datatrove, on purpose or by necessity:
-//! - The permutation parameters `a in [1, p)`, `b in [0, p)` come from SplitMix64 seeded with
-//!   `seed`, not numpy's `RandomState(seed).randint`, so signatures differ value by value while
-//!   having the same distribution; the shingle hashes are the same for ASCII text.
-//! - `(a*x + b)` wraps modulo 2^64 before the `mod p`, as numpy's `uint64` arithmetic does in
-//!   datatrove, so the permutation family is the same.
 //! - Words are split on whitespace after [`simplify_text`]; datatrove 0.10 uses the language's
 //!   word tokenizer (spaCy's for English), which on punctuation-free text mostly splits on
 //!   whitespace too but also splits a few forms (`cannot` -> `can not`).
@@ -156,12 +157,59 @@ pub struct MinHasher {
     b: Vec<u64>,
 }
 
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// numpy's legacy `RandomState(seed)`: MT19937 seeded by `init_genrand`, enough of it for
+/// `randint(low, high, dtype=np.uint64)`.
+struct NumpyRandomState {
+    mt: [u32; 624],
+    pos: usize,
+}
+
+impl NumpyRandomState {
+    fn new(seed: u32) -> Self {
+        let mut mt = [0u32; 624];
+        mt[0] = seed;
+        for i in 1..624 {
+            mt[i] = 1_812_433_253u32
+                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
+        }
+        NumpyRandomState { mt, pos: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.pos == 624 {
+            for i in 0..624 {
+                let y = (self.mt[i] & 0x8000_0000) | (self.mt[(i + 1) % 624] & 0x7fff_ffff);
+                let mag = if y & 1 == 1 { 0x9908_b0df } else { 0 };
+                self.mt[i] = self.mt[(i + 397) % 624] ^ (y >> 1) ^ mag;
+            }
+            self.pos = 0;
+        }
+        let mut y = self.mt[self.pos];
+        self.pos += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// `randint(low, high, dtype=np.uint64)` for a range wider than 32 bits: draws of
+    /// `(next32 << 32 | next32) & mask` until one is in range (numpy's `bounded_masked_uint64`).
+    fn randint_u64(&mut self, low: u64, high: u64) -> u64 {
+        let range = high - low - 1;
+        debug_assert!(
+            range > u64::from(u32::MAX),
+            "only the 64-bit path is implemented"
+        );
+        let mask = u64::MAX >> range.leading_zeros();
+        loop {
+            let hi = u64::from(self.next_u32());
+            let v = ((hi << 32) | u64::from(self.next_u32())) & mask;
+            if v <= range {
+                return low + v;
+            }
+        }
+    }
 }
 
 /// `x mod (2^61 - 1)` for any `u64`.
@@ -176,19 +224,14 @@ fn mod_mersenne(x: u64) -> u64 {
 }
 
 impl MinHasher {
-    /// Draws the permutation parameters from `config.seed`.
+    /// Draws the permutation parameters from `config.seed` as datatrove does:
+    /// `RandomState(seed)`, all `a` then all `b` (a seed above `u32::MAX` uses its low 32 bits,
+    /// where numpy would refuse it).
     pub fn new(config: MinHashConfig) -> Self {
-        let mut state = config.seed;
+        let mut rng = NumpyRandomState::new(config.seed as u32);
         let k = config.num_hashes();
-        let mut draw = |lo: u64| loop {
-            // Rejection sampling keeps the draw uniform on [lo, p).
-            let v = splitmix64(&mut state) >> 3;
-            if v >= lo && v < MERSENNE_PRIME {
-                return v;
-            }
-        };
-        let a = (0..k).map(|_| draw(1)).collect();
-        let b = (0..k).map(|_| draw(0)).collect();
+        let a = (0..k).map(|_| rng.randint_u64(1, MERSENNE_PRIME)).collect();
+        let b = (0..k).map(|_| rng.randint_u64(0, MERSENNE_PRIME)).collect();
         MinHasher { config, a, b }
     }
 
@@ -315,6 +358,43 @@ mod tests {
         let s = shingles("The quick brown fox jumps.", 5);
         assert_eq!(s, vec![xxh64(b"the quick brown fox jumps", 0)]);
         assert!(shingles("too short text", 5).is_empty());
+    }
+
+    #[test]
+    fn permutations_are_numpys_randomstate_draws() {
+        // numpy 2.4.6: g = np.random.RandomState(1); a = g.randint(1, (1 << 61) - 1,
+        // dtype=np.uint64, size=(1, 112)); b = g.randint(0, (1 << 61) - 1, ...) as in
+        // datatrove's MinhashDedupSignature.parameters.
+        let h = MinHasher::new(MinHashConfig::default());
+        assert_eq!(
+            h.a[..3],
+            [
+                775_169_054_918_279_404,
+                1_758_426_461_858_698_313,
+                2_109_959_069_025_162
+            ]
+        );
+        assert_eq!(h.a[111], 223_865_076_026_037_746);
+        assert_eq!(
+            h.b[..3],
+            [
+                1_062_448_801_025_099_917,
+                1_324_811_268_927_594_100,
+                1_217_488_311_597_731_462
+            ]
+        );
+        assert_eq!(h.b[111], 1_097_409_548_522_419_201);
+        // RandomState(1) starts 1791095845, 4282876139 (the MT19937 reference sequence).
+        let mut rng = NumpyRandomState::new(1);
+        assert_eq!(
+            [rng.next_u32(), rng.next_u32()],
+            [1_791_095_845, 4_282_876_139]
+        );
+        // np.random.RandomState(42).randint(1, (1 << 61) - 1, dtype=np.uint64)
+        assert_eq!(
+            NumpyRandomState::new(42).randint_u64(1, MERSENNE_PRIME),
+            2_297_359_619_001_564_596
+        );
     }
 
     #[test]
