@@ -44,3 +44,59 @@ fn the_shipped_sample_reads_and_is_labelled() {
         ["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"]
     );
 }
+
+#[test]
+fn the_shipped_curate_config_runs_on_the_sample() {
+    let config_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/spamassassin/curate.toml");
+    let mut config = slm_data::CurateConfig::from_path(&config_path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config.output_dir = dir.path().join("curated");
+    let report = slm_data::curate(&config).unwrap();
+    let card = &report.card;
+    assert_eq!(card.rows_read, 604);
+    let stages: Vec<&str> = card.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "read",
+            "normalize",
+            "regex_filter",
+            "length",
+            "pii",
+            "exact_dedup",
+            "near_dedup"
+        ]
+    );
+    // Every split, the live-like one included, has both classes, in JSONL and Parquet.
+    for split in ["train", "val", "test", "live"] {
+        let labels = &card.splits[split].labels;
+        assert!(
+            labels["ham"] > 0 && labels["spam"] > 0,
+            "{split}: {labels:?}"
+        );
+        for ext in ["jsonl", "parquet"] {
+            assert!(config.output_dir.join(format!("{split}.{ext}")).is_file());
+        }
+    }
+    // The live split is the newest mail: no kept row in train is newer than its oldest.
+    let dates = |split: &str| -> Vec<f64> {
+        JsonlReader::open(
+            config.output_dir.join(format!("{split}.jsonl")),
+            FieldMap::canonical(),
+        )
+        .unwrap()
+        .read_all()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.meta["date"].as_str().and_then(slm_data::parse_timestamp))
+        .collect()
+    };
+    let oldest_live = dates("live").into_iter().fold(f64::INFINITY, f64::min);
+    assert!(dates("train").into_iter().all(|t| t <= oldest_live));
+    assert!(
+        report.dropped > 0 && report.dropped < 100,
+        "{}",
+        report.dropped
+    );
+}
