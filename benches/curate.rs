@@ -5,7 +5,7 @@
 //! scripts/import-spamassassin.sh ~/.cache/slm/spamassassin   # the full corpus (optional)
 //! cargo bench --bench curate --profile dev
 //! ```
-//! Runs `data/spamassassin/curate.toml` (read, NFKC + HTML normalisation, a regex filter,
+//! Runs `data/spamassassin/curate.toml` (read, a label filter, NFKC + HTML normalisation,
 //! length bounds, PII scrubbing, exact and MinHash dedup, label audit, stratified and
 //! live-like splits, JSONL + Parquet + card + dropped.jsonl) with its input swapped for the
 //! full corpus when there is one (see `common::spamassassin_jsonl`), into a temporary folder.

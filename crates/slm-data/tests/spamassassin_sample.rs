@@ -60,8 +60,8 @@ fn the_shipped_curate_config_runs_on_the_sample() {
         stages,
         [
             "read",
+            "label_filter",
             "normalize",
-            "regex_filter",
             "length",
             "pii",
             "exact_dedup",
