@@ -95,11 +95,11 @@ pub use readers::{
 };
 pub use stages::{
     CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,
-    LabelFilter, LabelFilterConfig, LengthConfig, LengthFilter, MERSENNE_PRIME, MatchAction,
-    MinHashConfig, MinHasher, NearDedup, Normalize, NormalizeConfig, PHONE, PiiConfig, PiiScrubber,
-    QualityConfig, QualityFilter, RegexFilter, RegexFilterConfig, STOP_WORDS, UnicodeForm,
-    collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid, shingles, simplify_text,
-    strip_html,
+    LabelFilter, LabelFilterConfig, LanguageConfig, LanguageFilter, LengthConfig, LengthFilter,
+    MERSENNE_PRIME, MatchAction, MinHashConfig, MinHasher, NearDedup, Normalize, NormalizeConfig,
+    PHONE, PiiConfig, PiiScrubber, QualityConfig, QualityFilter, RegexFilter, RegexFilterConfig,
+    STOP_WORDS, UnicodeForm, collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid,
+    shingles, simplify_text, strip_html,
 };
 pub use writer::{JsonlWriter, write_jsonl};
 

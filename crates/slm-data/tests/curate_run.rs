@@ -284,6 +284,6 @@ fn custom_stages_parquet_splits_and_reserved_columns() {
     let err = slm_data::curate(&unknown).unwrap_err().to_string();
     assert_eq!(
         err,
-        "invalid curation config: unknown stage `regex_filtr` (registered: label_filter, regex_filter)"
+        "invalid curation config: unknown stage `regex_filtr` (registered: label_filter, language_filter, regex_filter)"
     );
 }

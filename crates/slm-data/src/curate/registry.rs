@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::curate::Stage;
 use crate::error::{Error, Result};
-use crate::stages::{LabelFilterConfig, RegexFilterConfig};
+use crate::stages::{LabelFilterConfig, LanguageConfig, RegexFilterConfig};
 
 /// A built-in stage slot a [`CustomStageConfig`] runs after, in the fixed order of
 /// [`curate`](crate::curate): `read`, `normalize`, `length`, `quality`, `pii`,
@@ -77,8 +77,8 @@ type Factory = Box<dyn Fn(&Value) -> Result<Box<dyn Stage>> + Send + Sync>;
 /// Maps the names a config file uses to stage factories, so a
 /// [`CurateConfig`](crate::CurateConfig) can place user stages among the built-in ones.
 ///
-/// [`StageRegistry::default`] knows `regex_filter` ([`RegexFilterConfig`]) and `label_filter`
-/// ([`LabelFilterConfig`]); register your own with a typed config and pass the registry to
+/// [`StageRegistry::default`] knows `regex_filter` ([`RegexFilterConfig`]), `label_filter`
+/// ([`LabelFilterConfig`]) and `language_filter` ([`LanguageConfig`]); register your own with a typed config and pass the registry to
 /// [`curate_with`](crate::curate_with):
 ///
 /// ```
@@ -126,6 +126,7 @@ impl Default for StageRegistry {
         let mut registry = StageRegistry::empty();
         registry.register_config("regex_filter", RegexFilterConfig::init);
         registry.register_config("label_filter", |c: LabelFilterConfig| Ok(c.init()));
+        registry.register_config("language_filter", LanguageConfig::init);
         registry
     }
 }
@@ -206,7 +207,10 @@ mod tests {
     #[test]
     fn builds_the_built_ins_from_toml_params_and_reports_bad_ones() {
         let registry = StageRegistry::default();
-        assert_eq!(registry.names(), ["label_filter", "regex_filter"]);
+        assert_eq!(
+            registry.names(),
+            ["label_filter", "language_filter", "regex_filter"]
+        );
         let spec: CustomStageConfig = toml::from_str(
             "name = \"regex_filter\"\nafter = \"pii\"\nparams = { pattern = \"x+\", action = \"keep\" }",
         )
@@ -234,7 +238,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "invalid curation config: unknown stage `nope` (registered: label_filter, regex_filter)"
+            "invalid curation config: unknown stage `nope` (registered: label_filter, language_filter, regex_filter)"
         );
         // No params at all: label_filter's defaults (keeps everything).
         let stage = registry

@@ -4,6 +4,7 @@ pub(crate) mod decontaminate;
 pub(crate) mod dedup;
 pub(crate) mod html;
 pub(crate) mod label_filter;
+pub(crate) mod language;
 pub(crate) mod length;
 pub(crate) mod minhash;
 pub(crate) mod normalize;
@@ -15,6 +16,7 @@ pub use decontaminate::{Decontaminate, DecontaminateConfig};
 pub use dedup::{DuplicateGroup, ExactDedup, NearDedup};
 pub use html::{decode_entities, strip_html};
 pub use label_filter::{LabelFilter, LabelFilterConfig};
+pub use language::{LanguageConfig, LanguageFilter};
 pub use length::{LengthConfig, LengthFilter};
 pub use minhash::{
     MERSENNE_PRIME, MinHashConfig, MinHasher, estimate_jaccard, shingles, simplify_text,
