@@ -110,9 +110,10 @@ fn parquet_written_by_pyarrow_in_the_hugging_face_layout() {
     assert_eq!(got[0].input, "Win a free cruise!!!");
     assert_eq!(
         got[0].label.as_deref(),
-        Some("1"),
-        "ClassLabel ids are kept as text"
+        Some("spam"),
+        "ClassLabel ids become the names in the file's `huggingface` metadata"
     );
+    assert_eq!(got[1].label.as_deref(), Some("ham"));
     assert_eq!(got[0].meta["subject"], "WIN");
     assert_eq!(got[0].meta["score"], json!(0.9));
     assert_eq!(got[0].meta["tags"], json!(["promo", "cruise"]));
@@ -122,6 +123,46 @@ fn parquet_written_by_pyarrow_in_the_hugging_face_layout() {
     assert_eq!(got[2].id, "pyarrow_small.parquet:3", "the second row group");
     assert_eq!(got[2].input, "café ☕ résumé");
     assert_eq!(got[2].label, None, "a null label is no label");
+    // A label column that is not a ClassLabel keeps its values: `score` read as the label.
+    let by_score = ParquetReader::open(&path, FieldMap::new("text").with_label("subject"))
+        .unwrap()
+        .map(|r| r.unwrap().label)
+        .collect::<Vec<_>>();
+    assert_eq!(by_score[0].as_deref(), Some("WIN"));
+
+    // The same table written by pyarrow with zstd (polars' default), gzip and LZ4.
+    for codec in ["zstd", "gzip", "lz4"] {
+        let other = path.with_file_name(format!("pyarrow_small_{codec}.parquet"));
+        let rows: Vec<Example> =
+            ParquetReader::open(&other, FieldMap::new("text").with_label("label"))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+        assert_eq!(rows.len(), 3, "{codec}");
+        for (a, b) in rows.iter().zip(&got) {
+            assert_eq!(
+                (&a.input, &a.label, &a.meta),
+                (&b.input, &b.label, &b.meta),
+                "{codec}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_class_id_outside_the_classlabel_names_is_a_typed_error() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pyarrow_bad_classlabel.parquet");
+    let mut rows = ParquetReader::open(&path, FieldMap::new("text").with_label("label")).unwrap();
+    assert_eq!(rows.next().unwrap().unwrap().label.as_deref(), Some("ham"));
+    let err = rows.next().unwrap().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:2: field `label` is an id outside its names, expected a class id the file's ClassLabel names",
+            path.display()
+        )
+    );
 }
 
 #[test]

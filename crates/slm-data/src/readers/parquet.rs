@@ -2,9 +2,9 @@
 //! streams rows through parquet's record API, and [`ParquetWriter`] writes one file per
 //! split, atomically, that `datasets.load_dataset("parquet", ..)` and pandas read as is.
 //!
-//! The crate is built without arrow (compile time) and with snappy only, the compression
-//! pandas, pyarrow and Hugging Face write by default; a file compressed with another codec is
-//! an [`Error::Parquet`] naming it.
+//! The crate is built without arrow (compile time) and with the codecs data tools write:
+//! snappy (pandas, pyarrow and Hugging Face's default, and what the writer uses), zstd (polars'
+//! default), gzip and LZ4; Brotli and LZO are an [`Error::Parquet`] naming the codec.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,11 +41,17 @@ fn parquet_error(path: &Path) -> impl FnOnce(ParquetError) -> Error + '_ {
 /// - String columns are text; integer and boolean labels are kept as text (`0`, `true`);
 ///   nulls in target, label or id mean "none". Other columns go to [`Example::meta`] as JSON
 ///   (lists as arrays, structs as objects, binary as base64).
+/// - A label column that the file's Hugging Face metadata (`huggingface` key, as `datasets`
+///   writes it) declares a `ClassLabel` gives the class *name* (`spam`, not `1`); an id
+///   outside the declared names is [`Error::WrongType`].
 /// - Ids default to `<file name>:<row>`, 1-based; errors name the file and row.
+/// - Snappy, gzip, LZ4 and zstd compression are read (pyarrow, pandas and `datasets` write
+///   snappy, polars zstd); a file that needs another codec is an [`Error::Parquet`] naming it.
 /// - A file without rows yields one [`Error::EmptyDataset`]; a decoding error ends the stream.
 pub struct ParquetReader {
     path: PathBuf,
     fields: FieldMap,
+    class_names: Option<Vec<String>>,
     rows: RowIter<'static>,
     row: usize,
     num_rows: usize,
@@ -84,9 +90,19 @@ impl ParquetReader {
             .collect();
         check_columns(path, &fields, &columns)?;
         let num_rows = usize::try_from(meta.num_rows()).unwrap_or(0);
+        let class_names = fields.label.as_deref().and_then(|label| {
+            let hf = meta
+                .key_value_metadata()?
+                .iter()
+                .find(|kv| kv.key == "huggingface")?
+                .value
+                .as_deref()?;
+            class_label_names(hf, label)
+        });
         Ok(ParquetReader {
             path: path.to_path_buf(),
             fields,
+            class_names,
             rows: reader.into_iter(),
             row: 0,
             num_rows,
@@ -121,11 +137,44 @@ impl Iterator for ParquetReader {
             }
         };
         self.row += 1;
-        let Value::Object(obj) = row.to_json_value() else {
+        let Value::Object(mut obj) = row.to_json_value() else {
             unreachable!("Row::to_json_value always returns an object")
         };
+        if let (Some(names), Some(label)) = (&self.class_names, &self.fields.label)
+            && let Some(value) = obj.get_mut(label)
+            && let Some(id) = value.as_i64()
+        {
+            match usize::try_from(id).ok().and_then(|i| names.get(i)) {
+                Some(name) => *value = Value::String(name.clone()),
+                None => {
+                    return Some(Err(Error::WrongType {
+                        path: self.path.clone(),
+                        line: self.row,
+                        field: label.clone(),
+                        expected: "a class id the file's ClassLabel names",
+                        found: "an id outside its names",
+                    }));
+                }
+            }
+        }
         Some(example_from_object(obj, &self.fields, &self.path, self.row))
     }
+}
+
+/// The class names of `column` when the Hugging Face `datasets` metadata JSON declares it a
+/// `ClassLabel` (`{"info": {"features": {column: {"_type": "ClassLabel", "names": [..]}}}}`).
+fn class_label_names(hf_metadata: &str, column: &str) -> Option<Vec<String>> {
+    let meta: Value = serde_json::from_str(hf_metadata).ok()?;
+    let feature = meta.get("info")?.get("features")?.get(column)?;
+    if feature.get("_type")?.as_str()? != "ClassLabel" {
+        return None;
+    }
+    feature
+        .get("names")?
+        .as_array()?
+        .iter()
+        .map(|n| n.as_str().map(str::to_string))
+        .collect()
 }
 
 impl Reader for ParquetReader {

@@ -1,4 +1,6 @@
-"""Writes pyarrow_small.parquet, the fixture tests/readers_files.rs reads.
+"""Writes pyarrow_small.parquet (and the same table with zstd, gzip and LZ4 compression as
+pyarrow_small_<codec>.parquet, and pyarrow_bad_classlabel.parquet, whose second label id is
+outside its ClassLabel names), the fixtures tests/readers_files.rs reads.
 
 Laid out as a Hugging Face `datasets` split is: a string `text` column, an int64 `label`
 (ClassLabel's storage) with the class names in the `huggingface` schema metadata, and some
@@ -33,3 +35,13 @@ table = pa.table(
 out = pathlib.Path(__file__).with_name("pyarrow_small.parquet")
 pq.write_table(table, out, row_group_size=2)
 print(out, pq.ParquetFile(out).metadata)
+for codec in ["zstd", "gzip", "lz4"]:
+    other = out.with_name(f"pyarrow_small_{codec}.parquet")
+    pq.write_table(table, other, row_group_size=2, compression=codec)
+    print(other, pq.ParquetFile(other).metadata.row_group(0).column(0).compression)
+bad = pa.table({"text": ["fine", "broken"], "label": pa.array([0, 7], type=pa.int64())})
+bad = bad.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": {
+    "text": {"dtype": "string", "_type": "Value"},
+    "label": {"names": ["ham", "spam"], "_type": "ClassLabel"},
+}}})})
+pq.write_table(bad, out.with_name("pyarrow_bad_classlabel.parquet"))
