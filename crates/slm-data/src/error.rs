@@ -103,6 +103,12 @@ pub enum Error {
         /// The key (`id`, `input`, `target` or `label`).
         key: String,
     },
+    /// A glob pattern that matches no file.
+    #[error("{}: no file matches", .pattern.display())]
+    NoMatch {
+        /// The pattern.
+        pattern: PathBuf,
+    },
     /// An example whose metadata does not fit the schema a Parquet file was given.
     #[error("{}: example `{id}` has metadata `{key}` that does not fit the schema: {problem}", .path.display())]
     SchemaMismatch {

@@ -37,7 +37,8 @@
 //!
 //! Other formats: [`read_any`] picks by extension among CSV/TSV ([`CsvReader`]), Parquet
 //! ([`ParquetReader`]), folders of text files or emails labelled by sub-folder
-//! ([`TextDirReader`]) and raw RFC 822 email ([`EmailReader`], [`parse_email`]), all behind the
+//! ([`TextDirReader`]) and raw RFC 822 email ([`EmailReader`], [`parse_email`]), and reads a
+//! glob pattern over shards (`data/train-*.parquet`) as one dataset ([`ShardedReader`]), all behind the
 //! [`Reader`] trait with the same contract (errors name file and line or row, empty input is
 //! [`Error::EmptyDataset`], a missing column is [`Error::UnknownColumn`]). [`ParquetWriter`]
 //! writes a split as Parquet, atomically, for `datasets` and pandas. The repository's
@@ -90,8 +91,8 @@ pub use fields::FieldMap;
 pub use reader::{JsonlReader, MAX_LINE_BYTES, read_jsonl};
 pub use readers::{
     CsvReader, DocumentKind, EmailProblem, EmailReader, Format, MAX_EMAIL_BYTES, ParquetReader,
-    ParquetWriter, Reader, TextDirReader, delimiter_for, parse_email, read_any, read_as,
-    write_parquet,
+    ParquetWriter, Reader, ShardedReader, TextDirReader, delimiter_for, is_glob, parse_email,
+    read_any, read_as, write_parquet,
 };
 pub use stages::{
     CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,

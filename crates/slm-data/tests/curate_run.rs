@@ -287,3 +287,46 @@ fn custom_stages_parquet_splits_and_reserved_columns() {
         "invalid curation config: unknown stage `regex_filtr` (registered: label_filter, language_filter, regex_filter)"
     );
 }
+
+#[test]
+fn an_input_can_be_a_glob_over_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for shard in 0..3 {
+        let rows: Vec<String> = (0..10)
+            .map(|i| {
+                let n = shard * 10 + i;
+                serde_json::json!({"text": format!("shard {shard} row {i}: {}", words(n, 8)), "label": if n % 2 == 0 { "a" } else { "b" }})
+                    .to_string()
+            })
+            .collect();
+        std::fs::write(
+            dir.path()
+                .join(format!("data/train-{shard:05}-of-00003.jsonl")),
+            rows.join("\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "output_dir = \"out\"\n[[inputs]]\npath = \"data/train-*-of-00003.jsonl\"\nlabel_field = \"label\"\n",
+    )
+    .unwrap();
+    let config = CurateConfig::from_path(dir.path().join("c.toml")).unwrap();
+    let report = slm_data::curate(&config).unwrap();
+    assert_eq!(report.card.rows_read, 30);
+    assert!(
+        report.card.warnings.is_empty(),
+        "{:?}",
+        report.card.warnings
+    );
+
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "output_dir = \"out\"\n[[inputs]]\npath = \"data/validation-*.jsonl\"\n",
+    )
+    .unwrap();
+    let config = CurateConfig::from_path(dir.path().join("c.toml")).unwrap();
+    let err = slm_data::curate(&config).unwrap_err();
+    assert!(matches!(err, Error::NoMatch { .. }), "{err}");
+}

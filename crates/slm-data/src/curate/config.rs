@@ -16,7 +16,8 @@ use crate::stages::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// The file or folder (relative paths are relative to the config file).
+    /// The file, folder or glob pattern over shards (`data/train-*.parquet`; relative paths
+    /// are relative to the config file).
     pub path: PathBuf,
     /// The field holding the input text (`text` by default).
     #[serde(default = "default_text_field")]

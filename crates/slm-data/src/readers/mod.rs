@@ -9,10 +9,12 @@
 //! | A folder of text files | [`TextDirReader`] | relative path | sub-folder name |
 //! | One RFC 822 email (`.eml`) | [`EmailReader`] | file name | none |
 //! | A folder of emails | [`TextDirReader::emails`] | relative path | sub-folder name |
+//! | A glob pattern (`data/train-*.parquet`) | [`ShardedReader`] | per shard, as above | per shard |
 
 mod csv;
 mod email;
 mod parquet;
+mod shards;
 mod text_dir;
 
 use std::path::Path;
@@ -20,6 +22,7 @@ use std::path::Path;
 pub use self::csv::{CsvReader, delimiter_for};
 pub use self::email::{EmailProblem, EmailReader, MAX_EMAIL_BYTES, parse_email};
 pub use self::parquet::{ParquetReader, ParquetWriter, write_parquet};
+pub use self::shards::{ShardedReader, is_glob};
 pub use self::text_dir::{DocumentKind, TextDirReader};
 
 use crate::error::{Error, Result};
@@ -114,10 +117,17 @@ impl Format {
 /// # Ok(()) }
 /// ```
 ///
+/// A path that does not exist but holds `*`, `?` or `[` is a glob pattern: every file it
+/// matches is read, in sorted order, as one dataset ([`ShardedReader`]).
+///
 /// # Errors
-/// [`Error::UnsupportedFormat`], and whatever the chosen reader's `open` returns.
+/// [`Error::UnsupportedFormat`], [`Error::NoMatch`] for a pattern without files, and whatever
+/// the chosen reader's `open` returns.
 pub fn read_any(path: impl AsRef<Path>, fields: &FieldMap) -> Result<Box<dyn Reader>> {
     let path = path.as_ref();
+    if is_glob(path) {
+        return Ok(Box::new(ShardedReader::open(path, fields.clone())?));
+    }
     read_as(path, Format::detect(path)?, fields)
 }
 
