@@ -30,9 +30,85 @@ static IPV4_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static IPV6_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}").unwrap());
+// Phone numbers by shape: international (`+` and a country code), North American
+// (`(555) 123-4567`, `555-123-4567`, `1 555 123 4567`) and national numbers with a trunk
+// prefix (`020 7946 0958`, `(030) 1234 5678`). Bare digit runs are not phones by shape: years,
+// version numbers, ids and ranges (`1997-2002`) look the same.
 static PHONE_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\+[0-9]{1,3}[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{2,4}(?:[ .\-][0-9]{3,4}){1,3}|\+?[0-9]{7,15}").unwrap()
+    Regex::new(
+        r"(?x)
+        \+[0-9]{1,3} (?:[\ .\-]?\([0-9]{1,4}\))? (?:[\ .\-]?[0-9]{1,4}){2,5}
+      | (?:1[\ .\-])? (?:\([0-9]{3}\)\ ?|[0-9]{3}[\ .\-]) [0-9]{3}[\ .\-][0-9]{4}
+      | (?:\(0[0-9]{1,4}\)|0[0-9]{1,4}) [\ .\-] [0-9]{3,4} (?:[\ .\-][0-9]{3,4}){0,2}",
+    )
+    .unwrap()
 });
+// After a phone keyword (`Tel:`, `Fax`, `call`, ...), any run of 7-15 digits with separators.
+static PHONE_CONTEXT_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        \b(?:tel|tél|telephone|phone|ph|fax|mobile|mob|cell|call|voice|telefon|whatsapp|sms)\b
+        \.?\ ?(?:no\.?|number|\#)?\ ?[:.]?\s{0,3}
+        (\+?\(?[0-9][0-9()\ .\-]{5,22}[0-9])",
+    )
+    .unwrap()
+});
+static YEARS_OR_DATE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^(?:(?:19|20)[0-9]{2}\s?-\s?(?:19|20)[0-9]{2}|[0-9]{4}[-./][0-9]{1,2}[-./][0-9]{1,2})$",
+    )
+    .unwrap()
+});
+
+/// The byte ranges of phone numbers in `s`: [`PHONE_RE`]'s shapes with 8-15 digits, and
+/// 7-15 digit runs after a phone keyword, never glued to a word, path, URL or longer number
+/// (`mplayer-1.0-1`, `/2002/09/23`, `id 1234567ED4`), never a year range or a date.
+fn phone_spans(s: &str) -> Vec<std::ops::Range<usize>> {
+    let free = |range: &std::ops::Range<usize>| {
+        let before = s[..range.start].chars().next_back();
+        let after = &s[range.end..];
+        let glued_before = before.is_some_and(|c| c.is_alphanumeric() || "_/.-=&?#+".contains(c));
+        let mut rest = after.chars();
+        let glued_after = match rest.next() {
+            Some(c) if c.is_alphanumeric() || c == '_' || c == '/' => true,
+            Some('-' | '.') => rest.next().is_some_and(|c| c.is_ascii_digit()),
+            _ => false,
+        };
+        !glued_before && !glued_after
+    };
+    let digits = |range: &std::ops::Range<usize>| {
+        s[range.clone()].bytes().filter(u8::is_ascii_digit).count()
+    };
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    // A rejected match may hide a good one starting inside it (`78701 512-555-0143` first
+    // matches as `1 512-555-0143`), so the search resumes one character on, not after it.
+    while let Some(m) = PHONE_RE.find_at(s, at) {
+        let r = m.range();
+        if free(&r) && (8..=15).contains(&digits(&r)) {
+            at = r.end;
+            spans.push(r);
+        } else {
+            at = r.start + s[r.start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    for caps in PHONE_CONTEXT_RE.captures_iter(s) {
+        let m = caps.get(1).expect("the number group");
+        let r = m.range();
+        if free(&r) && (7..=15).contains(&digits(&r)) && !YEARS_OR_DATE_RE.is_match(m.as_str()) {
+            spans.push(r);
+        }
+    }
+    spans.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(spans.len());
+    for r in spans {
+        match merged.last_mut() {
+            Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
 
 /// Which kinds of PII [`PiiScrubber`] replaces (all by default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +120,10 @@ pub struct PiiConfig {
     pub credit_cards: bool,
     /// IPv4 and IPv6 addresses -> `<IP>`.
     pub ips: bool,
-    /// Phone numbers (7-15 digits, optional `+` country code, groups split by space, dot or
-    /// dash, optional parenthesised area code) -> `<PHONE>`.
+    /// Phone numbers -> `<PHONE>`: international (`+44 20 7946 0958`), North American
+    /// (`(555) 123-4567`) and trunk-prefixed national numbers (`020 7946 0958`) by shape, and
+    /// any 7-15 digit run after `Tel`, `Phone`, `Fax`, `Mobile`, `call`, ...; never years,
+    /// year ranges, dates, versions, ids or digits inside URLs and words.
     pub phones: bool,
     /// Scrub targets too.
     pub targets: bool,
@@ -156,21 +234,15 @@ impl PiiScrubber {
                 .into_owned();
         }
         if c.phones {
-            s = PHONE_RE
-                .replace_all(&s, |m: &Captures| {
-                    let whole = m.get(0).expect("group 0 always exists");
-                    let t = whole.as_str();
-                    // Never cut a longer digit run: that is an id or an account number.
-                    let standalone = !s[..whole.start()].ends_with(|c: char| c.is_ascii_digit())
-                        && !s[whole.end()..].starts_with(|c: char| c.is_ascii_digit());
-                    let digits = t.bytes().filter(u8::is_ascii_digit).count();
-                    if standalone && (7..=15).contains(&digits) {
-                        PHONE.to_string()
-                    } else {
-                        t.to_string()
-                    }
-                })
-                .into_owned();
+            let mut out = String::with_capacity(s.len());
+            let mut at = 0;
+            for span in phone_spans(&s) {
+                out.push_str(&s[at..span.start]);
+                out.push_str(PHONE);
+                at = span.end;
+            }
+            out.push_str(&s[at..]);
+            s = out;
         }
         if c.credit_cards && (c.ips || c.phones) {
             // The later passes only remove digits, but make "no Luhn-valid run survives" local.
@@ -229,6 +301,61 @@ mod tests {
             "at 12:30:45 on 2024 we had 3 cats"
         );
         assert_eq!(s.scrub("id x4111111111111111y"), "id x<CREDIT_CARD>y");
+    }
+
+    #[test]
+    fn phones_by_shape_and_by_keyword_but_not_years_ids_or_urls() {
+        let s = PiiScrubber::default();
+        let cases = [
+            // From SpamAssassin messages.
+            (
+                "Tel: 01 6188428\nFax: 01 6602244\nMobile: 086 6048101",
+                "Tel: <PHONE>\nFax: <PHONE>\nMobile: <PHONE>",
+            ),
+            (
+                "VOICE: +61-2-9876-5432 FAX: +61-2-9876-5433",
+                "VOICE: <PHONE> FAX: <PHONE>",
+            ),
+            (
+                "Austin, TX 78701 512-555-0143.",
+                "Austin, TX 78701 <PHONE>.",
+            ),
+            ("dial (800) 555-0199 today", "dial <PHONE> today"),
+            (
+                "+44 20 7946 0958 or +33 1 23 45 67 89",
+                "<PHONE> or <PHONE>",
+            ),
+            ("Phone: 1-800-555-0100", "Phone: <PHONE>"),
+            // Not phones.
+            ("Copyright 1997-2002 pudge.", "Copyright 1997-2002 pudge."),
+            (
+                "{4852-4852 -sequence mercury}",
+                "{4852-4852 -sequence mercury}",
+            ),
+            (
+                "sid=02/08/23/1234567 and /news/10862_1234567",
+                "sid=02/08/23/1234567 and /news/10862_1234567",
+            ),
+            (
+                "rpm --rebuild mplayer-0.90-0.rc4.1 now",
+                "rpm --rebuild mplayer-0.90-0.rc4.1 now",
+            ),
+            (
+                "ESMTP id 1234567ED4 from 1995 - 2002",
+                "ESMTP id 1234567ED4 from 1995 - 2002",
+            ),
+            (
+                "call us 2002-08-22 or in 1999-2001",
+                "call us 2002-08-22 or in 1999-2001",
+            ),
+            (
+                "XY: 1024 768 0 0 and ICQ: 123456789",
+                "XY: 1024 768 0 0 and ICQ: 123456789",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(s.scrub(text), want, "{text}");
+        }
     }
 
     #[test]
