@@ -123,7 +123,8 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum DataCommand {
     /// Run a curation config (TOML or JSON): read the inputs, run the stages, write the
-    /// splits, the dataset card (card.json, README.md) and dropped.jsonl; print a summary.
+    /// splits, the dataset card (card.json, README.md), dropped.jsonl and energy.json (each
+    /// stage's energy, measured or estimated); print a summary.
     Curate {
         /// The config file.
         #[arg(long)]
@@ -308,10 +309,29 @@ fn run(cli: Cli) -> Result<()> {
             command: DataCommand::Curate { config },
         } => {
             let config = slm_data::CurateConfig::from_path(&config)?;
-            let report = slm_data::curate(&config)?;
+            // Every stage is a phase of the Energy-to-Solution report, with this machine's
+            // meters (measured where RAPL/NVML are readable, estimated otherwise, and said so).
+            let tracker = slm_energy::EnergyTracker::new(
+                slm_energy::meters::default_meters(),
+                slm_energy::TrackerConfig::default(),
+            )?;
+            let report =
+                slm_data::curate_with(&config, &slm_data::StageRegistry::default(), &tracker)?;
+            let energy = tracker.stop()?;
+            let energy_path = config.output_dir.join("energy.json");
+            slm_energy::report::write_json(&energy_path, &energy)?;
+            let mut files = report.files;
+            files.push(energy_path);
+            // The power traces stay in energy.json; the summary keeps the totals and phases.
+            let mut energy = serde_json::to_value(&energy)?;
+            if let Some(meters) = energy["meters"].as_array_mut() {
+                meters.iter_mut().for_each(|m| {
+                    m.as_object_mut().map(|m| m.remove("power"));
+                });
+            }
             println!(
                 "{}",
-                json!({ "files": report.files, "dropped": report.dropped, "card": report.card })
+                json!({ "files": files, "dropped": report.dropped, "card": report.card, "energy": energy })
             );
         }
         Command::Tokenizer {

@@ -470,6 +470,27 @@ fn data_curate_runs_a_config_on_the_spamassassin_sample() {
         );
         assert!(dir.path().join("out").join(name).is_file(), "{name}");
     }
+    // Each stage's energy, with how it was obtained, in the output and in energy.json.
+    let phases: Vec<&str> = v["energy"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    for phase in [
+        "curation",
+        "curation/read",
+        "curation/near_dedup",
+        "curation/write",
+    ] {
+        assert!(phases.contains(&phase), "{phase} missing from {phases:?}");
+    }
+    assert!(!v["energy"]["meters"].as_array().unwrap().is_empty());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/energy.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["phases"], v["energy"]["phases"]);
+
     // A missing config is one clear line.
     let e = one_line_error(&["data", "curate", "--config", "/nonexistent/curate.toml"]);
     assert!(e.contains("/nonexistent/curate.toml"), "{e}");

@@ -330,3 +330,77 @@ fn an_input_can_be_a_glob_over_shards() {
     let err = slm_data::curate(&config).unwrap_err();
     assert!(matches!(err, Error::NoMatch { .. }), "{err}");
 }
+
+/// Records what an `EnergyTracker` would hear.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl slm_energy::PhaseObserver for Recorder {
+    fn phase_started(&self, name: &str) {
+        self.0.lock().unwrap().push(format!("+{name}"));
+    }
+    fn phase_ended(&self, name: &str) {
+        self.0.lock().unwrap().push(format!("-{name}"));
+    }
+}
+
+#[test]
+fn every_stage_is_an_energy_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<String> = (0..20)
+        .map(|i| {
+            serde_json::json!({"text": words(i, 12), "label": if i % 2 == 0 { "a" } else { "b" }})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), rows.join("\n")).unwrap();
+    std::fs::write(
+        dir.path().join("eval.jsonl"),
+        "{\"text\": \"something else entirely\"}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "output_dir = \"out\"\n[[inputs]]\npath = \"in.jsonl\"\nlabel_field = \"label\"\n[eval]\npath = \"eval.jsonl\"\n[stages]\nexact_dedup = true\n[stages.normalize]\n[[stages.custom]]\nname = \"label_filter\"\nafter = \"normalize\"\n",
+    )
+    .unwrap();
+    let config = CurateConfig::from_path(dir.path().join("c.toml")).unwrap();
+    let recorder = Recorder::default();
+    slm_data::curate_with(&config, &slm_data::StageRegistry::default(), &recorder).unwrap();
+    let events = recorder.0.into_inner().unwrap();
+    assert_eq!(
+        events,
+        [
+            "+curation",
+            "+curation/read",
+            "-curation/read",
+            "+curation/normalize",
+            "-curation/normalize",
+            "+curation/label_filter",
+            "-curation/label_filter",
+            "+curation/exact_dedup",
+            "-curation/exact_dedup",
+            "+curation/read_eval",
+            "-curation/read_eval",
+            "+curation/decontaminate",
+            "-curation/decontaminate",
+            "+curation/split",
+            "-curation/split",
+            "+curation/write",
+            "-curation/write",
+            "-curation",
+        ]
+    );
+
+    // A failing run still closes its phases.
+    let mut missing = config.clone();
+    missing.inputs[0].path = dir.path().join("nope.jsonl");
+    let recorder = Recorder::default();
+    assert!(
+        slm_data::curate_with(&missing, &slm_data::StageRegistry::default(), &recorder).is_err()
+    );
+    assert_eq!(
+        recorder.0.into_inner().unwrap(),
+        ["+curation", "+curation/read", "-curation/read", "-curation"]
+    );
+}

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use slm_energy::{Lifecycle, NoopObserver, PhaseObserver};
 
 use crate::curate::audit::LabelAudit;
 use crate::curate::card::DatasetCard;
@@ -112,12 +113,40 @@ fn read_drop(path: &Path, record: usize, err: &Error) -> Dropped {
     Dropped::new(id, READ_STAGE, reason).with_detail(err.to_string())
 }
 
+/// A phase of the curation run, reported to an observer until dropped (so an error ends it
+/// too).
+struct Phase<'a> {
+    observer: &'a dyn PhaseObserver,
+    path: String,
+}
+
+impl<'a> Phase<'a> {
+    /// The phase `path`.
+    fn new(observer: &'a dyn PhaseObserver, path: String) -> Self {
+        observer.phase_started(&path);
+        Phase { observer, path }
+    }
+
+    /// The phase `curation/<name>`.
+    fn start(observer: &'a dyn PhaseObserver, name: &str) -> Self {
+        Phase::new(observer, format!("{}/{name}", Lifecycle::Curation))
+    }
+}
+
+impl Drop for Phase<'_> {
+    fn drop(&mut self) {
+        self.observer.phase_ended(&self.path);
+    }
+}
+
 fn run_stage(
     stage: &dyn Stage,
     examples: Vec<Example>,
     reports: &mut Vec<StageReport>,
     dropped: &mut Vec<Dropped>,
+    observer: &dyn PhaseObserver,
 ) -> Result<Vec<Example>> {
+    let _phase = Phase::start(observer, stage.name());
     let input = examples.len();
     let out = stage.apply(examples)?;
     Ok(record(stage.name(), input, out, reports, dropped))
@@ -175,16 +204,25 @@ fn record(
 /// row is dropped (never a silently empty dataset); reader errors for inputs that cannot be
 /// read; [`Error::Io`] and [`Error::Parquet`] for output.
 pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
-    curate_with(config, &StageRegistry::default())
+    curate_with(config, &StageRegistry::default(), &NoopObserver)
 }
 
 /// [`curate`] with the custom stages of `registry` (your own stages, registered under the
-/// names the config's `[[stages.custom]]` tables use).
+/// names the config's `[[stages.custom]]` tables use), reporting its phases to `observer`: an
+/// [`EnergyTracker`](slm_energy::EnergyTracker) charges each to its own line of the
+/// Energy-to-Solution report. The phases are `curation` around the whole run, and inside it
+/// `curation/read`, one per stage (`curation/normalize`, `curation/near_dedup`, ... by stage
+/// name), `curation/split` and `curation/write`.
 ///
 /// # Errors
 /// As [`curate`]; custom stages are built (and their params checked) before any input is read.
-pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<CurateReport> {
+pub fn curate_with(
+    config: &CurateConfig,
+    registry: &StageRegistry,
+    observer: &dyn PhaseObserver,
+) -> Result<CurateReport> {
     config.validate()?;
+    let _run = Phase::new(observer, Lifecycle::Curation.to_string());
     let custom = config
         .stages
         .custom
@@ -197,11 +235,13 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
                       dropped: &mut Vec<Dropped>|
      -> Result<Vec<Example>> {
         for (_, stage) in custom.iter().filter(|(after, _)| *after == slot) {
-            rows = run_stage(stage.as_ref(), rows, reports, dropped)?;
+            rows = run_stage(stage.as_ref(), rows, reports, dropped, observer)?;
         }
         Ok(rows)
     };
+    let read = Phase::start(observer, READ_STAGE);
     let (examples, mut dropped) = read_inputs(&config.inputs)?;
+    drop(read);
     let mut reports = vec![StageReport {
         stage: READ_STAGE.to_string(),
         input: examples.len() + dropped.len(),
@@ -230,23 +270,24 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
     let mut rows = run_custom(StageSlot::Read, examples, r, d)?;
     let mut groups: Vec<DuplicateGroup> = Vec::new();
     if let Some(c) = &s.normalize {
-        rows = run_stage(&Normalize::new(c.clone()), rows, r, d)?;
+        rows = run_stage(&Normalize::new(c.clone()), rows, r, d, observer)?;
     }
     rows = run_custom(StageSlot::Normalize, rows, r, d)?;
     if let Some(c) = &s.length {
-        rows = run_stage(&LengthFilter::new(c.clone()), rows, r, d)?;
+        rows = run_stage(&LengthFilter::new(c.clone()), rows, r, d, observer)?;
     }
     rows = run_custom(StageSlot::Length, rows, r, d)?;
     if let Some(c) = &s.quality {
-        rows = run_stage(&QualityFilter::new(c.clone()), rows, r, d)?;
+        rows = run_stage(&QualityFilter::new(c.clone()), rows, r, d, observer)?;
     }
     rows = run_custom(StageSlot::Quality, rows, r, d)?;
     if let Some(c) = &s.pii {
-        rows = run_stage(&PiiScrubber::new(c.clone()), rows, r, d)?;
+        rows = run_stage(&PiiScrubber::new(c.clone()), rows, r, d, observer)?;
     }
     rows = run_custom(StageSlot::Pii, rows, r, d)?;
     if s.exact_dedup {
         let (n, stage) = (rows.len(), ExactDedup);
+        let _phase = Phase::start(observer, stage.name());
         let (out, found) = stage.dedup(rows);
         groups.extend(found);
         rows = record(stage.name(), n, out, r, d);
@@ -254,16 +295,19 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
     rows = run_custom(StageSlot::ExactDedup, rows, r, d)?;
     if let Some(c) = &s.near_dedup {
         let (n, stage) = (rows.len(), NearDedup::new(c.clone()));
+        let _phase = Phase::start(observer, stage.name());
         let (out, found) = stage.dedup(rows);
         groups.extend(found);
         rows = record(stage.name(), n, out, r, d);
     }
     rows = run_custom(StageSlot::NearDedup, rows, r, d)?;
     if let Some(eval) = &config.eval {
+        let read_eval = Phase::start(observer, "read_eval");
         let (eval_rows, _) = read_inputs(&[eval.input()])?;
+        drop(read_eval);
         let texts: Vec<&str> = eval_rows.iter().map(|e| e.input.as_str()).collect();
         let stage = Decontaminate::new(eval.decontaminate.clone(), &texts);
-        rows = run_stage(&stage, rows, r, d)?;
+        rows = run_stage(&stage, rows, r, d, observer)?;
     }
     rows = run_custom(StageSlot::Decontaminate, rows, r, d)?;
     if rows.is_empty() {
@@ -273,6 +317,7 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
             ),
         });
     }
+    let split_phase = Phase::start(observer, "split");
     let audit = LabelAudit::new(&rows, &groups);
 
     let (rows, live) = match &config.splits.holdout {
@@ -316,6 +361,8 @@ pub fn curate_with(config: &CurateConfig, registry: &StageRegistry) -> Result<Cu
     }
     .with_splits(&splits);
 
+    drop(split_phase);
+    let _write = Phase::start(observer, "write");
     let out = &config.output_dir;
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.clone(),
