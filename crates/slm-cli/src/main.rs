@@ -134,11 +134,15 @@ enum DataCommand {
 
 #[derive(Subcommand, Debug)]
 enum TokenizerCommand {
-    /// Train a byte-level BPE tokenizer on text files and write its tokenizer.json.
+    /// Train a byte-level BPE tokenizer on a domain corpus and write its tokenizer.json.
     Train {
-        /// Text files of the domain corpus.
+        /// The domain corpus: text files (one text per line), or datasets (JSONL, CSV/TSV,
+        /// Parquet, globs over shards) whose --text-field is the text.
         #[arg(long, num_args = 1.., required = true)]
         corpus: Vec<PathBuf>,
+        /// The text field of dataset files (`input` for `slm data curate` output).
+        #[arg(long, default_value = "text")]
+        text_field: String,
         /// Vocabulary size, special tokens included.
         #[arg(long)]
         vocab_size: usize,
@@ -338,12 +342,14 @@ fn run(cli: Cli) -> Result<()> {
             command:
                 TokenizerCommand::Train {
                     corpus,
+                    text_field,
                     vocab_size,
                     out,
                     special_tokens,
                 },
         } => {
-            let tokenizer = slm_data::tokenizer::train_bpe(&corpus, vocab_size, &special_tokens)?;
+            let tokenizer =
+                slm_data::tokenizer::train_bpe(&corpus, &text_field, vocab_size, &special_tokens)?;
             let json = tokenizer
                 .inner()
                 .to_string(true)

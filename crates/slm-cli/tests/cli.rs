@@ -524,6 +524,28 @@ fn tokenizer_train_writes_a_loadable_tokenizer() {
         "invoice was paid",
     ]);
     assert!(!ids["ids"].as_array().unwrap().is_empty());
+    // The shipped SpamAssassin sample as a dataset corpus: its `text` field, not JSON lines.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/spamassassin/sample.jsonl");
+    let spam_out = dir.path().join("spam.json");
+    ok_json(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        sample.to_str().unwrap(),
+        "--text-field",
+        "text",
+        "--vocab-size",
+        "1000",
+        "--out",
+        spam_out.to_str().unwrap(),
+    ]);
+    let vocab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&spam_out).unwrap()).unwrap();
+    let vocab = vocab["model"]["vocab"].as_object().unwrap();
+    assert!(
+        !vocab.keys().any(|k| k.contains("\":\"")),
+        "JSON syntax leaked into the vocabulary"
+    );
     one_line_error(&[
         "tokenizer",
         "train",

@@ -140,31 +140,30 @@ where
     Ok(Tokenizer::new(tk))
 }
 
-/// Trains a byte-level BPE tokenizer on the text files `corpus_files` (read line by line, line
-/// endings kept) with `vocab_size` tokens and `special_tokens` at the first ids: what
-/// `slm tokenizer train --corpus .. --vocab-size N --out FILE` runs. Save the result with
-/// `tokenizer.inner().save(path, true)` or [`Tokenizer::save`].
+/// The training texts of `corpus`: a dataset (JSON Lines, CSV/TSV, Parquet, a folder of
+/// documents, or a glob over shards such as `curated/train*.parquet`) gives the `text_field`
+/// of each record, one text per record; any other file (`.txt`, `.md`, no extension) is read
+/// as UTF-8 text, one text per line (line endings kept).
 ///
-/// An empty `special_tokens` uses [`DEFAULT_SPECIAL_TOKENS`]. The files are read into memory
-/// first, so a missing file or invalid UTF-8 is an error naming the file (and line) before
-/// training starts.
-pub fn train_bpe(
-    corpus_files: &[PathBuf],
-    vocab_size: usize,
-    special_tokens: &[String],
-) -> Result<Tokenizer> {
-    let mut config = BpeTrainingConfig::new(vocab_size);
-    if !special_tokens.is_empty() {
-        config = config.with_special_tokens(special_tokens.iter().cloned());
-    }
-    if corpus_files.is_empty() {
+/// # Errors
+/// [`Error::InvalidOption`] for no paths; reader errors (a missing file, invalid UTF-8, a bad
+/// record, a missing `text_field`) name the file and line.
+pub fn read_corpus(corpus: &[PathBuf], text_field: &str) -> Result<Vec<String>> {
+    if corpus.is_empty() {
         return Err(Error::InvalidOption {
-            name: "corpus_files",
+            name: "corpus",
             reason: "no files given".into(),
         });
     }
     let mut texts = Vec::new();
-    for path in corpus_files {
+    for path in corpus {
+        let dataset = crate::readers::is_glob(path) || crate::readers::Format::detect(path).is_ok();
+        if dataset {
+            for example in crate::readers::read_any(path, &crate::FieldMap::new(text_field))? {
+                texts.push(example?.input);
+            }
+            continue;
+        }
         let text = std::fs::read(path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
@@ -179,7 +178,28 @@ pub fn train_bpe(
         })?;
         texts.extend(text.split_inclusive('\n').map(str::to_string));
     }
-    train_bpe_from_texts(texts, &config)
+    Ok(texts)
+}
+
+/// Trains a byte-level BPE tokenizer on `corpus` (text files, or datasets whose `text_field`
+/// is the text; see [`read_corpus`]) with `vocab_size` tokens and `special_tokens` at the
+/// first ids: what `slm tokenizer train --corpus .. --vocab-size N --out FILE [--text-field F]`
+/// runs. Save the result with `tokenizer.inner().save(path, true)` or [`Tokenizer::save`].
+///
+/// An empty `special_tokens` uses [`DEFAULT_SPECIAL_TOKENS`]. The corpus is read into memory
+/// first, so a missing file or bad record is an error naming the file (and line) before
+/// training starts.
+pub fn train_bpe(
+    corpus: &[PathBuf],
+    text_field: &str,
+    vocab_size: usize,
+    special_tokens: &[String],
+) -> Result<Tokenizer> {
+    let mut config = BpeTrainingConfig::new(vocab_size);
+    if !special_tokens.is_empty() {
+        config = config.with_special_tokens(special_tokens.iter().cloned());
+    }
+    train_bpe_from_texts(read_corpus(corpus, text_field)?, &config)
 }
 
 /// How many tokens a tokenizer spends on a text sample (special tokens not counted).
@@ -321,7 +341,7 @@ mod tests {
         );
         let err = train_bpe_from_texts(Vec::<String>::new(), &BpeTrainingConfig::new(300));
         assert!(err.is_err());
-        assert!(train_bpe(&[], 300, &[]).is_err());
+        assert!(train_bpe(&[], "text", 300, &[]).is_err());
     }
 
     #[test]
@@ -329,9 +349,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("corpus.txt");
         std::fs::write(&path, corpus().concat()).unwrap();
-        let tk = train_bpe(&[path], 300, &["<s>".to_string()]).unwrap();
+        let tk = train_bpe(&[path], "text", 300, &["<s>".to_string()]).unwrap();
         assert_eq!(tk.token_to_id("<s>"), Some(0));
-        let missing = train_bpe(&[dir.path().join("nope.txt")], 300, &[]).unwrap_err();
+        let missing = train_bpe(&[dir.path().join("nope.txt")], "text", 300, &[]).unwrap_err();
         assert!(missing.to_string().contains("nope.txt"));
+    }
+
+    #[test]
+    fn a_corpus_can_be_text_lines_or_a_dataset_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("notes.txt");
+        std::fs::write(&txt, "first line\nsecond line\n").unwrap();
+        let rows = [
+            crate::Example::new("1", "an email body"),
+            crate::Example::new("2", "another body"),
+        ];
+        crate::write_parquet(dir.path().join("train-0.parquet"), &rows[..1]).unwrap();
+        crate::write_parquet(dir.path().join("train-1.parquet"), &rows[1..]).unwrap();
+        let jsonl = dir.path().join("val.jsonl");
+        crate::write_jsonl(&jsonl, &rows).unwrap();
+        let texts = read_corpus(
+            &[txt, dir.path().join("train-*.parquet"), jsonl.clone()],
+            "input",
+        )
+        .unwrap();
+        assert_eq!(
+            texts,
+            [
+                "first line\n",
+                "second line\n",
+                "an email body",
+                "another body",
+                "an email body",
+                "another body"
+            ]
+        );
+        // A dataset without the field is an error naming the file and line, not JSON as text.
+        let err = read_corpus(&[jsonl], "text").unwrap_err();
+        assert!(
+            err.to_string().ends_with("val.jsonl:1: no field `text`"),
+            "{err}"
+        );
     }
 }
