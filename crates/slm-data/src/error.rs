@@ -160,7 +160,7 @@ pub enum Error {
         problem: crate::readers::EmailProblem,
     },
     /// A path whose format [`read_any`](crate::read_any) cannot tell from its extension.
-    #[error("{}: unknown dataset format (expected .jsonl, .json, .csv, .tsv, .parquet, .eml or a folder)", .path.display())]
+    #[error("{}: unknown dataset format (expected .jsonl, .json, .csv, .tsv (each also .gz or .zst), .parquet, .eml, a folder or a glob)", .path.display())]
     UnsupportedFormat {
         /// The path.
         path: PathBuf,

@@ -223,3 +223,52 @@ fn email_folders_read_each_message_and_report_broken_ones() {
     assert_eq!(spam.input, "Cheap pills & more");
     assert_eq!(spam.label.as_deref(), Some("spam"));
 }
+
+#[test]
+fn gzip_and_zstd_compressed_jsonl_and_csv_stream() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // Two gzip members back to back, as `cat a.gz b.gz` makes (and some writers do).
+    let gz = dir.path().join("train.jsonl.gz");
+    let mut bytes = Vec::new();
+    for part in [
+        "{\"text\": \"first\", \"label\": \"a\"}\n",
+        "{\"text\": \"second\", \"label\": \"b\"}\n",
+    ] {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(part.as_bytes()).unwrap();
+        bytes.extend(enc.finish().unwrap());
+    }
+    std::fs::write(&gz, bytes).unwrap();
+    let got = read_ok(&gz, &FieldMap::new("text").with_label("label"));
+    let pairs: Vec<(&str, &str, Option<&str>)> = got
+        .iter()
+        .map(|e| (e.id.as_str(), e.input.as_str(), e.label.as_deref()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("train.jsonl.gz:1", "first", Some("a")),
+            ("train.jsonl.gz:2", "second", Some("b"))
+        ]
+    );
+
+    let zst = dir.path().join("test.tsv.zst");
+    let tsv = "text\tlabel\nhello, world\tx\n";
+    std::fs::write(&zst, zstd::stream::encode_all(tsv.as_bytes(), 3).unwrap()).unwrap();
+    let got = read_ok(&zst, &FieldMap::new("text").with_label("label"));
+    assert_eq!(
+        got[0].input, "hello, world",
+        "a tab-separated file under .zst"
+    );
+
+    // Compressed Parquet makes no sense; a corrupt gzip is an error, not a panic.
+    assert!(matches!(
+        read_any(dir.path().join("x.parquet.gz"), &FieldMap::default()),
+        Err(Error::UnsupportedFormat { .. })
+    ));
+    let bad = dir.path().join("bad.jsonl.gz");
+    std::fs::write(&bad, b"\x1f\x8b\x08\x00garbage").unwrap();
+    let rows: Vec<_> = read_any(&bad, &FieldMap::default()).unwrap().collect();
+    assert!(rows.iter().any(|r| r.is_err()), "{rows:?}");
+}

@@ -10,6 +10,9 @@
 //! | One RFC 822 email (`.eml`) | [`EmailReader`] | file name | none |
 //! | A folder of emails | [`TextDirReader::emails`] | relative path | sub-folder name |
 //! | A glob pattern (`data/train-*.parquet`) | [`ShardedReader`] | per shard, as above | per shard |
+//!
+//! JSON Lines and CSV/TSV may be compressed whole (`.jsonl.gz`, `.jsonl.zst`, `.csv.gz`, ...:
+//! gzip and zstd, as datatrove and The Pile ship them); they are decompressed while streaming.
 
 mod csv;
 mod email;
@@ -72,15 +75,62 @@ pub enum Format {
     Email,
 }
 
-impl Format {
-    /// The format of `path`: a folder is [`Format::TextDir`], files go by extension
-    /// (case-insensitive).
+/// A whole-file compression [`read_any`] undoes while reading, named by the last extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// gzip (`.gz`), multi-member files included.
+    Gzip,
+    /// Zstandard (`.zst`, `.zstd`).
+    Zstd,
+}
+
+impl Compression {
+    /// The compression `path`'s last extension names, if any (case-insensitive).
+    pub fn detect(path: &Path) -> Option<Compression> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "gz" | "gzip" => Some(Compression::Gzip),
+            "zst" | "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// A reader of `path`'s decompressed bytes.
     ///
     /// # Errors
-    /// [`Error::UnsupportedFormat`] for an unknown or missing extension.
+    /// [`Error::Io`] when the file cannot be opened (or, for zstd, its decoder set up).
+    pub fn open(self, path: &Path) -> Result<Box<dyn std::io::Read + Send>> {
+        let file = std::fs::File::open(path).map_err(io_error(path))?;
+        Ok(match self {
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(file).map_err(io_error(path))?)
+            }
+        })
+    }
+}
+
+impl Format {
+    /// The format of `path`: a folder is [`Format::TextDir`], files go by extension
+    /// (case-insensitive), looking through a compression extension (`.jsonl.gz` is JSON
+    /// Lines; see [`Compression`]).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] for an unknown or missing extension, or a compressed file
+    /// that is not JSON Lines or CSV/TSV.
     pub fn detect(path: &Path) -> Result<Format> {
         if path.is_dir() {
             return Ok(Format::TextDir);
+        }
+        if Compression::detect(path).is_some() {
+            let inner = Path::new(path.file_stem().unwrap_or_default());
+            return match Format::detect(inner) {
+                Ok(format @ (Format::Jsonl | Format::Csv { .. })) => Ok(format),
+                _ => Err(Error::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                }),
+            };
         }
         let ext = path
             .extension()
@@ -138,6 +188,27 @@ pub fn read_as(
     fields: &FieldMap,
 ) -> Result<Box<dyn Reader>> {
     let path = path.as_ref();
+    if let Some(compression) = Compression::detect(path) {
+        let bytes = compression.open(path)?;
+        return Ok(match format {
+            Format::Jsonl => Box::new(JsonlReader::from_reader(
+                std::io::BufReader::new(bytes),
+                path,
+                fields.clone(),
+            )?),
+            Format::Csv { delimiter } => Box::new(CsvReader::from_reader(
+                bytes,
+                path,
+                fields.clone(),
+                delimiter,
+            )?),
+            _ => {
+                return Err(Error::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                });
+            }
+        });
+    }
     Ok(match format {
         Format::Jsonl => Box::new(JsonlReader::open(path, fields.clone())?),
         Format::Csv { delimiter } => Box::new(CsvReader::open_with_delimiter(
@@ -209,6 +280,19 @@ mod tests {
             Format::Parquet
         );
         assert_eq!(Format::detect(Path::new("m.eml")).unwrap(), Format::Email);
+        assert_eq!(
+            Format::detect(Path::new("a.jsonl.GZ")).unwrap(),
+            Format::Jsonl
+        );
+        assert_eq!(
+            Format::detect(Path::new("a.tsv.zst")).unwrap(),
+            Format::Csv { delimiter: b'\t' }
+        );
+        assert_eq!(
+            Compression::detect(Path::new("a.jsonl.zstd")),
+            Some(Compression::Zstd)
+        );
+        assert!(Format::detect(Path::new("a.eml.gz")).is_err());
         assert!(matches!(
             Format::detect(Path::new("notes.docx")),
             Err(Error::UnsupportedFormat { .. })
