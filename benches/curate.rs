@@ -14,8 +14,38 @@
 
 mod common;
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use slm::data::{CurateConfig, curate};
+use slm::data::{CurateConfig, StageRegistry, curate, curate_with};
+use slm::energy::PhaseObserver;
+
+/// Wall time of each curation phase (read, every stage, split, write).
+#[derive(Default)]
+struct PhaseTimer {
+    open: Mutex<Vec<(String, Instant)>>,
+    done: Mutex<Vec<(String, f64)>>,
+}
+
+impl PhaseObserver for PhaseTimer {
+    fn phase_started(&self, name: &str) {
+        self.open
+            .lock()
+            .unwrap()
+            .push((name.to_string(), Instant::now()));
+    }
+    fn phase_ended(&self, name: &str) {
+        let mut open = self.open.lock().unwrap();
+        if let Some(i) = open.iter().rposition(|(n, _)| n == name) {
+            let (name, start) = open.remove(i);
+            self.done
+                .lock()
+                .unwrap()
+                .push((name, start.elapsed().as_secs_f64()));
+        }
+    }
+}
 
 /// `VmHWM` / `VmRSS` from /proc/self/status, in MiB.
 fn status_mib(field: &str) -> Option<f64> {
@@ -37,8 +67,16 @@ fn bench_curate(c: &mut Criterion) {
 
     let before = status_mib("VmRSS:");
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let report = curate(&config).expect("curate");
+    let timer = PhaseTimer::default();
+    let report = curate_with(&config, &StageRegistry::default(), &timer).expect("curate");
     let peak = status_mib("VmHWM:");
+    let phases: Vec<String> = timer
+        .done
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|(name, s)| format!("{} {:.0} ms", name.trim_start_matches("curation/"), s * 1e3))
+        .collect();
     let stages: Vec<String> = report
         .card
         .stages
@@ -63,6 +101,7 @@ fn bench_curate(c: &mut Criterion) {
         ),
         _ => eprintln!("peak RSS: /proc/self/status is not available here"),
     }
+    eprintln!("phases of that run: {}", phases.join(", "));
 
     let mut group = c.benchmark_group(format!("curate/{name}"));
     group.throughput(Throughput::Bytes(bytes));

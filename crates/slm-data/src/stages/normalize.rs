@@ -1,7 +1,7 @@
 //! [`Normalize`]: Unicode normalisation, HTML stripping, control characters and whitespace.
 
 use serde::{Deserialize, Serialize};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick, is_nfkc_quick};
 
 use crate::curate::{Stage, StageOutput, Verdict, filter_map_examples};
 use crate::error::Result;
@@ -70,10 +70,16 @@ impl Normalize {
         } else {
             text.to_string()
         };
+        // The quick checks answer "already normalised" for ASCII and most text without
+        // composing anything, which is most of the cost otherwise.
         s = match c.unicode {
-            Some(UnicodeForm::Nfc) => s.nfc().collect(),
-            Some(UnicodeForm::Nfkc) => s.nfkc().collect(),
-            None => s,
+            Some(UnicodeForm::Nfc) if is_nfc_quick(s.chars()) != IsNormalized::Yes => {
+                s.nfc().collect()
+            }
+            Some(UnicodeForm::Nfkc) if is_nfkc_quick(s.chars()) != IsNormalized::Yes => {
+                s.nfkc().collect()
+            }
+            _ => s,
         };
         if c.remove_control {
             s.retain(|ch| !is_removable_control(ch));
