@@ -90,9 +90,9 @@ pub use example::{Example, RESERVED_KEYS};
 pub use fields::FieldMap;
 pub use reader::{JsonlReader, MAX_LINE_BYTES, read_jsonl};
 pub use readers::{
-    Compression, CsvReader, DocumentKind, EmailProblem, EmailReader, Format, MAX_EMAIL_BYTES,
-    ParquetReader, ParquetWriter, Reader, ShardedReader, TextDirReader, delimiter_for, is_glob,
-    parse_email, read_any, read_as, write_parquet,
+    Compression, CsvReader, DocumentKind, EmailProblem, EmailReader, Format, JsonArrayReader,
+    MAX_EMAIL_BYTES, ParquetReader, ParquetWriter, Reader, ShardedReader, TextDirReader,
+    delimiter_for, is_glob, parse_email, read_any, read_as, write_parquet,
 };
 pub use stages::{
     CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,

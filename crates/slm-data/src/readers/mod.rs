@@ -4,6 +4,7 @@
 //! | Format | Reader | Ids | Label |
 //! |---|---|---|---|
 //! | JSON Lines (`.jsonl`, `.ndjson`, `.json`) | [`JsonlReader`](crate::JsonlReader) | `id` field or `<file>:<line>` | [`FieldMap::label`] |
+//! | A JSON array of records (`.json` starting with `[`) | [`JsonArrayReader`] | `id` field or `<file>:<record>` | [`FieldMap::label`] |
 //! | CSV / TSV (`.csv`, `.tsv`, `.tab`) | [`CsvReader`] | `id` column or `<file>:<line>` | [`FieldMap::label`] |
 //! | Parquet (`.parquet`, `.pq`) | [`ParquetReader`] | `id` column or `<file>:<row>` | [`FieldMap::label`] |
 //! | A folder of text files | [`TextDirReader`] | relative path | sub-folder name |
@@ -16,6 +17,7 @@
 
 mod csv;
 mod email;
+mod json_array;
 mod parquet;
 mod shards;
 mod text_dir;
@@ -24,6 +26,7 @@ use std::path::Path;
 
 pub use self::csv::{CsvReader, delimiter_for};
 pub use self::email::{EmailProblem, EmailReader, MAX_EMAIL_BYTES, parse_email};
+pub use self::json_array::JsonArrayReader;
 pub use self::parquet::{ParquetReader, ParquetWriter, write_parquet};
 pub use self::shards::{ShardedReader, is_glob};
 pub use self::text_dir::{DocumentKind, TextDirReader};
@@ -209,7 +212,13 @@ pub fn read_as(
             }
         });
     }
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     Ok(match format {
+        Format::Jsonl if is_json && json_array::starts_with_array(path)? => {
+            Box::new(JsonArrayReader::open(path, fields.clone())?)
+        }
         Format::Jsonl => Box::new(JsonlReader::open(path, fields.clone())?),
         Format::Csv { delimiter } => Box::new(CsvReader::open_with_delimiter(
             path,
