@@ -152,6 +152,13 @@ enum TokenizerCommand {
         /// Special tokens placed at the first ids (default: the Llama 3 style set).
         #[arg(long, num_args = 1..)]
         special_tokens: Vec<String>,
+        /// A base tokenizer (tokenizer.json, model directory or .gguf) to compare fertility
+        /// (tokens per word) with, on --eval or else the training corpus.
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Held-out texts for the fertility comparison (same formats as --corpus).
+        #[arg(long, num_args = 1.., requires = "base")]
+        eval: Vec<PathBuf>,
     },
 }
 
@@ -346,6 +353,8 @@ fn run(cli: Cli) -> Result<()> {
                     vocab_size,
                     out,
                     special_tokens,
+                    base,
+                    eval,
                 },
         } => {
             let tokenizer =
@@ -355,9 +364,22 @@ fn run(cli: Cli) -> Result<()> {
                 .to_string(true)
                 .map_err(|e| anyhow::anyhow!("serialising the tokenizer: {e}"))?;
             slm_core::io::write_atomic(&out, json.as_bytes())?;
+            let fertility = match base {
+                Some(base) => {
+                    let base = Tokenizer::from_path(&base)?;
+                    let texts = slm_data::tokenizer::read_corpus(
+                        if eval.is_empty() { &corpus } else { &eval },
+                        &text_field,
+                    )?;
+                    Some(slm_data::tokenizer::compare_fertility(
+                        &base, &tokenizer, &texts,
+                    )?)
+                }
+                None => None,
+            };
             println!(
                 "{}",
-                json!({ "out": out, "vocab_size": tokenizer.vocab_size() })
+                json!({ "out": out, "vocab_size": tokenizer.vocab_size(), "fertility": fertility })
             );
         }
         Command::Energy {

@@ -539,6 +539,29 @@ fn tokenizer_train_writes_a_loadable_tokenizer() {
         "--out",
         spam_out.to_str().unwrap(),
     ]);
+    // Fertility against a base tokenizer (the fixture's SmolLM tokenizer) on held-out text.
+    let base = fixtures().join("models/smollm-tiny");
+    let v = ok_json(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        sample.to_str().unwrap(),
+        "--vocab-size",
+        "1000",
+        "--out",
+        spam_out.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--eval",
+        corpus.to_str().unwrap(),
+    ]);
+    let f = &v["fertility"];
+    assert_eq!(f["base"]["texts"], 200, "{v}");
+    assert!(
+        f["retrained"]["tokens_per_word"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(f["token_reduction"].is_number(), "{v}");
     let vocab: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&spam_out).unwrap()).unwrap();
     let vocab = vocab["model"]["vocab"].as_object().unwrap();
