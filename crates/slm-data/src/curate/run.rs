@@ -175,7 +175,7 @@ fn record(
 /// Readers stream, but the run holds the dataset in memory (deduplication and splits are
 /// global decisions) and each stage works on all rows at once, in parallel with rayon: the
 /// whole SpamAssassin corpus (13.4 MB of JSONL) peaks at 58 MiB resident and runs at about
-/// 15 MB/s on 2 cores (`benches/curate.rs`). That fits narrow-domain datasets; web-scale
+/// 18 MB/s on 2 cores (`benches/curate.rs`). That fits narrow-domain datasets; web-scale
 /// corpora need a sharded, on-disk pipeline such as datatrove's.
 ///
 /// ```
