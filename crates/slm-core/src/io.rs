@@ -32,8 +32,17 @@ pub fn write_atomic_with(
             .and_then(|_| w.flush())
             .map_err(|e| Error::io(path, e))?;
     }
-    // tempfile creates 0600 files; give the result the permissions of the file it replaces,
-    // or the usual 0644 for a new one.
+    persist_temp(tmp, path)
+}
+
+/// Finishes an atomic write of `path` whose bytes are already in `tmp` (a temporary file in
+/// `path`'s directory, flushed): gives it the permissions of the file it replaces (the usual
+/// 0644 for a new one; tempfile creates 0600 files), syncs it and renames it over `path`.
+/// For writers that stream into their temporary file over many calls.
+///
+/// # Errors
+/// [`Error::Io`] naming `path`; `path` is untouched and the temporary file is removed.
+pub fn persist_temp(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

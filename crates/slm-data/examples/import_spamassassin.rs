@@ -95,14 +95,11 @@ fn line(group: &str, example: &slm_data::Example, max_chars: usize) -> String {
 }
 
 fn write_atomically(path: &Path, lines: &[String]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    for line in lines {
-        writeln!(tmp, "{line}")?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)?;
+    slm_core::io::write_atomic_with(path, |out| {
+        lines.iter().try_for_each(|line| writeln!(out, "{line}"))
+    })?;
     Ok(())
 }

@@ -64,7 +64,8 @@ impl JsonlWriter {
     ///
     /// # Errors
     /// [`Error::EmptyDataset`] when nothing was written (the reader would refuse the file; the
-    /// target is left untouched), [`Error::Io`] when flushing, syncing or renaming fails.
+    /// target is left untouched), [`Error::Io`] when flushing fails, [`Error::Core`] (its I/O
+    /// error) when syncing or renaming fails.
     pub fn finish(self) -> Result<usize> {
         let JsonlWriter { path, out, written } = self;
         if written == 0 {
@@ -74,14 +75,7 @@ impl JsonlWriter {
             path: path.clone(),
             source: e.into_error(),
         })?;
-        tmp.as_file().sync_all().map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        tmp.persist(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
+        slm_core::io::persist_temp(tmp, &path)?;
         Ok(written)
     }
 }

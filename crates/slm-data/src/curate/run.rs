@@ -433,17 +433,8 @@ fn write_lines(path: &Path, dropped: &[Dropped]) -> Result<PathBuf> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place.
+/// [`slm_core::io::write_atomic`], returning the path written.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
+    slm_core::io::write_atomic(path, bytes)?;
     Ok(path.to_path_buf())
 }

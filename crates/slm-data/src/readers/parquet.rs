@@ -284,11 +284,7 @@ impl ParquetWriter {
         }
         group.close().map_err(parquet_error(&path))?;
         writer.close().map_err(parquet_error(&path))?;
-        tmp.as_file().sync_all().map_err(io_error(&path))?;
-        tmp.persist(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
+        slm_core::io::persist_temp(tmp, &path)?;
         Ok(examples.len())
     }
 }
