@@ -27,10 +27,17 @@ pub struct Example {
 }
 
 impl Example {
+    /// The first of [`RESERVED_KEYS`] the metadata uses, if any.
+    pub(crate) fn reserved_meta_key(&self) -> Option<&'static str> {
+        RESERVED_KEYS
+            .into_iter()
+            .find(|k| self.meta.contains_key(*k))
+    }
+
     /// Fails with [`Error::ReservedMetaKey`](crate::Error::ReservedMetaKey) when the metadata
     /// uses one of [`RESERVED_KEYS`]: a writer to `path` would hold that key twice.
     pub(crate) fn check_reserved_meta(&self, path: &std::path::Path) -> crate::Result<()> {
-        match RESERVED_KEYS.iter().find(|k| self.meta.contains_key(**k)) {
+        match self.reserved_meta_key() {
             Some(key) => Err(crate::Error::ReservedMetaKey {
                 path: path.to_path_buf(),
                 id: self.id.clone(),

@@ -91,8 +91,8 @@ pub use fields::FieldMap;
 pub use reader::{JsonlReader, MAX_LINE_BYTES, read_jsonl};
 pub use readers::{
     Compression, CsvReader, DocumentKind, EmailProblem, EmailReader, Format, JsonArrayReader,
-    MAX_EMAIL_BYTES, ParquetReader, ParquetWriter, Reader, ShardedReader, TextDirReader,
-    delimiter_for, is_glob, parse_email, read_any, read_as, write_parquet,
+    MAX_EMAIL_BYTES, ParquetReader, ParquetSchema, ParquetWriter, Reader, ShardedReader,
+    TextDirReader, delimiter_for, is_glob, parse_email, read_any, read_as, write_parquet,
 };
 pub use stages::{
     CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,

@@ -12,8 +12,8 @@ use crate::curate::registry::{StageRegistry, StageSlot};
 use crate::curate::split::{Splits, holdout, stratified_split};
 use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport};
 use crate::error::{Error, Result};
-use crate::example::{Example, RESERVED_KEYS};
-use crate::readers::{ParquetWriter, read_any};
+use crate::example::Example;
+use crate::readers::{ParquetSchema, ParquetWriter, read_any};
 use crate::stages::{
     Decontaminate, DuplicateGroup, ExactDedup, LengthFilter, NearDedup, Normalize, PiiScrubber,
     QualityFilter,
@@ -49,7 +49,7 @@ pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>
         for (n, row) in reader.enumerate() {
             match row {
                 Ok(e) => {
-                    if let Some(key) = RESERVED_KEYS.iter().find(|k| e.meta.contains_key(**k)) {
+                    if let Some(key) = e.reserved_meta_key() {
                         return Err(unmapped_reserved_column(input, key));
                     }
                     good += 1;
@@ -375,6 +375,11 @@ pub fn curate_with(
         source,
     })?;
     let mut files = Vec::new();
+    // One schema for every Parquet split, typed from all of them.
+    let schema = config
+        .formats
+        .contains(&OutputFormat::Parquet)
+        .then(|| ParquetSchema::of(splits.named().into_iter().flat_map(|(_, s)| s.iter())));
     for format in [OutputFormat::Jsonl, OutputFormat::Parquet] {
         let wanted = config.formats.contains(&format);
         for (name, split) in splits.named() {
@@ -392,8 +397,8 @@ pub fn curate_with(
             match format {
                 OutputFormat::Jsonl => write_jsonl(&path, split)?,
                 OutputFormat::Parquet => {
-                    let all = splits.named().into_iter().flat_map(|(_, s)| s.iter());
-                    let mut writer = ParquetWriter::create(&path).with_schema_of(all);
+                    let schema = schema.clone().expect("computed when Parquet is wanted");
+                    let mut writer = ParquetWriter::create(&path).with_schema(schema);
                     for example in split {
                         writer.write(example)?;
                     }

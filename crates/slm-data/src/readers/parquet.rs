@@ -195,12 +195,24 @@ impl Reader for ParquetReader {
 ///
 /// Splits of one dataset must share a schema (`datasets` refuses splits whose features
 /// differ, and a column that is all null in one split would get another type there): give
-/// every split's writer the same [`with_schema_of`](Self::with_schema_of).
+/// every split's writer the same [`ParquetSchema`] ([`with_schema`](Self::with_schema)).
 #[derive(Debug)]
 pub struct ParquetWriter {
     path: PathBuf,
     examples: Vec<Example>,
     columns: Option<Vec<Column>>,
+}
+
+/// The columns [`ParquetWriter`] writes, typed from a set of examples (say, every split of a
+/// dataset), to give several files one schema.
+#[derive(Debug, Clone)]
+pub struct ParquetSchema(Vec<Column>);
+
+impl ParquetSchema {
+    /// The schema `examples` call for (see [`ParquetWriter`] for the typing rules).
+    pub fn of<'a>(examples: impl IntoIterator<Item = &'a Example>) -> Self {
+        ParquetSchema(columns(examples))
+    }
 }
 
 impl ParquetWriter {
@@ -213,12 +225,16 @@ impl ParquetWriter {
         }
     }
 
-    /// Types the columns from `examples` (say, every split of the dataset) instead of from
-    /// the examples this file gets; [`finish`](Self::finish) then refuses an example whose
-    /// metadata does not fit that schema.
-    pub fn with_schema_of<'a>(mut self, examples: impl IntoIterator<Item = &'a Example>) -> Self {
-        self.columns = Some(columns(examples));
+    /// Writes `schema` instead of typing the columns from the examples this file gets;
+    /// [`finish`](Self::finish) then refuses an example whose metadata does not fit it.
+    pub fn with_schema(mut self, schema: ParquetSchema) -> Self {
+        self.columns = Some(schema.0);
         self
+    }
+
+    /// [`with_schema`](Self::with_schema) of [`ParquetSchema::of`] `examples`.
+    pub fn with_schema_of<'a>(self, examples: impl IntoIterator<Item = &'a Example>) -> Self {
+        self.with_schema(ParquetSchema::of(examples))
     }
 
     /// Appends one example.
@@ -302,7 +318,7 @@ pub fn write_parquet<'a>(
 }
 
 /// Where a column's values come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     Id,
     Input,
@@ -321,7 +337,7 @@ enum Kind {
     Json,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Column {
     source: Source,
     kind: Kind,
@@ -409,8 +425,8 @@ fn check_schema(columns: &[Column], examples: &[Example], path: &Path) -> Result
             _ => None,
         })
         .collect();
+    // `write` has already refused reserved metadata keys.
     for example in examples {
-        example.check_reserved_meta(path)?;
         for (key, value) in &example.meta {
             let fits = match (kinds.get(key.as_str()), Kind::of(value)) {
                 (None, _) => Err("no column".to_string()),
