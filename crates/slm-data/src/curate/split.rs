@@ -108,20 +108,23 @@ impl Splits {
     }
 }
 
-/// A metadata value as a holdout key: text, or a point in time when it reads as one.
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
-enum Key {
-    Time(f64),
-    Text(String),
+/// A metadata value as a holdout key: its text (a number as written), and its point in time
+/// when it is an ISO 8601 string or a number.
+struct Key {
+    text: String,
+    time: Option<f64>,
 }
 
 fn meta_key(e: &Example, field: &str) -> Option<Key> {
     match e.meta.get(field)? {
-        serde_json::Value::String(s) => Some(match parse_timestamp(s) {
-            Some(t) => Key::Time(t),
-            None => Key::Text(s.clone()),
+        serde_json::Value::String(s) => Some(Key {
+            text: s.clone(),
+            time: parse_timestamp(s),
         }),
-        serde_json::Value::Number(n) => Some(Key::Time(n.as_f64()?)),
+        serde_json::Value::Number(n) => Some(Key {
+            text: n.to_string(),
+            time: Some(n.as_f64()?),
+        }),
         _ => None,
     }
 }
@@ -213,7 +216,7 @@ pub fn holdout(examples: Vec<Example>, config: &HoldoutConfig) -> HoldoutSplit {
     let field = match config {
         HoldoutConfig::Time { field, .. } | HoldoutConfig::Source { field, .. } => field,
     };
-    let mut keys: Vec<Option<Key>> = examples.iter().map(|e| meta_key(e, field)).collect();
+    let keys: Vec<Option<Key>> = examples.iter().map(|e| meta_key(e, field)).collect();
     let mut warnings = Vec::new();
     let missing = keys.iter().filter(|k| k.is_none()).count();
     if missing > 0 {
@@ -225,39 +228,29 @@ pub fn holdout(examples: Vec<Example>, config: &HoldoutConfig) -> HoldoutSplit {
     let held: Vec<bool> = match config {
         HoldoutConfig::Source { values, .. } => keys
             .iter()
-            .zip(&examples)
-            .map(|(k, e)| {
-                let value = match e.meta.get(field.as_str()) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Number(n)) => n.to_string(),
-                    _ => return false,
-                };
-                k.is_some() && values.contains(&value)
-            })
+            .map(|k| k.as_ref().is_some_and(|k| values.contains(&k.text)))
             .collect(),
         HoldoutConfig::Time { fraction, .. } => {
-            if keys.iter().flatten().any(|k| matches!(k, Key::Text(_))) {
-                // Not all times: compare every value as text.
-                for (k, e) in keys.iter_mut().zip(&examples) {
-                    if k.is_some() {
-                        *k = Some(Key::Text(match &e.meta[field.as_str()] {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        }));
-                    }
-                }
-            }
-            let mut order: Vec<usize> =
-                (0..examples.len()).filter(|&i| keys[i].is_some()).collect();
-            order.sort_by(|&a, &b| {
-                keys[a]
-                    .partial_cmp(&keys[b])
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then(a.cmp(&b))
+            // By instant when every value is a time; otherwise every value compares as text.
+            let by_time = keys.iter().flatten().all(|k| k.time.is_some());
+            let mut order: Vec<(usize, &Key)> = keys
+                .iter()
+                .enumerate()
+                .filter_map(|(i, k)| Some((i, k.as_ref()?)))
+                .collect();
+            order.sort_by(|(a, ka), (b, kb)| {
+                let by_key = if by_time {
+                    ka.time
+                        .partial_cmp(&kb.time)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                } else {
+                    ka.text.cmp(&kb.text)
+                };
+                by_key.then(a.cmp(b))
             });
             let n_live = (order.len() as f64 * fraction).round() as usize;
             let mut held = vec![false; examples.len()];
-            for &i in &order[order.len() - n_live..] {
+            for &(i, _) in &order[order.len() - n_live..] {
                 held[i] = true;
             }
             held
