@@ -17,11 +17,10 @@ use crate::reader::example_from_object;
 /// The delimiter a file's extension implies: tab for `.tsv` and `.tab` (also under `.gz` or
 /// `.zst`), comma otherwise.
 pub fn delimiter_for(path: &Path) -> u8 {
-    let path = match super::Compression::detect(path) {
-        Some(_) => Path::new(path.file_stem().unwrap_or_default()),
-        None => path,
-    };
-    match path.extension().and_then(|e| e.to_str()) {
+    match super::Compression::inner_name(path)
+        .extension()
+        .and_then(|e| e.to_str())
+    {
         Some(ext) if ext.eq_ignore_ascii_case("tsv") || ext.eq_ignore_ascii_case("tab") => b'\t',
         _ => b',',
     }

@@ -99,6 +99,15 @@ impl Compression {
         }
     }
 
+    /// `path` without its compression extension (`a.tsv.gz` -> `a.tsv`), as far as the
+    /// format is concerned; `path` itself when it is not compressed.
+    pub(crate) fn inner_name(path: &Path) -> &Path {
+        match Compression::detect(path) {
+            Some(_) => Path::new(path.file_stem().unwrap_or_default()),
+            None => path,
+        }
+    }
+
     /// A reader of `path`'s decompressed bytes.
     ///
     /// # Errors
@@ -127,8 +136,7 @@ impl Format {
             return Ok(Format::TextDir);
         }
         if Compression::detect(path).is_some() {
-            let inner = Path::new(path.file_stem().unwrap_or_default());
-            return match Format::detect(inner) {
+            return match Format::detect(Compression::inner_name(path)) {
                 Ok(format @ (Format::Jsonl | Format::Csv { .. })) => Ok(format),
                 _ => Err(Error::UnsupportedFormat {
                     path: path.to_path_buf(),
