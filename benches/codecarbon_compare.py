@@ -31,30 +31,10 @@ import sys
 import tempfile
 import time
 
+from pyvenv import ensure_venv
+
 CODECARBON = "codecarbon==3.3.2"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def ensure_venv(venv):
-    """Re-executes this script inside `venv` with codecarbon installed."""
-    try:
-        import codecarbon  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-    python = os.path.join(venv, "bin", "python")
-    if os.environ.get("SLM_CC_REEXEC"):
-        sys.exit(f"codecarbon is still not importable from {python}")
-    if not os.path.exists(python):
-        print(f"creating {venv} and installing {CODECARBON} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", CODECARBON],
-        check=True,
-    )
-    env = dict(os.environ, SLM_CC_REEXEC="1")
-    os.execve(python, [python, os.path.abspath(__file__), *sys.argv[1:]], env)
 
 
 def build_example(cargo_args):
@@ -93,7 +73,7 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="workload threads (default: all CPUs)")
     p.add_argument("--release", action="store_true", help="build the example with --release")
     args = p.parse_args()
-    ensure_venv(args.venv)
+    ensure_venv(args.venv, [CODECARBON], "codecarbon")
 
     import codecarbon
     from codecarbon import OfflineEmissionsTracker

@@ -32,18 +32,10 @@ import sys
 import tempfile
 import time
 
+from pyvenv import ensure_venv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ["datatrove==0.10.1", "xxhash", "spacy", "nltk", "tokenizers", "orjson"]
-
-
-def ensure_venv(venv):
-    python = os.path.join(venv, "bin", "python")
-    if os.path.realpath(sys.prefix) == os.path.realpath(venv):
-        return
-    if not os.path.exists(python):
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", *PACKAGES], check=True)
-    os.execv(python, [python, *sys.argv])
 
 
 def corpus_path(explicit):
@@ -136,7 +128,7 @@ def main():
     ap.add_argument("--venv", default="/tmp/slm-datatrove-venv")
     ap.add_argument("--corpus", help="a JSONL file with a `text` field")
     args = ap.parse_args()
-    ensure_venv(args.venv)
+    ensure_venv(args.venv, PACKAGES, "datatrove")
 
     path = corpus_path(args.corpus)
     texts = [json.loads(line)["text"] for line in open(path) if line.strip()]

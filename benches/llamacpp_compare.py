@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from pyvenv import ensure_venv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = "Write one sentence about why small language models save energy."
 # SmolLM2-135M-Instruct's chat template for one user turn with its default system prompt
@@ -35,16 +37,6 @@ CHAT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
     f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n"
 )
-
-
-def ensure_venv(venv):
-    python = os.path.join(venv, "bin", "python")
-    if os.path.realpath(sys.prefix) == os.path.realpath(venv):
-        return
-    if not os.path.exists(python):
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", "llama-cpp-python"], check=True)
-    os.execv(python, [python, *sys.argv])
 
 
 def model_path():
@@ -100,7 +92,7 @@ def main():
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
-    ensure_venv(args.venv)
+    ensure_venv(args.venv, ["llama-cpp-python"], "llama_cpp")
     path = model_path()
     if not os.path.isfile(path):
         sys.exit(f"{path} not found: run scripts/fetch-smollm2.sh")
