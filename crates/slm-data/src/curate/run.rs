@@ -10,7 +10,7 @@ use crate::curate::card::DatasetCard;
 use crate::curate::config::{CurateConfig, InputConfig, OutputFormat};
 use crate::curate::registry::{StageRegistry, StageSlot};
 use crate::curate::split::{Splits, holdout, stratified_split};
-use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport};
+use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport, count_reasons};
 use crate::error::{Error, Result};
 use crate::example::Example;
 use crate::readers::{ParquetSchema, ParquetWriter, read_any};
@@ -208,7 +208,8 @@ fn record(
 /// # Errors
 /// [`Error::InvalidConfig`] for a bad config (an unknown custom stage included) or when every
 /// row is dropped (never a silently empty dataset); reader errors for inputs that cannot be
-/// read; [`Error::Io`] and [`Error::Parquet`] for output.
+/// read; [`Error::Io`], [`Error::Core`] (its I/O error, from the atomic writes) and
+/// [`Error::Parquet`] for output.
 pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
     curate_with(config, &StageRegistry::default(), &NoopObserver)
 }
@@ -218,7 +219,7 @@ pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
 /// [`EnergyTracker`](slm_energy::EnergyTracker) charges each to its own line of the
 /// Energy-to-Solution report. The phases are `curation` around the whole run, and inside it
 /// `curation/read`, one per stage (`curation/normalize`, `curation/near_dedup`, ... by stage
-/// name), `curation/split` and `curation/write`.
+/// name), `curation/read_eval` before decontamination, `curation/split` and `curation/write`.
 ///
 /// # Errors
 /// As [`curate`]; custom stages are built (and their params checked) before any input is read.
@@ -253,13 +254,7 @@ pub fn curate_with(
         input: examples.len() + dropped.len(),
         output: examples.len(),
         modified: 0,
-        dropped: {
-            let mut m = std::collections::BTreeMap::new();
-            for d in &dropped {
-                *m.entry(d.reason.clone()).or_insert(0) += 1;
-            }
-            m
-        },
+        dropped: count_reasons(&dropped),
     }];
     let rows_read = reports[0].input;
     let mut warnings = Vec::new();

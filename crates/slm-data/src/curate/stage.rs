@@ -73,16 +73,12 @@ pub struct StageReport {
 impl StageReport {
     /// The report for `output` of a stage named `stage` that got `input` examples.
     pub fn new(stage: impl Into<String>, input: usize, output: &StageOutput) -> Self {
-        let mut dropped = BTreeMap::new();
-        for d in &output.dropped {
-            *dropped.entry(d.reason.clone()).or_insert(0) += 1;
-        }
         StageReport {
             stage: stage.into(),
             input,
             output: output.kept.len(),
             modified: output.modified,
-            dropped,
+            dropped: count_reasons(&output.dropped),
         }
     }
 
@@ -90,6 +86,15 @@ impl StageReport {
     pub fn dropped_total(&self) -> usize {
         self.dropped.values().sum()
     }
+}
+
+/// How many of `dropped` have each reason.
+pub(crate) fn count_reasons(dropped: &[Dropped]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for d in dropped {
+        *counts.entry(d.reason.clone()).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// One curation step: takes examples, returns the kept ones and a record for each one it removed.
