@@ -157,12 +157,16 @@ pub fn read_corpus(corpus: &[PathBuf], text_field: &str) -> Result<Vec<String>> 
     }
     let mut texts = Vec::new();
     for path in corpus {
-        let dataset = crate::readers::is_glob(path) || crate::readers::Format::detect(path).is_ok();
-        if dataset {
-            for example in crate::readers::read_any(path, &crate::FieldMap::new(text_field))? {
-                texts.push(example?.input);
+        match crate::readers::read_any(path, &crate::FieldMap::new(text_field)) {
+            Ok(dataset) => {
+                for example in dataset {
+                    texts.push(example?.input);
+                }
+                continue;
             }
-            continue;
+            // Not a dataset format: plain text, below.
+            Err(Error::UnsupportedFormat { .. }) => {}
+            Err(e) => return Err(e),
         }
         let text = std::fs::read(path).map_err(|source| Error::Io {
             path: path.clone(),
