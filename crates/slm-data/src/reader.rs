@@ -142,17 +142,25 @@ impl<R: BufRead> JsonlReader<R> {
             line,
             source,
         })?;
-        let obj = match value {
-            Value::Object(obj) => obj,
-            other => {
-                return Err(Error::NotAnObject {
-                    path: path.clone(),
-                    line,
-                    found: kind(&other),
-                });
-            }
-        };
-        example_from_object(obj, &self.fields, path, line)
+        example_from_value(value, &self.fields, path, line)
+    }
+}
+
+/// [`example_from_object`] for a JSON value that should be an object; any other value is
+/// [`Error::NotAnObject`] at `line` (or record number).
+pub(crate) fn example_from_value(
+    value: Value,
+    fields: &FieldMap,
+    path: &Path,
+    line: usize,
+) -> Result<Example> {
+    match value {
+        Value::Object(obj) => example_from_object(obj, fields, path, line),
+        other => Err(Error::NotAnObject {
+            path: path.to_path_buf(),
+            line,
+            found: kind(&other),
+        }),
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Reader, io_error};
 use crate::error::{Error, Result, kind};
 use crate::example::Example;
 use crate::fields::FieldMap;
-use crate::reader::example_from_object;
+use crate::reader::example_from_value;
 
 /// Whether the file at `path` starts (after whitespace and a byte-order mark) with `[`, that
 /// is, holds a JSON array rather than JSON Lines.
@@ -93,14 +93,12 @@ impl Iterator for JsonArrayReader {
             });
         };
         self.record += 1;
-        Some(match item {
-            Value::Object(obj) => example_from_object(obj, &self.fields, &self.path, self.record),
-            other => Err(Error::NotAnObject {
-                path: self.path.clone(),
-                line: self.record,
-                found: kind(&other),
-            }),
-        })
+        Some(example_from_value(
+            item,
+            &self.fields,
+            &self.path,
+            self.record,
+        ))
     }
 }
 
