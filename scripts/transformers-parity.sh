@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-$(mktemp -d)}"
-fx="${SLM_FIXTURES:-../shared/fixtures}"
+fx="${SLM_FIXTURES:-fixtures}"
 slm="${SLM_BIN:-}"
 if [ -z "$slm" ]; then
   cargo build -q -p slm-cli

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixtures() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     assert!(p.is_dir(), "fixtures not found at {}", p.display());
     p
 }

@@ -1,14 +1,14 @@
 //! Block quantization against gguf-py (gguf 0.19): for every fixture case and format, the
 //! quantized bytes are identical to `gguf.quants.quantize` and the dequantized values are
-//! bit-identical to `gguf.quants.dequantize` (../shared/fixtures/README.md, section 7).
+//! bit-identical to `gguf.quants.dequantize` (fixtures/README.md, section 7).
 
 use std::path::{Path, PathBuf};
 
 use slm_compress::prelude::*;
 
-/// `../shared/fixtures` relative to the repository root; panics naming the path if absent.
+/// `fixtures/` at the repository root (the project copy of the shared reference fixtures); panics naming the path if absent.
 fn fixtures() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     assert!(p.is_dir(), "fixtures not found at {}", p.display());
     p
 }

@@ -1,4 +1,4 @@
-//! slm-data against the tiny fixture models of `../shared/fixtures/models`: embedding resize
+//! slm-data against the tiny fixture models of `fixtures/models`: embedding resize
 //! after tokenizer extension, chat-template inputs, and teacher-driven synthetic augmentation.
 
 use std::path::{Path, PathBuf};
@@ -12,10 +12,10 @@ use slm_data::synth::{
 };
 use slm_data::tokenizer::{extend_tokenizer, resize_embeddings};
 
-/// `../shared/fixtures/<rel>` from the repository root; panics naming the path if absent.
+/// `fixtures/<rel>` at the repository root (the project copy of the shared reference fixtures); panics naming the path if absent.
 fn fixture(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../fixtures")
         .join(rel);
     assert!(p.exists(), "fixture missing: {}", p.display());
     p

@@ -46,13 +46,13 @@ pub(crate) mod test_support {
 
     use super::{GgmlType, GgufFile, GgufValue};
 
-    /// A path under the read-only fixtures (`../shared/fixtures` beside the workspace, or
+    /// A path under the reference fixtures (`fixtures/` at the workspace root, or
     /// `$SLM_FIXTURES`); panics naming the path when it is missing.
     pub(crate) fn fixture(rel: &str) -> PathBuf {
         let root = std::env::var_os("SLM_FIXTURES")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
             });
         let path = root.join(rel);
         assert!(path.exists(), "fixture {} is missing", path.display());

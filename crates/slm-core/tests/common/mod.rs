@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// Tolerances from ../shared/fixtures/README.md.
+/// Tolerances from fixtures/README.md.
 pub const TINY_LOGITS_ATOL: f32 = 1e-4;
 /// SmolLM2-135M logits / top-20 values.
 pub const SMOLLM2_LOGITS_ATOL: f32 = 2e-3;
 
-/// `../shared/fixtures` relative to the repository root; panics naming the path if absent.
+/// `fixtures/` at the repository root (the project copy of the shared reference fixtures); panics naming the path if absent.
 pub fn fixtures() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     assert!(p.is_dir(), "fixtures not found at {}", p.display());
     p.canonicalize().unwrap()
 }

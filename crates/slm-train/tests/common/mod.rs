@@ -1,5 +1,5 @@
 //! Shared helpers of the slm-train parity tests: fixture paths, JSON and safetensors reading,
-//! and the tolerances of ../shared/fixtures/README.md.
+//! and the tolerances of fixtures/README.md.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -9,9 +9,9 @@ pub const LR_ATOL: f64 = 1e-12;
 /// AdamW, clipping: abs 1e-6.
 pub const OPTIM_ATOL: f32 = 1e-6;
 
-/// `../shared/fixtures` relative to the repository root; panics naming the path if absent.
+/// `fixtures/` at the repository root (the project copy of the shared reference fixtures); panics naming the path if absent.
 pub fn fixtures() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     assert!(p.is_dir(), "fixtures not found at {}", p.display());
     p
 }
