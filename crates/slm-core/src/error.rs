@@ -56,6 +56,19 @@ pub enum Error {
     /// A config is internally inconsistent (for example heads do not divide the hidden size).
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A size the config states disagrees with what the weights hold (checked before anything
+    /// is allocated from the config).
+    #[error("{source_name}: the config says {field} = {config}, the weights hold {weights}")]
+    ConfigMismatch {
+        /// The checkpoint.
+        source_name: String,
+        /// The config field.
+        field: &'static str,
+        /// The config's value.
+        config: usize,
+        /// What the weights hold.
+        weights: usize,
+    },
     /// A tensor the config requires is not in the checkpoint.
     #[error("{source_name}: tensor `{name}` is missing")]
     MissingTensor {

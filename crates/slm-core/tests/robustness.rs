@@ -99,24 +99,44 @@ fn config_and_weights_mismatch_names_the_tensor() {
         }
         other => panic!("expected a shape mismatch, got {other:?}"),
     }
-    let dir = model_dir_with(
-        "config.json",
-        cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1")
+    // Layer counts are compared with the weights before anything is built from them.
+    for layers in [1, 3, 4000] {
+        let dir = model_dir_with(
+            "config.json",
+            cfg.replace(
+                "\"num_hidden_layers\": 2",
+                &format!("\"num_hidden_layers\": {layers}"),
+            )
             .as_bytes(),
-    );
-    assert!(matches!(
-        open_and_load(dir.path()),
-        Err(Error::UnexpectedTensors { .. })
-    ));
-    let dir = model_dir_with(
-        "config.json",
-        cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3")
-            .as_bytes(),
-    );
-    assert!(matches!(
-        open_and_load(dir.path()),
-        Err(Error::MissingTensor { .. })
-    ));
+        );
+        match open_and_load(dir.path()) {
+            Err(Error::ConfigMismatch {
+                field: "num_hidden_layers",
+                config,
+                weights: 2,
+                ..
+            }) => assert_eq!(config, layers),
+            other => panic!("{layers} layers: expected a config mismatch, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_any_allocation() {
+    let cfg = std::fs::read_to_string(fixture("models/llama-tiny/config.json")).unwrap();
+    for (field, from) in [
+        ("num_hidden_layers", "\"num_hidden_layers\": 2"),
+        ("intermediate_size", "\"intermediate_size\": 128"),
+        ("vocab_size", "\"vocab_size\": 768"),
+    ] {
+        let text = cfg.replace(from, &format!("\"{field}\": 1099511627776"));
+        assert_ne!(text, cfg, "{field} not in the fixture config");
+        let dir = model_dir_with("config.json", text.as_bytes());
+        match open_and_load(dir.path()) {
+            Err(Error::InvalidConfig(msg)) => assert!(msg.contains(field), "{msg}"),
+            other => panic!("{field}: expected an invalid config, got {other:?}"),
+        }
+    }
 }
 
 #[test]

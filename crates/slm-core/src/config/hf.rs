@@ -113,34 +113,53 @@ impl HfConfig {
         }
 
         // RoPE: transformers 5 `rope_parameters`, or the older `rope_theta` + `rope_scaling`.
-        let params = match (&self.rope_parameters, &self.rope_scaling) {
-            (Some(p @ Value::Object(_)), _) => Some(p.clone()),
-            (_, Some(s @ Value::Object(_))) => Some(s.clone()),
-            _ => None,
+        // Either is an object or null; anything else is an error naming it, never a silent
+        // default rope.
+        let rope_object = |field: &str, v: &Option<Value>| match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m.clone())),
+            Some(_) => Err(missing(field)),
         };
-        let get_f = |k: &str| {
-            params
-                .as_ref()
-                .and_then(|p| p.get(k))
-                .and_then(Value::as_f64)
+        let params = match rope_object("rope_parameters", &self.rope_parameters)? {
+            Some(p) => Some(p),
+            None => rope_object("rope_scaling", &self.rope_scaling)?,
         };
-        let rope_theta = get_f("rope_theta")
+        let params_name = if self.rope_parameters.as_ref().is_some_and(Value::is_object) {
+            "rope_parameters"
+        } else {
+            "rope_scaling"
+        };
+        // A key that is present must have the right type; absent keys fall back.
+        let get_f = |k: &str| -> Result<Option<f64>> {
+            match params.as_ref().and_then(|p| p.get(k)) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| missing(&format!("{params_name}.{k}"))),
+            }
+        };
+        let rope_theta = get_f("rope_theta")?
             .or(self.rope_theta)
             .or(match architecture {
                 Architecture::Llama | Architecture::Phi3 => Some(10_000.0),
                 Architecture::Qwen2 => None,
             })
             .ok_or_else(|| missing("rope_theta"))?;
-        let rope_type = params
+        let rope_type = match params
             .as_ref()
             .and_then(|p| p.get("rope_type").or_else(|| p.get("type")))
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_string();
+        {
+            None | Some(Value::Null) => "default".to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(missing(&format!("{params_name}.rope_type"))),
+        };
         let rope_scaling = match rope_type.as_str() {
             "default" => RopeScaling::Default,
             "llama3" => {
-                let need = |k: &str| get_f(k).ok_or_else(|| missing(&format!("rope_scaling.{k}")));
+                let need = |k: &str| {
+                    get_f(k)?.ok_or_else(|| missing(&format!("{params_name}.{k}")))
+                };
                 RopeScaling::Llama3 {
                     factor: need("factor")?,
                     low_freq_factor: need("low_freq_factor")?,
@@ -156,7 +175,7 @@ impl HfConfig {
                 });
             }
         };
-        let partial = get_f("partial_rotary_factor")
+        let partial = get_f("partial_rotary_factor")?
             .or(self.partial_rotary_factor)
             .unwrap_or(1.0);
         if partial != 1.0 {
@@ -341,6 +360,41 @@ mod tests {
             "rope_scaling":{"rope_type":"yarn","factor":4.0}}"#;
         let err = HfConfig::from_json_str(text, "c").unwrap_err();
         assert!(err.to_string().contains("yarn"), "{err}");
+    }
+
+    #[test]
+    fn malformed_rope_fields_are_named_never_defaulted() {
+        let base = r#"{"architectures":["LlamaForCausalLM"],"vocab_size":8,"hidden_size":8,
+            "intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2"#;
+        for (extra, field) in [
+            (r#""rope_parameters": -1"#, "rope_parameters"),
+            (r#""rope_parameters": 0"#, "rope_parameters"),
+            (r#""rope_parameters": 7"#, "rope_parameters"),
+            (r#""rope_parameters": "x""#, "rope_parameters"),
+            (r#""rope_parameters": []"#, "rope_parameters"),
+            (r#""rope_scaling": "x""#, "rope_scaling"),
+            (
+                r#""rope_parameters": {"rope_theta": "x"}"#,
+                "rope_parameters.rope_theta",
+            ),
+            (
+                r#""rope_parameters": {"rope_type": 7}"#,
+                "rope_parameters.rope_type",
+            ),
+            (
+                r#""rope_scaling": {"rope_type": "llama3", "factor": "8"}"#,
+                "rope_scaling.factor",
+            ),
+        ] {
+            let text = format!("{base}, {extra}}}");
+            match HfConfig::from_json_str(&text, "c") {
+                Err(Error::MissingField { field: f, .. }) => assert_eq!(f, field, "{extra}"),
+                other => panic!("{extra}: expected an error naming {field}, got {other:?}"),
+            }
+        }
+        // null is "not set", as transformers reads it.
+        let text = format!(r#"{base}, "rope_parameters": null, "rope_scaling": null}}"#);
+        assert!(HfConfig::from_json_str(&text, "c").is_ok());
     }
 
     #[test]

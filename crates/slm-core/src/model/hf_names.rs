@@ -148,6 +148,21 @@ impl BoundWeights {
 /// and splits fused tensors into canonical parameters.
 pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWeights> {
     let source_name = weights.source_name();
+    // The layer count first: the layout below has a dozen entries per layer the config claims.
+    let layers = weights
+        .tensor_names()
+        .iter()
+        .filter_map(|n| n.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |last| last.saturating_add(1));
+    if layers != config.num_hidden_layers {
+        return Err(Error::ConfigMismatch {
+            source_name,
+            field: "num_hidden_layers",
+            config: config.num_hidden_layers,
+            weights: layers,
+        });
+    }
     let layout = disk_layout(config);
     let known: BTreeSet<&str> = layout.iter().map(|t| t.name.as_str()).collect();
     let unexpected: Vec<String> = weights
