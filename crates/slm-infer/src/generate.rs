@@ -6,10 +6,14 @@ use slm_core::{CausalLm, LogitsScope, TokenBatch};
 use crate::error::{Error, Result};
 use crate::sampling::{Sampler, Sampling};
 
+/// The default budget of new tokens: room for a whole chat answer of a small model (which ends
+/// earlier, at its end-of-turn token), as Ollama and llama.cpp give by default.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+
 /// Settings of one generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
-    /// Upper bound on new tokens.
+    /// Upper bound on new tokens ([`DEFAULT_MAX_NEW_TOKENS`] by default).
     pub max_new_tokens: usize,
     /// How tokens are picked.
     pub sampling: Sampling,
@@ -23,7 +27,7 @@ pub struct GenerationConfig {
 impl Default for GenerationConfig {
     fn default() -> Self {
         Self {
-            max_new_tokens: 64,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             sampling: Sampling::Greedy,
             seed: 0,
             stop_tokens: Vec::new(),

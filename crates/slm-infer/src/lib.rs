@@ -31,7 +31,7 @@ mod generate;
 pub mod sampling;
 
 pub use error::{Error, Result};
-pub use generate::{Generation, GenerationConfig, generate};
+pub use generate::{DEFAULT_MAX_NEW_TOKENS, Generation, GenerationConfig, generate};
 pub use sampling::{Sampler, Sampling};
 
 /// The names most programs need.
