@@ -28,6 +28,8 @@ struct PhaseTimer {
     done: Mutex<Vec<(String, f64)>>,
 }
 
+impl slm::data::CurateObserver for PhaseTimer {}
+
 impl PhaseObserver for PhaseTimer {
     fn phase_started(&self, name: &str) {
         self.open

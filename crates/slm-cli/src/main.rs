@@ -3,6 +3,9 @@
 //! Every subcommand prints JSON (or plain text) on stdout; on bad input it prints one line
 //! starting with `error:` on stderr and exits with status 1.
 
+mod progress;
+mod summary;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -129,6 +132,10 @@ enum DataCommand {
         /// The config file.
         #[arg(long)]
         config: PathBuf,
+        /// Print the whole report as one JSON object ({"files","dropped","card","energy"})
+        /// instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -224,7 +231,15 @@ fn one_line(e: &anyhow::Error) -> String {
             line.push_str(&text);
         }
     }
-    line.replace('\n', " ")
+    // A lying file can put megabytes into a name; one line stays readable.
+    const MAX_CHARS: usize = 2000;
+    let mut line = line.replace('\n', " ");
+    if let Some((cut, _)) = line.char_indices().nth(MAX_CHARS) {
+        let rest = line[cut..].chars().count();
+        line.truncate(cut);
+        line.push_str(&format!(" ... ({rest} more characters)"));
+    }
+    line
 }
 
 fn open(path: &Path) -> Result<Checkpoint> {
@@ -334,7 +349,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Data {
-            command: DataCommand::Curate { config },
+            command: DataCommand::Curate { config, json },
         } => {
             let config = slm_data::CurateConfig::from_path(&config)?;
             // Every stage is a phase of the Energy-to-Solution report, with this machine's
@@ -343,13 +358,20 @@ fn run(cli: Cli) -> Result<()> {
                 slm_energy::meters::default_meters(),
                 slm_energy::TrackerConfig::default(),
             )?;
-            let report =
-                slm_data::curate_with(&config, &slm_data::StageRegistry::default(), &tracker)?;
+            let report = {
+                let progress = progress::CurateProgress::new(&tracker);
+                slm_data::curate_with(&config, &slm_data::StageRegistry::default(), &progress)?
+            };
             let energy = tracker.stop()?;
             let energy_path = config.output_dir.join("energy.json");
             slm_energy::report::write_json(&energy_path, &energy)?;
-            let mut files = report.files;
-            files.push(energy_path);
+            let mut report = report;
+            report.files.push(energy_path);
+            if !json {
+                print!("{}", summary::curate_summary(&report, &energy));
+                return Ok(());
+            }
+            let files = report.files;
             // The power traces stay in energy.json; the summary keeps the totals and phases.
             let mut energy = serde_json::to_value(&energy)?;
             if let Some(meters) = energy["meters"].as_array_mut() {

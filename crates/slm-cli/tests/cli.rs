@@ -449,7 +449,48 @@ fn data_curate_runs_a_config_on_the_spamassassin_sample() {
     );
     let cfg = dir.path().join("curate.toml");
     std::fs::write(&cfg, config).unwrap();
-    let v = ok_json(&["data", "curate", "--config", cfg.to_str().unwrap()]);
+    // By default a short summary a person reads.
+    let out = slm(&["data", "curate", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() < 20, "{text}");
+    assert!(
+        lines[0].starts_with("curated spamassassin: 604 rows read, "),
+        "{text}"
+    );
+    for needle in [
+        "near_dedup",
+        "near_duplicate ",
+        "splits: test ",
+        "ham ",
+        "spam ",
+        "files: ",
+        "dropped.jsonl",
+        "energy.json",
+        "energy: ",
+        " J in ",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // Not a terminal: no progress bars on stderr.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The machine JSON with --json, as before.
+    let v = ok_json(&[
+        "data",
+        "curate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
     let files: Vec<String> = v["files"]
         .as_array()
         .unwrap()

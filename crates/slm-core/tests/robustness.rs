@@ -199,3 +199,15 @@ proptest! {
         let _ = HfConfig::from_json_str(&text, "c");
     }
 }
+
+#[test]
+fn truncated_tokenizer_json_is_a_json_error_not_a_panic() {
+    // tokenizers' own parser panics when the file ends inside the decoder object.
+    let text = std::fs::read_to_string(fixture("models/llama-tiny/tokenizer.json")).unwrap();
+    let inside_decoder = text.find("\"decoder\"").expect("a decoder") + 20;
+    let dir = model_dir_with("tokenizer.json", &text.as_bytes()[..inside_decoder]);
+    assert!(matches!(
+        Checkpoint::open(dir.path()),
+        Err(Error::Json { .. })
+    ));
+}

@@ -78,12 +78,12 @@ pub mod tokenizer;
 mod writer;
 
 pub use curate::{
-    CurateConfig, CurateReport, CustomStageConfig, DatasetCard, Dropped, EvalConfig, HoldoutConfig,
-    HoldoutSplit, InputConfig, LENGTH_BUCKETS, LabelAudit, LabelConflict, LengthBucket, NO_LABEL,
-    OutputFormat, Pipeline, PipelineOutput, READ_STAGE, SplitCard, SplitConfig, Splits, Stage,
-    StageOutput, StageRegistry, StageReport, StageSlot, StagesConfig, Verdict, curate, curate_with,
-    filter_map_examples, holdout, label_counts, length_histogram, parse_timestamp, read_inputs,
-    stratified_split,
+    CurateConfig, CurateObserver, CurateReport, CustomStageConfig, DatasetCard, Dropped,
+    EvalConfig, HoldoutConfig, HoldoutSplit, InputConfig, LENGTH_BUCKETS, LabelAudit,
+    LabelConflict, LengthBucket, NO_LABEL, OutputFormat, Pipeline, PipelineOutput, READ_STAGE,
+    SplitCard, SplitConfig, Splits, Stage, StageOutput, StageRegistry, StageReport, StageSlot,
+    StagesConfig, Verdict, curate, curate_with, filter_map_examples, holdout, label_counts,
+    length_histogram, parse_timestamp, read_inputs, stratified_split,
 };
 pub use error::{Error, Result};
 pub use example::{Example, RESERVED_KEYS};

@@ -333,7 +333,16 @@ fn an_input_can_be_a_glob_over_shards() {
 
 /// Records what an `EnergyTracker` would hear.
 #[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<String>>);
+struct Recorder(std::sync::Mutex<Vec<String>>, std::sync::Mutex<Vec<String>>);
+
+impl slm_data::CurateObserver for Recorder {
+    fn rows(&self, phase: &str, done: usize, total: Option<usize>) {
+        self.1
+            .lock()
+            .unwrap()
+            .push(format!("{phase} {done}/{total:?}"));
+    }
+}
 
 impl slm_energy::PhaseObserver for Recorder {
     fn phase_started(&self, name: &str) {
@@ -367,11 +376,23 @@ fn every_stage_is_an_energy_phase() {
     let config = CurateConfig::from_path(dir.path().join("c.toml")).unwrap();
     let recorder = Recorder::default();
     slm_data::curate_with(&config, &slm_data::StageRegistry::default(), &recorder).unwrap();
+    let rows = recorder.1.into_inner().unwrap();
+    for expected in [
+        "curation/read_eval 1/Some(1)",
+        "curation/read 0/None",
+        "curation/read 20/Some(20)",
+        "curation/normalize 0/Some(20)",
+        "curation/normalize 20/Some(20)",
+    ] {
+        assert!(rows.iter().any(|r| r == expected), "{expected}: {rows:?}");
+    }
     let events = recorder.0.into_inner().unwrap();
     assert_eq!(
         events,
         [
             "+curation",
+            "+curation/read_eval",
+            "-curation/read_eval",
             "+curation/read",
             "-curation/read",
             "+curation/normalize",
@@ -380,8 +401,6 @@ fn every_stage_is_an_energy_phase() {
             "-curation/label_filter",
             "+curation/exact_dedup",
             "-curation/exact_dedup",
-            "+curation/read_eval",
-            "-curation/read_eval",
             "+curation/decontaminate",
             "-curation/decontaminate",
             "+curation/split",
@@ -401,6 +420,103 @@ fn every_stage_is_an_energy_phase() {
     );
     assert_eq!(
         recorder.0.into_inner().unwrap(),
-        ["+curation", "+curation/read", "-curation/read", "-curation"]
+        [
+            "+curation",
+            "+curation/read_eval",
+            "-curation/read_eval",
+            "+curation/read",
+            "-curation/read",
+            "-curation"
+        ]
     );
+}
+
+/// The eval sets users have: labelled splits in the training layout (`id`, `text`, `label`,
+/// extra columns), JSONL and Parquet, several at once.
+#[test]
+fn labelled_eval_sets_in_jsonl_and_parquet_decontaminate() {
+    let dir = tempfile::tempdir().unwrap();
+    let leak_a = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat";
+    let leak_b =
+        "seven ships sailed past the old grey lighthouse before the storm broke over the bay";
+    let mut rows: Vec<String> = (0..30)
+        .map(|i| {
+            serde_json::json!({"id": format!("t{i}"), "text": words(i, 14), "label": if i % 2 == 0 { "a" } else { "b" }})
+                .to_string()
+        })
+        .collect();
+    rows.push(
+        serde_json::json!({"id": "leak-a", "text": format!("so {leak_a}"), "label": "a"})
+            .to_string(),
+    );
+    rows.push(
+        serde_json::json!({"id": "leak-b", "text": format!("{leak_b} again"), "label": "b"})
+            .to_string(),
+    );
+    std::fs::write(dir.path().join("train.jsonl"), rows.join("\n")).unwrap();
+    // A val split as users have it: id, text, label and a column nothing maps.
+    std::fs::write(
+        dir.path().join("val.jsonl"),
+        serde_json::json!({"id": "v1", "text": leak_a, "label": "a", "source": "web"}).to_string(),
+    )
+    .unwrap();
+    // A test split in Parquet with the canonical columns (id, input, target, label).
+    let mut writer = slm_data::ParquetWriter::create(dir.path().join("test.parquet"));
+    writer
+        .write(&slm_data::Example::new("x1", leak_b).with_label("b"))
+        .unwrap();
+    writer.finish().unwrap();
+    let toml = r#"
+        output_dir = "out"
+        [[inputs]]
+        path = "train.jsonl"
+        id_field = "id"
+        label_field = "label"
+        [[eval]]
+        path = "val.jsonl"
+        id_field = "id"
+        label_field = "label"
+        [[eval]]
+        path = "test.parquet"
+        text_field = "input"
+        [stages]
+        exact_dedup = true
+    "#;
+    std::fs::write(dir.path().join("c.toml"), toml).unwrap();
+    let config = CurateConfig::from_path(dir.path().join("c.toml")).unwrap();
+    assert_eq!(config.eval.len(), 2);
+    let report = slm_data::curate(&config).unwrap();
+    let decon = report
+        .card
+        .stages
+        .iter()
+        .find(|s| s.stage == "decontaminate")
+        .unwrap();
+    assert_eq!(decon.dropped["eval_overlap"], 2, "{decon:?}");
+    let dropped: Vec<Dropped> = std::fs::read_to_string(dir.path().join("out/dropped.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut leaked: Vec<&str> = dropped
+        .iter()
+        .filter(|d| d.reason == "eval_overlap")
+        .map(|d| d.id.as_str())
+        .collect();
+    leaked.sort();
+    assert_eq!(leaked, ["leak-a", "leak-b"]);
+
+    // One [eval] table still works, and eval sets must share their decontamination settings.
+    let one = toml.replacen("[[eval]]", "[eval]", 1);
+    let one = &one[..one.rfind("[[eval]]").unwrap()];
+    let c =
+        CurateConfig::from_toml_str(&format!("{one}\n[stages]\nexact_dedup = true\n"), "c.toml");
+    assert_eq!(c.unwrap().eval.len(), 1);
+    let differ = toml.replace(
+        "text_field = \"input\"",
+        "text_field = \"input\"\n        decontaminate = { n = 8 }",
+    );
+    std::fs::write(dir.path().join("c.toml"), differ).unwrap();
+    let err = CurateConfig::from_path(dir.path().join("c.toml")).unwrap_err();
+    assert!(err.to_string().contains("decontaminate settings"), "{err}");
 }

@@ -569,8 +569,19 @@ fn parse_header(path: &Path, buf: &[u8]) -> Result<Header> {
     })
 }
 
+/// The longest tensor name ggml accepts (`GGML_MAX_NAME` is 64 bytes with the final NUL);
+/// llama.cpp refuses longer ones too.
+pub const MAX_TENSOR_NAME_LEN: usize = 63;
+
 fn tensor_info(r: &mut Reader<'_>, alignment: u64) -> Result<GgufTensorInfo> {
     let name = r.string("tensor name")?;
+    if name.len() > MAX_TENSOR_NAME_LEN {
+        return Err(r.err(format!(
+            "a tensor name of {} bytes (ggml allows at most {MAX_TENSOR_NAME_LEN}), starting {:?}",
+            name.len(),
+            name.chars().take(32).collect::<String>()
+        )));
+    }
     let n_dims = r.u32("n_dims")?;
     if n_dims > MAX_N_DIMS {
         return Err(r.err(format!(

@@ -36,6 +36,19 @@ fn special(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Reads a `tokenizer.json`, checking that it is well-formed JSON before the tokenizers crate
+/// sees it: its streaming parser panics (`expect("Helper")` in the decoder's deserializer) on
+/// JSON that ends inside the `decoder` object, where a typed error is due.
+fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    text.parse()
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
+}
+
 impl Tokenizer {
     /// Wraps a `tokenizers::Tokenizer` without special-token names or template.
     pub fn new(inner: tokenizers::Tokenizer) -> Self {
@@ -64,8 +77,7 @@ impl Tokenizer {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             ));
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        let inner = read_tokenizer_json(path)?;
         // A tokenizer_config.json beside the file adds the template and special tokens.
         match path.parent().map(|d| d.join("tokenizer_config.json")) {
             Some(cfg) if cfg.is_file() => {
@@ -77,9 +89,7 @@ impl Tokenizer {
 
     /// Loads `dir/tokenizer.json` plus `tokenizer_config.json` and `chat_template.jinja`.
     pub fn from_model_dir(dir: &Path) -> Result<Self> {
-        let file = dir.join("tokenizer.json");
-        let inner = tokenizers::Tokenizer::from_file(&file)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", file.display())))?;
+        let inner = read_tokenizer_json(&dir.join("tokenizer.json"))?;
         Self::with_config_dir(inner, dir)
     }
 

@@ -4,12 +4,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::curate::registry::CustomStageConfig;
+use crate::curate::registry::{CustomStageConfig, StageRegistry, StageSlot};
 use crate::curate::split::SplitConfig;
+use crate::curate::stage::{Pipeline, Stage};
 use crate::error::{Error, Result};
 use crate::fields::FieldMap;
 use crate::stages::{
-    DecontaminateConfig, LengthConfig, MinHashConfig, NormalizeConfig, PiiConfig, QualityConfig,
+    Decontaminate, DecontaminateConfig, ExactDedup, LengthConfig, LengthFilter, MinHashConfig,
+    NearDedup, Normalize, NormalizeConfig, PiiConfig, PiiScrubber, QualityConfig, QualityFilter,
 };
 
 /// One input dataset: a path [`read_any`](crate::read_any) opens and which fields play which role.
@@ -60,28 +62,70 @@ impl InputConfig {
     }
 }
 
-/// The eval set decontamination checks against.
+/// An eval set decontamination checks against: usually the labelled val/test split a user
+/// already has, in the same layout as the training data.
+///
+/// It takes the same field mapping as an input (`text_field`, `id_field`, `label_field`,
+/// `target_field`); only its text is used, so other columns, mapped or not, are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
-    /// The eval dataset (relative to the config file).
+    /// The eval dataset (relative to the config file; globs over shards too).
     pub path: PathBuf,
     /// The field holding its text (`text` by default).
     #[serde(default = "default_text_field")]
     pub text_field: String,
-    /// Decontamination settings.
+    /// The field holding the label, if any.
+    #[serde(default)]
+    pub label_field: Option<String>,
+    /// The field holding the target text, if any.
+    #[serde(default)]
+    pub target_field: Option<String>,
+    /// The field holding the id, if any.
+    #[serde(default)]
+    pub id_field: Option<String>,
+    /// Decontamination settings (every eval set of a run must use the same).
     #[serde(default)]
     pub decontaminate: DecontaminateConfig,
 }
 
 impl EvalConfig {
-    /// The eval set as an input (text only).
-    pub fn input(&self) -> InputConfig {
-        InputConfig {
-            text_field: self.text_field.clone(),
-            ..InputConfig::new(&self.path)
+    /// The eval set at `path`, its text in `text`, default decontamination.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        EvalConfig {
+            path: path.into(),
+            text_field: default_text_field(),
+            label_field: None,
+            target_field: None,
+            id_field: None,
+            decontaminate: DecontaminateConfig::default(),
         }
     }
+
+    /// The eval set as an input, with its field mapping.
+    pub fn input(&self) -> InputConfig {
+        InputConfig {
+            path: self.path.clone(),
+            text_field: self.text_field.clone(),
+            label_field: self.label_field.clone(),
+            target_field: self.target_field.clone(),
+            id_field: self.id_field.clone(),
+        }
+    }
+}
+
+/// `[eval]` (one table) or `[[eval]]` (several), as the config file has it.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<EvalConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Box<EvalConfig>),
+        Many(Vec<EvalConfig>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(e) => vec![*e],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// Which stages run, with their thresholds; the order is fixed: normalize, length, quality,
@@ -117,6 +161,74 @@ pub struct StagesConfig {
     /// each after its [`StageSlot`](crate::StageSlot).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom: Vec<CustomStageConfig>,
+}
+
+impl StagesConfig {
+    /// The ordered list of stages this config runs, as one [`Pipeline`]: the built-in stages
+    /// in their fixed order (normalize, length, quality, pii, exact dedup, near dedup, then
+    /// `decontaminate` when given), with each custom stage of `registry` right after the slot
+    /// it names (several after one slot keep their config order).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an unknown custom stage or bad params.
+    pub fn pipeline(
+        &self,
+        registry: &StageRegistry,
+        decontaminate: Option<Decontaminate>,
+    ) -> Result<Pipeline> {
+        fn boxed(stage: impl Stage + 'static) -> Option<Box<dyn Stage>> {
+            Some(Box::new(stage))
+        }
+        let built_in: [(StageSlot, Option<Box<dyn Stage>>); 8] = [
+            (StageSlot::Read, None),
+            (
+                StageSlot::Normalize,
+                self.normalize
+                    .clone()
+                    .and_then(|c| boxed(Normalize::new(c))),
+            ),
+            (
+                StageSlot::Length,
+                self.length
+                    .clone()
+                    .and_then(|c| boxed(LengthFilter::new(c))),
+            ),
+            (
+                StageSlot::Quality,
+                self.quality
+                    .clone()
+                    .and_then(|c| boxed(QualityFilter::new(c))),
+            ),
+            (
+                StageSlot::Pii,
+                self.pii.clone().and_then(|c| boxed(PiiScrubber::new(c))),
+            ),
+            (
+                StageSlot::ExactDedup,
+                self.exact_dedup.then(|| boxed(ExactDedup)).flatten(),
+            ),
+            (
+                StageSlot::NearDedup,
+                self.near_dedup
+                    .clone()
+                    .and_then(|c| boxed(NearDedup::new(c))),
+            ),
+            (StageSlot::Decontaminate, decontaminate.and_then(boxed)),
+        ];
+        let mut custom = self
+            .custom
+            .iter()
+            .map(|c| Ok((c.after, registry.build(c)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut pipeline = Pipeline::new();
+        for (slot, stage) in built_in {
+            pipeline.extend(stage);
+            let (here, later): (Vec<_>, Vec<_>) = custom.into_iter().partition(|(s, _)| *s == slot);
+            pipeline.extend(here.into_iter().map(|(_, stage)| stage));
+            custom = later;
+        }
+        Ok(pipeline)
+    }
 }
 
 impl Default for StagesConfig {
@@ -169,8 +281,14 @@ fn default_formats() -> Vec<OutputFormat> {
 /// text_field = "text"
 /// label_field = "label"
 ///
-/// [eval]
-/// path = "data/spamassassin/eval.jsonl"
+/// [[eval]]                      # one [eval] table, or several [[eval]] ones
+/// path = "data/spamassassin/val.jsonl"
+/// text_field = "text"
+/// id_field = "id"
+/// label_field = "label"
+///
+/// [[eval]]
+/// path = "data/spamassassin/test.parquet"
 /// text_field = "text"
 ///
 /// [stages.normalize]
@@ -201,9 +319,13 @@ pub struct CurateConfig {
     pub name: String,
     /// The input datasets, concatenated in order.
     pub inputs: Vec<InputConfig>,
-    /// The eval set for decontamination, if any.
-    #[serde(default)]
-    pub eval: Option<EvalConfig>,
+    /// The eval sets for decontamination (`[eval]` or several `[[eval]]` tables).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub eval: Vec<EvalConfig>,
     /// The stages.
     #[serde(default)]
     pub stages: StagesConfig,
@@ -230,7 +352,7 @@ impl CurateConfig {
         CurateConfig {
             name: default_name(),
             inputs,
-            eval: None,
+            eval: Vec::new(),
             stages: StagesConfig::default(),
             splits: SplitConfig::default(),
             seed: 0,
@@ -287,9 +409,7 @@ impl CurateConfig {
                 }
             };
             config.inputs.iter_mut().for_each(|i| rebase(&mut i.path));
-            if let Some(eval) = &mut config.eval {
-                rebase(&mut eval.path);
-            }
+            config.eval.iter_mut().for_each(|e| rebase(&mut e.path));
             rebase(&mut config.output_dir);
         }
         config.validate()?;
@@ -314,8 +434,27 @@ impl CurateConfig {
                         .to_string(),
             });
         }
-        for input in &self.inputs {
+        for input in self
+            .inputs
+            .iter()
+            .cloned()
+            .chain(self.eval.iter().map(EvalConfig::input))
+        {
             input.fields().validate()?;
+        }
+        if let Some(other) = self
+            .eval
+            .iter()
+            .find(|e| e.decontaminate != self.eval[0].decontaminate)
+        {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "eval sets {} and {} have different decontaminate settings; one check runs \
+                     against all eval sets, so give them the same",
+                    self.eval[0].path.display(),
+                    other.path.display()
+                ),
+            });
         }
         if let Some(m) = &self.stages.near_dedup
             && (m.n_grams == 0 || m.num_buckets == 0 || m.hashes_per_bucket == 0)
@@ -359,7 +498,7 @@ mod tests {
             c.inputs[0].fields(),
             FieldMap::new("text").with_label("label")
         );
-        assert_eq!(c.eval.as_ref().unwrap().decontaminate.n, 8);
+        assert_eq!(c.eval[0].decontaminate.n, 8);
         assert_eq!(c.stages.quality.as_ref().unwrap().min_words, Some(3));
         assert!(
             c.stages.near_dedup.is_none() && c.stages.normalize.is_none() && !c.stages.exact_dedup

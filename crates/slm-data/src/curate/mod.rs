@@ -18,6 +18,6 @@ pub use split::{
     HoldoutConfig, HoldoutSplit, SplitConfig, Splits, holdout, parse_timestamp, stratified_split,
 };
 pub use stage::{
-    Dropped, Pipeline, PipelineOutput, Stage, StageOutput, StageReport, Verdict,
+    CurateObserver, Dropped, Pipeline, PipelineOutput, Stage, StageOutput, StageReport, Verdict,
     filter_map_examples,
 };

@@ -3,21 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use slm_energy::{Lifecycle, NoopObserver, PhaseObserver};
+use slm_energy::{Lifecycle, NoopObserver};
 
 use crate::curate::audit::LabelAudit;
 use crate::curate::card::DatasetCard;
-use crate::curate::config::{CurateConfig, InputConfig, OutputFormat};
-use crate::curate::registry::{StageRegistry, StageSlot};
+use crate::curate::config::{CurateConfig, EvalConfig, InputConfig, OutputFormat};
+use crate::curate::registry::StageRegistry;
 use crate::curate::split::{Splits, holdout, stratified_split};
-use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport, count_reasons};
+use crate::curate::stage::{CurateObserver, Dropped, Phase, StageReport, count_reasons};
 use crate::error::{Error, Result};
 use crate::example::Example;
 use crate::readers::{ParquetSchema, ParquetWriter, read_any};
-use crate::stages::{
-    Decontaminate, DuplicateGroup, ExactDedup, LengthFilter, NearDedup, Normalize, PiiScrubber,
-    QualityFilter,
-};
+use crate::stages::Decontaminate;
 use crate::writer::write_jsonl;
 
 /// The name of the pseudo-stage that records unreadable rows.
@@ -42,14 +39,31 @@ pub struct CurateReport {
 /// and so is an unmapped column named `id`, `input`, `target` or `label` (the curated files
 /// use those names for the example's own fields, so it would be lost or clash at the end).
 pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>)> {
+    read_rows(inputs, true, &Phase::start(&NoopObserver, READ_STAGE))
+}
+
+/// Rows between two progress reports of a streaming read.
+const PROGRESS_EVERY: usize = 4096;
+
+/// [`read_inputs`], refusing unmapped reserved columns only with `check_reserved`, and telling
+/// `phase` the rows read so far.
+fn read_rows(
+    inputs: &[InputConfig],
+    check_reserved: bool,
+    phase: &Phase<'_>,
+) -> Result<(Vec<Example>, Vec<Dropped>)> {
     let (mut examples, mut dropped) = (Vec::new(), Vec::new());
+    phase.rows(0, None);
     for input in inputs {
         let reader = read_any(&input.path, &input.fields())?;
         let (mut good, mut first_err) = (0usize, None);
         for (n, row) in reader.enumerate() {
+            if (examples.len() + dropped.len()) % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+                phase.rows(examples.len() + dropped.len() + 1, None);
+            }
             match row {
                 Ok(e) => {
-                    if let Some(key) = e.reserved_meta_key() {
+                    if check_reserved && let Some(key) = e.reserved_meta_key() {
                         return Err(unmapped_reserved_column(input, key));
                     }
                     good += 1;
@@ -73,6 +87,8 @@ pub fn read_inputs(inputs: &[InputConfig]) -> Result<(Vec<Example>, Vec<Dropped>
             }));
         }
     }
+    let total = examples.len() + dropped.len();
+    phase.rows(total, Some(total));
     Ok((examples, dropped))
 }
 
@@ -111,57 +127,6 @@ fn read_drop(path: &Path, record: usize, err: &Error) -> Dropped {
         None => format!("{name}:#{record}"),
     };
     Dropped::new(id, READ_STAGE, reason).with_detail(err.to_string())
-}
-
-/// A phase of the curation run, reported to an observer until dropped (so an error ends it
-/// too).
-struct Phase<'a> {
-    observer: &'a dyn PhaseObserver,
-    path: String,
-}
-
-impl<'a> Phase<'a> {
-    /// The phase `path`.
-    fn new(observer: &'a dyn PhaseObserver, path: String) -> Self {
-        observer.phase_started(&path);
-        Phase { observer, path }
-    }
-
-    /// The phase `curation/<name>`.
-    fn start(observer: &'a dyn PhaseObserver, name: &str) -> Self {
-        Phase::new(observer, format!("{}/{name}", Lifecycle::Curation))
-    }
-}
-
-impl Drop for Phase<'_> {
-    fn drop(&mut self) {
-        self.observer.phase_ended(&self.path);
-    }
-}
-
-fn run_stage(
-    stage: &dyn Stage,
-    examples: Vec<Example>,
-    reports: &mut Vec<StageReport>,
-    dropped: &mut Vec<Dropped>,
-    observer: &dyn PhaseObserver,
-) -> Result<Vec<Example>> {
-    let _phase = Phase::start(observer, stage.name());
-    let input = examples.len();
-    let out = stage.apply(examples)?;
-    Ok(record(stage.name(), input, out, reports, dropped))
-}
-
-fn record(
-    name: &str,
-    input: usize,
-    out: StageOutput,
-    reports: &mut Vec<StageReport>,
-    dropped: &mut Vec<Dropped>,
-) -> Vec<Example> {
-    reports.push(StageReport::new(name, input, &out));
-    dropped.extend(out.dropped);
-    out.kept
 }
 
 /// Runs a whole curation: reads the inputs, runs the configured stages (normalize, length,
@@ -217,37 +182,36 @@ pub fn curate(config: &CurateConfig) -> Result<CurateReport> {
 /// [`curate`] with the custom stages of `registry` (your own stages, registered under the
 /// names the config's `[[stages.custom]]` tables use), reporting its phases to `observer`: an
 /// [`EnergyTracker`](slm_energy::EnergyTracker) charges each to its own line of the
-/// Energy-to-Solution report. The phases are `curation` around the whole run, and inside it
-/// `curation/read`, one per stage (`curation/normalize`, `curation/near_dedup`, ... by stage
-/// name), `curation/read_eval` before decontamination, `curation/split` and `curation/write`.
+/// Energy-to-Solution report, and a [`CurateObserver`] also hears the rows each phase has done
+/// (for progress bars). The phases are `curation` around the whole run, and inside it
+/// `curation/read_eval` (with eval sets), `curation/read`, one per stage of
+/// [`StagesConfig::pipeline`](crate::StagesConfig::pipeline) (`curation/normalize`,
+/// `curation/near_dedup`, ... by stage name), `curation/split` and `curation/write`.
 ///
 /// # Errors
 /// As [`curate`]; custom stages are built (and their params checked) before any input is read.
 pub fn curate_with(
     config: &CurateConfig,
     registry: &StageRegistry,
-    observer: &dyn PhaseObserver,
+    observer: &dyn CurateObserver,
 ) -> Result<CurateReport> {
     config.validate()?;
     let _run = Phase::new(observer, Lifecycle::Curation.to_string());
-    let custom = config
-        .stages
-        .custom
-        .iter()
-        .map(|c| Ok((c.after, registry.build(c)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let run_custom = |slot: StageSlot,
-                      mut rows: Vec<Example>,
-                      reports: &mut Vec<StageReport>,
-                      dropped: &mut Vec<Dropped>|
-     -> Result<Vec<Example>> {
-        for (_, stage) in custom.iter().filter(|(after, _)| *after == slot) {
-            rows = run_stage(stage.as_ref(), rows, reports, dropped, observer)?;
+    // The eval sets and custom stages first: a bad one fails before any input is read.
+    let decontaminate = match config.eval.first() {
+        None => None,
+        Some(first) => {
+            let read_eval = Phase::start(observer, "read_eval");
+            let inputs: Vec<InputConfig> = config.eval.iter().map(EvalConfig::input).collect();
+            // Only the text is used: unmapped extra columns are fine here.
+            let (eval_rows, _) = read_rows(&inputs, false, &read_eval)?;
+            let texts: Vec<&str> = eval_rows.iter().map(|e| e.input.as_str()).collect();
+            Some(Decontaminate::new(first.decontaminate.clone(), &texts))
         }
-        Ok(rows)
     };
+    let pipeline = config.stages.pipeline(registry, decontaminate)?;
     let read = Phase::start(observer, READ_STAGE);
-    let (examples, mut dropped) = read_inputs(&config.inputs)?;
+    let (examples, mut dropped) = read_rows(&config.inputs, true, &read)?;
     drop(read);
     let mut reports = vec![StageReport {
         stage: READ_STAGE.to_string(),
@@ -265,52 +229,10 @@ pub fn curate_with(
             dup.id
         ));
     }
-
-    let s = &config.stages;
-    let (r, d) = (&mut reports, &mut dropped);
-    let mut rows = run_custom(StageSlot::Read, examples, r, d)?;
-    let mut groups: Vec<DuplicateGroup> = Vec::new();
-    if let Some(c) = &s.normalize {
-        rows = run_stage(&Normalize::new(c.clone()), rows, r, d, observer)?;
-    }
-    rows = run_custom(StageSlot::Normalize, rows, r, d)?;
-    if let Some(c) = &s.length {
-        rows = run_stage(&LengthFilter::new(c.clone()), rows, r, d, observer)?;
-    }
-    rows = run_custom(StageSlot::Length, rows, r, d)?;
-    if let Some(c) = &s.quality {
-        rows = run_stage(&QualityFilter::new(c.clone()), rows, r, d, observer)?;
-    }
-    rows = run_custom(StageSlot::Quality, rows, r, d)?;
-    if let Some(c) = &s.pii {
-        rows = run_stage(&PiiScrubber::new(c.clone()), rows, r, d, observer)?;
-    }
-    rows = run_custom(StageSlot::Pii, rows, r, d)?;
-    if s.exact_dedup {
-        let (n, stage) = (rows.len(), ExactDedup);
-        let _phase = Phase::start(observer, stage.name());
-        let (out, found) = stage.dedup(rows);
-        groups.extend(found);
-        rows = record(stage.name(), n, out, r, d);
-    }
-    rows = run_custom(StageSlot::ExactDedup, rows, r, d)?;
-    if let Some(c) = &s.near_dedup {
-        let (n, stage) = (rows.len(), NearDedup::new(c.clone()));
-        let _phase = Phase::start(observer, stage.name());
-        let (out, found) = stage.dedup(rows);
-        groups.extend(found);
-        rows = record(stage.name(), n, out, r, d);
-    }
-    rows = run_custom(StageSlot::NearDedup, rows, r, d)?;
-    if let Some(eval) = &config.eval {
-        let read_eval = Phase::start(observer, "read_eval");
-        let (eval_rows, _) = read_inputs(&[eval.input()])?;
-        drop(read_eval);
-        let texts: Vec<&str> = eval_rows.iter().map(|e| e.input.as_str()).collect();
-        let stage = Decontaminate::new(eval.decontaminate.clone(), &texts);
-        rows = run_stage(&stage, rows, r, d, observer)?;
-    }
-    rows = run_custom(StageSlot::Decontaminate, rows, r, d)?;
+    let out = pipeline.run_observed(examples, observer)?;
+    reports.extend(out.reports);
+    dropped.extend(out.dropped);
+    let (rows, groups) = (out.kept, out.duplicates);
     if rows.is_empty() {
         return Err(Error::InvalidConfig {
             message: format!(

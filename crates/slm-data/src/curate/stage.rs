@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use slm_energy::{EnergyTracker, Lifecycle, NoopObserver, PhaseObserver};
+
 use crate::error::Result;
 use crate::example::Example;
+use crate::stages::DuplicateGroup;
 
 /// One removed row: which example, which stage removed it and why.
 ///
@@ -53,6 +56,9 @@ pub struct StageOutput {
     pub dropped: Vec<Dropped>,
     /// How many kept examples the stage changed (normalisation, scrubbing).
     pub modified: usize,
+    /// The groups of duplicates a dedup stage found (each kept member first), for the label
+    /// audit; empty for other stages.
+    pub duplicates: Vec<DuplicateGroup>,
 }
 
 /// The counts a stage reports: in, out, and dropped by reason.
@@ -116,7 +122,7 @@ pub(crate) fn count_reasons(dropped: &[Dropped]) -> BTreeMap<String, usize> {
 ///     fn apply(&self, examples: Vec<Example>) -> Result<StageOutput> {
 ///         let (kept, gone): (Vec<_>, Vec<_>) = examples.into_iter().partition(|e| e.label.is_some());
 ///         let dropped = gone.iter().map(|e| Dropped::new(&e.id, self.name(), "no_label")).collect();
-///         Ok(StageOutput { kept, dropped, modified: 0 })
+///         Ok(StageOutput { kept, dropped, ..Default::default() })
 ///     }
 /// }
 ///
@@ -222,6 +228,59 @@ pub struct PipelineOutput {
     pub dropped: Vec<Dropped>,
     /// One report per stage, in order.
     pub reports: Vec<StageReport>,
+    /// The duplicate groups the dedup stages found, stage by stage.
+    pub duplicates: Vec<DuplicateGroup>,
+}
+
+/// What a curation run tells the program running it: each phase's start and end (a
+/// [`PhaseObserver`], so an [`EnergyTracker`] charges each stage to its own line of the
+/// Energy-to-Solution report) and how many rows a phase has done, for progress bars.
+pub trait CurateObserver: PhaseObserver {
+    /// `done` of `total` rows (`None`: not known yet, as while reading) of the phase `phase`
+    /// are through. Called at a phase's start and end and, where a phase streams (reading),
+    /// every few thousand rows in between.
+    fn rows(&self, _phase: &str, _done: usize, _total: Option<usize>) {}
+}
+
+impl CurateObserver for NoopObserver {}
+
+impl CurateObserver for EnergyTracker {}
+
+/// A phase of a curation run, reported to an observer until dropped (so an error ends it
+/// too).
+pub(crate) struct Phase<'a> {
+    observer: &'a dyn CurateObserver,
+    pub(crate) path: String,
+}
+
+impl<'a> Phase<'a> {
+    /// The phase `path`.
+    pub(crate) fn new(observer: &'a dyn CurateObserver, path: String) -> Self {
+        observer.phase_started(&path);
+        Phase { observer, path }
+    }
+
+    /// The phase `curation/<name>`.
+    pub(crate) fn start(observer: &'a dyn CurateObserver, name: &str) -> Self {
+        Phase::new(observer, format!("{}/{name}", Lifecycle::Curation))
+    }
+
+    /// Tells the observer how far the phase is.
+    pub(crate) fn rows(&self, done: usize, total: Option<usize>) {
+        self.observer.rows(&self.path, done, total);
+    }
+}
+
+impl Drop for Phase<'_> {
+    fn drop(&mut self) {
+        self.observer.phase_ended(&self.path);
+    }
+}
+
+impl Extend<Box<dyn Stage>> for Pipeline {
+    fn extend<I: IntoIterator<Item = Box<dyn Stage>>>(&mut self, stages: I) {
+        self.stages.extend(stages);
+    }
 }
 
 impl Pipeline {
@@ -251,16 +310,33 @@ impl Pipeline {
     /// # Errors
     /// The first stage error.
     pub fn run(&self, examples: Vec<Example>) -> Result<PipelineOutput> {
+        self.run_observed(examples, &NoopObserver)
+    }
+
+    /// [`run`](Self::run), each stage a phase `curation/<stage name>` of `observer` with its
+    /// rows in and out.
+    ///
+    /// # Errors
+    /// The first stage error.
+    pub fn run_observed(
+        &self,
+        examples: Vec<Example>,
+        observer: &dyn CurateObserver,
+    ) -> Result<PipelineOutput> {
         let mut out = PipelineOutput {
             kept: examples,
             ..Default::default()
         };
         for stage in &self.stages {
+            let phase = Phase::start(observer, stage.name());
             let input = out.kept.len();
+            phase.rows(0, Some(input));
             let step = stage.apply(std::mem::take(&mut out.kept))?;
+            phase.rows(input, Some(input));
             out.reports
                 .push(StageReport::new(stage.name(), input, &step));
             out.dropped.extend(step.dropped);
+            out.duplicates.extend(step.duplicates);
             out.kept = step.kept;
         }
         Ok(out)

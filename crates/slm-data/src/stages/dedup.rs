@@ -94,7 +94,9 @@ impl Stage for ExactDedup {
     }
 
     fn apply(&self, examples: Vec<Example>) -> Result<StageOutput> {
-        Ok(self.dedup(examples).0)
+        let (mut out, groups) = self.dedup(examples);
+        out.duplicates = groups;
+        Ok(out)
     }
 }
 
@@ -134,7 +136,9 @@ impl Stage for NearDedup {
     }
 
     fn apply(&self, examples: Vec<Example>) -> Result<StageOutput> {
-        Ok(self.dedup(examples).0)
+        let (mut out, groups) = self.dedup(examples);
+        out.duplicates = groups;
+        Ok(out)
     }
 }
 
