@@ -60,6 +60,9 @@ fn readme_command_line_section_runs_as_written() {
         .partition(|c| c.starts_with("cargo ") || c.starts_with("export PATH="));
     assert_eq!(skipped.len(), 2, "the build lines changed: {skipped:?}");
     assert!(run.len() >= 10, "too few commands: {run:?}");
+    // `cargo build` made target/ for the user (here the build may live elsewhere:
+    // CARGO_TARGET_DIR), and the commands write their outputs there.
+    std::fs::create_dir_all(root().join("target")).unwrap();
     // One shell, as a user types them: MODEL set by one line is used by the next.
     let mut script = String::from("set -euo pipefail\nslm() { \"$SLM_BIN\" \"$@\"; }\n");
     for command in &run {
