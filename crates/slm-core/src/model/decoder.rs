@@ -10,13 +10,13 @@
 //!
 //! Attention supports batches with left padding and a [`KvCache`] for incremental decoding.
 
-use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
 use super::hf_names;
 use super::kv_cache::KvCache;
+use super::linear::Projection;
 use crate::causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -57,33 +57,17 @@ impl Rope {
     }
 }
 
-/// `x W + b` for `x` `[B, T, in]`, with batch and time folded into rows: one 2-D matmul.
-///
-/// burn's `Linear::forward` on a 3-D input runs a broadcast batched matmul, which on flex is
-/// about 12x slower than the 2-D product against the same (transposed-view) weight.
-fn project(lin: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [b, t, d_in] = x.dims();
-    let w = lin.weight.val();
-    let d_out = w.dims()[1];
-    let y = x.reshape([b * t, d_in]).matmul(w);
-    let y = match &lin.bias {
-        Some(bias) => y + bias.val().unsqueeze::<2>(),
-        None => y,
-    };
-    y.reshape([b, t, d_out])
-}
-
 /// Grouped-query self-attention with optional q/k/v biases.
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Query projection `[hidden, heads*head_dim]`.
-    pub q_proj: Linear,
+    q_proj: Projection,
     /// Key projection `[hidden, kv_heads*head_dim]`.
-    pub k_proj: Linear,
+    k_proj: Projection,
     /// Value projection `[hidden, kv_heads*head_dim]`.
-    pub v_proj: Linear,
+    v_proj: Projection,
     /// Output projection `[heads*head_dim, hidden]`.
-    pub o_proj: Linear,
+    o_proj: Projection,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -104,9 +88,9 @@ impl Attention {
         let [b, t, _] = x.dims();
         let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, dh]).swap_dims(1, 2);
-        let q = Rope::apply(heads(project(&self.q_proj, x.clone()), h), cos, sin);
-        let mut k = Rope::apply(heads(project(&self.k_proj, x.clone()), hkv), cos, sin);
-        let mut v = heads(project(&self.v_proj, x), hkv);
+        let q = Rope::apply(heads(self.q_proj.forward(x.clone()), h), cos, sin);
+        let mut k = Rope::apply(heads(self.k_proj.forward(x.clone()), hkv), cos, sin);
+        let mut v = heads(self.v_proj.forward(x), hkv);
         if let Some((ck, cv)) = cache {
             if let (Some(pk), Some(pv)) = (ck.take(), cv.take()) {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -124,7 +108,8 @@ impl Attention {
         // queries, finite instead of NaN.
         let scores = scores.mask_fill(mask.clone().expand([b, h, t, tk]), f32::MIN);
         let out = softmax(scores, 3).matmul(v); // [B,H,T,Dh]
-        project(&self.o_proj, out.swap_dims(1, 2).reshape([b, t, h * dh]))
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, t, h * dh]))
     }
 }
 
@@ -143,19 +128,19 @@ pub fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Gate projection `[hidden, intermediate]`.
-    pub gate_proj: Linear,
+    gate_proj: Projection,
     /// Up projection `[hidden, intermediate]`.
-    pub up_proj: Linear,
+    up_proj: Projection,
     /// Down projection `[intermediate, hidden]`.
-    pub down_proj: Linear,
+    down_proj: Projection,
 }
 
 impl Mlp {
     /// # Shapes
     /// `[B, T, hidden]` -> `[B, T, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(project(&self.gate_proj, x.clone()));
-        project(&self.down_proj, gate * project(&self.up_proj, x))
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
     }
 }
 
@@ -163,62 +148,26 @@ impl Mlp {
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
     /// Self-attention.
-    pub self_attn: Attention,
+    self_attn: Attention,
     /// Feed-forward block.
-    pub mlp: Mlp,
+    mlp: Mlp,
     /// Norm before attention.
-    pub input_layernorm: RmsNorm,
+    input_layernorm: RmsNorm,
     /// Norm before the MLP.
-    pub post_attention_layernorm: RmsNorm,
-}
-
-/// A tensor's shape and f32 values on the host, named.
-fn host<const D: usize>(name: String, t: Tensor<D>) -> Result<hf_names::NamedTensor> {
-    let shape = t.dims().to_vec();
-    let values = t
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Backend(format!("reading {name}: {e:?}")))?;
-    Ok((name, shape, values))
-}
-
-fn matrix((values, shape): (Vec<f32>, Vec<usize>), device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)
-}
-
-fn vector((values, shape): (Vec<f32>, Vec<usize>), device: &Device) -> Tensor<1> {
-    Tensor::from_data(TensorData::new(values, [shape[0]]), device)
-}
-
-/// Sets a burn `Linear` from HF `[out, in]` weights (burn wants `[in, out]`; the transpose is a
-/// zero-copy view that flex multiplies as fast as a contiguous matrix).
-fn load_linear(
-    b: &mut hf_names::BoundWeights,
-    lin: &mut Linear,
-    prefix: &str,
-    device: &Device,
-) -> Result<()> {
-    lin.weight =
-        Param::from_tensor(matrix(b.take(&format!("{prefix}.weight"))?, device).transpose());
-    if lin.bias.is_some() {
-        lin.bias = Some(Param::from_tensor(vector(
-            b.take(&format!("{prefix}.bias"))?,
-            device,
-        )));
-    }
-    Ok(())
+    post_attention_layernorm: RmsNorm,
 }
 
 /// The decoder-only language model.
 #[derive(Module, Debug)]
 pub struct Decoder {
     /// Token embedding `[vocab, hidden]`.
-    pub embed_tokens: Embedding,
+    embed_tokens: Embedding,
     /// The layers.
-    pub layers: Vec<DecoderLayer>,
+    layers: Vec<DecoderLayer>,
     /// Final norm.
-    pub norm: RmsNorm,
+    norm: RmsNorm,
     /// LM head `[hidden, vocab]`; `None` when tied to the embedding.
-    pub lm_head: Option<Linear>,
+    lm_head: Option<Projection>,
     #[module(skip)]
     config: ModelConfig,
     #[module(skip)]
@@ -226,13 +175,15 @@ pub struct Decoder {
 }
 
 impl ModelConfig {
-    /// A decoder with freshly initialised (random) weights on `device`.
+    /// A decoder with freshly initialised (random) weights on `device`. Parameters are lazy:
+    /// nothing is allocated until a value is used, so the structure alone (names and shapes,
+    /// [`Decoder::parameter_shapes`]) costs nothing.
     ///
     /// Call [`ModelConfig::validate`] first on configs read from files (the readers in
     /// [`crate::config`] do): burn's initialisers panic on zero sizes.
     pub fn init(&self, device: &Device) -> Decoder {
         let c = self;
-        let lin = |i, o, bias| LinearConfig::new(i, o).with_bias(bias).init(device);
+        let lin = |i, o, bias| Projection::new(i, o, bias, device);
         let norm = || {
             RmsNormConfig::new(c.hidden_size)
                 .with_epsilon(c.rms_norm_eps)
@@ -281,73 +232,90 @@ impl Decoder {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let mut bound = hf_names::bind(config, weights)?;
-        let mut model = config.init(device);
-        let b = &mut bound;
-        let emb = b.take("model.embed_tokens.weight")?;
-        model.embed_tokens.weight = Param::from_tensor(matrix(emb, device));
-        for (i, layer) in model.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &mut layer.self_attn;
-            load_linear(b, &mut a.q_proj, &format!("{p}.self_attn.q_proj"), device)?;
-            load_linear(b, &mut a.k_proj, &format!("{p}.self_attn.k_proj"), device)?;
-            load_linear(b, &mut a.v_proj, &format!("{p}.self_attn.v_proj"), device)?;
-            load_linear(b, &mut a.o_proj, &format!("{p}.self_attn.o_proj"), device)?;
-            let m = &mut layer.mlp;
-            load_linear(b, &mut m.gate_proj, &format!("{p}.mlp.gate_proj"), device)?;
-            load_linear(b, &mut m.up_proj, &format!("{p}.mlp.up_proj"), device)?;
-            load_linear(b, &mut m.down_proj, &format!("{p}.mlp.down_proj"), device)?;
-            let n = b.take(&format!("{p}.input_layernorm.weight"))?;
-            layer.input_layernorm.gamma = Param::from_tensor(vector(n, device));
-            let n = b.take(&format!("{p}.post_attention_layernorm.weight"))?;
-            layer.post_attention_layernorm.gamma = Param::from_tensor(vector(n, device));
-        }
-        model.norm.gamma = Param::from_tensor(vector(b.take("model.norm.weight")?, device));
-        if let Some(head) = model.lm_head.as_mut() {
-            load_linear(b, head, "lm_head", device)?;
-        }
+        let bound = hf_names::bind(config, weights)?;
+        // The structure is lazy: binding replaces every parameter before any is allocated.
+        let mut binder = hf_names::Binder::new(bound, device.clone());
+        let model = config.init(device).map(&mut binder);
+        binder.finish()?;
         Ok(model)
     }
 
-    /// Every parameter in Hugging Face canonical naming (unfused), `[out, in]` layout, f32.
+    /// Every parameter in Hugging Face canonical naming (unfused), `[out, in]` layout, f32,
+    /// without adapters (see [`crate::peft`] for those).
     /// [`hf_names::to_checkpoint`] turns this into the on-disk tensors of the architecture.
     pub fn named_parameters(&self) -> Result<Vec<hf_names::NamedTensor>> {
+        let mut collect = hf_names::Collect::values();
+        self.visit(&mut collect);
+        collect.finish()
+    }
+
+    /// The name and Hugging Face shape of every parameter, as [`named_parameters`]
+    /// (Self::named_parameters) would return them, without reading (or allocating) any value.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut collect = hf_names::Collect::shapes();
+        self.visit(&mut collect);
+        collect
+            .finish()
+            .expect("shapes need no backend reads")
+            .into_iter()
+            .map(|(name, shape, _)| (name, shape))
+            .collect()
+    }
+
+    /// Every projection with its canonical Hugging Face module name
+    /// (`model.layers.0.self_attn.q_proj`, `lm_head`), in parameter order.
+    pub fn projections(&self) -> Vec<(String, &Projection)> {
         let mut out = Vec::new();
-        let linear = |out: &mut Vec<_>, l: &Linear, p: String| -> Result<()> {
-            out.push(host(format!("{p}.weight"), l.weight.val().transpose())?);
-            if let Some(b) = &l.bias {
-                out.push(host(format!("{p}.bias"), b.val())?);
-            }
-            Ok(())
-        };
-        out.push(host(
-            "model.embed_tokens.weight".into(),
-            self.embed_tokens.weight.val(),
-        )?);
         for (i, layer) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &layer.self_attn;
-            linear(&mut out, &a.q_proj, format!("{p}.self_attn.q_proj"))?;
-            linear(&mut out, &a.k_proj, format!("{p}.self_attn.k_proj"))?;
-            linear(&mut out, &a.v_proj, format!("{p}.self_attn.v_proj"))?;
-            linear(&mut out, &a.o_proj, format!("{p}.self_attn.o_proj"))?;
-            linear(&mut out, &layer.mlp.gate_proj, format!("{p}.mlp.gate_proj"))?;
-            linear(&mut out, &layer.mlp.up_proj, format!("{p}.mlp.up_proj"))?;
-            linear(&mut out, &layer.mlp.down_proj, format!("{p}.mlp.down_proj"))?;
-            out.push(host(
-                format!("{p}.input_layernorm.weight"),
-                layer.input_layernorm.gamma.val(),
-            )?);
-            out.push(host(
-                format!("{p}.post_attention_layernorm.weight"),
-                layer.post_attention_layernorm.gamma.val(),
-            )?);
+            let (a, m) = (&layer.self_attn, &layer.mlp);
+            for (name, proj) in [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m.gate_proj),
+                ("mlp.up_proj", &m.up_proj),
+                ("mlp.down_proj", &m.down_proj),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), proj));
+            }
         }
-        out.push(host("model.norm.weight".into(), self.norm.gamma.val())?);
         if let Some(head) = &self.lm_head {
-            linear(&mut out, head, "lm_head".into())?;
+            out.push(("lm_head".to_string(), head));
         }
-        Ok(out)
+        out
+    }
+
+    /// Replaces every projection with `f(name, projection)` (names as [`projections`]
+    /// (Self::projections)): how adapters are attached, merged or taken out.
+    pub fn map_projections(
+        mut self,
+        mut f: impl FnMut(&str, Projection) -> Result<Projection>,
+    ) -> Result<Self> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (i, mut layer) in std::mem::take(&mut self.layers).into_iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = layer.self_attn;
+            let m = layer.mlp;
+            layer.self_attn = Attention {
+                q_proj: f(&format!("{p}.self_attn.q_proj"), a.q_proj)?,
+                k_proj: f(&format!("{p}.self_attn.k_proj"), a.k_proj)?,
+                v_proj: f(&format!("{p}.self_attn.v_proj"), a.v_proj)?,
+                o_proj: f(&format!("{p}.self_attn.o_proj"), a.o_proj)?,
+                ..a
+            };
+            layer.mlp = Mlp {
+                gate_proj: f(&format!("{p}.mlp.gate_proj"), m.gate_proj)?,
+                up_proj: f(&format!("{p}.mlp.up_proj"), m.up_proj)?,
+                down_proj: f(&format!("{p}.mlp.down_proj"), m.down_proj)?,
+            };
+            layers.push(layer);
+        }
+        self.layers = layers;
+        if let Some(head) = self.lm_head.take() {
+            self.lm_head = Some(f("lm_head", head)?);
+        }
+        Ok(self)
     }
 
     /// The configuration this decoder was built from.
@@ -389,7 +357,7 @@ impl Decoder {
         }
         let h = self.norm.forward(h);
         match &self.lm_head {
-            Some(head) => project(head, h),
+            Some(head) => head.forward(h),
             None => {
                 // Tied head: fold batch and time into rows so this is one 2-D matmul against
                 // the transposed embedding view (a batched 3-D matmul copies the whole matrix).

@@ -1,11 +1,22 @@
 //! Where each decoder parameter lives in a Hugging Face checkpoint.
 //!
+//! There is one layout: the decoder module itself. Its parameters, walked in order by burn's
+//! module visitor, are named by [`hf_name`] from their module path
+//! (`layers.0.self_attn.q_proj.dense.weight` -> `model.layers.0.self_attn.q_proj.weight`), and
+//! everything else derives from that walk: [`Collect`] reads names, shapes and values
+//! ([`Decoder::named_parameters`](crate::model::Decoder::named_parameters)), [`Binder`] sets them
+//! from a checkpoint, and [`disk_layout`] lists the on-disk tensors of a config from the
+//! (lazy, unallocated) module structure.
+//!
 //! The decoder always sees the unfused Llama layout (`q_proj`, `k_proj`, `v_proj`, `gate_proj`,
 //! `up_proj`). Phi-3 checkpoints store `qkv_proj` and `gate_up_proj` fused along the output
 //! rows; [`disk_layout`] describes that, [`bind`] splits on load and [`to_checkpoint`] fuses on
 //! save, so the names, shapes and order transformers expects round-trip exactly.
 
 use std::collections::{BTreeSet, HashMap};
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
@@ -36,87 +47,275 @@ impl DiskTensor {
     }
 }
 
-/// The tensors a checkpoint of `config` holds, in transformers' naming and layout.
-pub fn disk_layout(config: &ModelConfig) -> Vec<DiskTensor> {
-    let c = config;
-    let (d, f) = (c.hidden_size, c.intermediate_size);
-    let (q, kv) = (
-        c.num_attention_heads * c.head_dim,
-        c.num_key_value_heads * c.head_dim,
-    );
-    let fused = c.architecture == Architecture::Phi3;
-    let mut out = vec![DiskTensor::single(
-        "model.embed_tokens.weight".into(),
-        vec![c.vocab_size, d],
-    )];
-    for i in 0..c.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        let a = format!("{p}.self_attn");
-        let m = format!("{p}.mlp");
-        if fused {
-            out.push(DiskTensor {
-                name: format!("{a}.qkv_proj.weight"),
-                shape: vec![q + 2 * kv, d],
-                parts: vec![
-                    (format!("{a}.q_proj.weight"), q),
-                    (format!("{a}.k_proj.weight"), kv),
-                    (format!("{a}.v_proj.weight"), kv),
-                ],
+/// How a decoder parameter is stored in a Hugging Face checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A weight or bias of the base model; `transposed` when burn keeps it `[in, out]` and the
+    /// checkpoint `[out, in]` (every projection weight).
+    Base {
+        /// Whether the checkpoint's layout is the transpose of burn's.
+        transposed: bool,
+    },
+    /// A LoRA `A` factor (burn `[in, r]`, peft `lora_A.weight` `[r, in]`).
+    LoraA,
+    /// A LoRA `B` factor (burn `[r, out]`, peft `lora_B.weight` `[out, r]`).
+    LoraB,
+}
+
+/// The Hugging Face name of the decoder parameter at burn module path `path`, whose innermost
+/// container is `container` (burn's `Struct:Linear`, `Struct:RmsNorm`, ...).
+///
+/// `embed_tokens.weight` -> `model.embed_tokens.weight`, `layers.0.input_layernorm.gamma` ->
+/// `model.layers.0.input_layernorm.weight`, `layers.0.mlp.up_proj.dense.weight` ->
+/// `model.layers.0.mlp.up_proj.weight`, `lm_head.dense.weight` -> `lm_head.weight`, and an
+/// adapter's `layers.0.self_attn.q_proj.lora.a` -> `model.layers.0.self_attn.q_proj.lora_A.weight`
+/// (peft prefixes `base_model.model.` in its files).
+pub fn hf_name(path: &[String], container: &str) -> (String, ParamKind) {
+    let mut parts: Vec<&str> = path
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != "dense")
+        .collect();
+    let kind = match parts.as_slice() {
+        [.., "lora", "a"] => ParamKind::LoraA,
+        [.., "lora", "b"] => ParamKind::LoraB,
+        [.., "weight"] => ParamKind::Base {
+            transposed: container.ends_with("Linear"),
+        },
+        _ => ParamKind::Base { transposed: false },
+    };
+    match kind {
+        ParamKind::LoraA | ParamKind::LoraB => {
+            parts.truncate(parts.len() - 2);
+            parts.push(if kind == ParamKind::LoraA {
+                "lora_A"
+            } else {
+                "lora_B"
             });
-        } else {
-            for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-                out.push(DiskTensor::single(
-                    format!("{a}.{proj}.weight"),
-                    vec![rows, d],
-                ));
-                if c.attention_bias {
-                    out.push(DiskTensor::single(format!("{a}.{proj}.bias"), vec![rows]));
-                }
+            parts.push("weight");
+        }
+        ParamKind::Base { .. } => {
+            if let Some(last) = parts.last_mut()
+                && *last == "gamma"
+            {
+                *last = "weight";
             }
         }
-        out.push(DiskTensor::single(format!("{a}.o_proj.weight"), vec![d, q]));
-        if c.o_proj_bias {
-            out.push(DiskTensor::single(format!("{a}.o_proj.bias"), vec![d]));
-        }
-        if fused {
-            out.push(DiskTensor {
-                name: format!("{m}.gate_up_proj.weight"),
-                shape: vec![2 * f, d],
-                parts: vec![
-                    (format!("{m}.gate_proj.weight"), f),
-                    (format!("{m}.up_proj.weight"), f),
-                ],
-            });
-        } else {
-            for proj in ["gate_proj", "up_proj"] {
-                out.push(DiskTensor::single(format!("{m}.{proj}.weight"), vec![f, d]));
-                if c.mlp_bias {
-                    out.push(DiskTensor::single(format!("{m}.{proj}.bias"), vec![f]));
-                }
-            }
-        }
-        out.push(DiskTensor::single(
-            format!("{m}.down_proj.weight"),
-            vec![d, f],
-        ));
-        if c.mlp_bias {
-            out.push(DiskTensor::single(format!("{m}.down_proj.bias"), vec![d]));
-        }
-        out.push(DiskTensor::single(
-            format!("{p}.input_layernorm.weight"),
-            vec![d],
-        ));
-        out.push(DiskTensor::single(
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![d],
-        ));
     }
-    out.push(DiskTensor::single("model.norm.weight".into(), vec![d]));
-    if !c.tie_word_embeddings {
-        out.push(DiskTensor::single(
-            "lm_head.weight".into(),
-            vec![c.vocab_size, d],
-        ));
+    let name = parts.join(".");
+    if parts.first() == Some(&"lm_head") {
+        (name, kind)
+    } else {
+        (format!("model.{name}"), kind)
+    }
+}
+
+/// Tracks the module path while burn walks a module.
+#[derive(Debug, Default)]
+struct PathTracker {
+    path: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl PathTracker {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container.to_string());
+    }
+
+    fn exit(&mut self) {
+        self.path.pop();
+        self.containers.pop();
+    }
+
+    fn name(&self) -> (String, ParamKind) {
+        hf_name(
+            &self.path,
+            self.containers.last().map(String::as_str).unwrap_or(""),
+        )
+    }
+}
+
+/// A module visitor collecting every base parameter as a [`NamedTensor`] in Hugging Face
+/// naming and layout (adapters are skipped: [`crate::peft`] writes those); with
+/// [`Collect::shapes`] only names and shapes, read lazily, so no value is allocated.
+#[derive(Debug)]
+pub struct Collect {
+    tracker: PathTracker,
+    values: bool,
+    out: Vec<NamedTensor>,
+    error: Option<Error>,
+}
+
+impl Collect {
+    /// Names, shapes and f32 values.
+    pub fn values() -> Self {
+        Collect {
+            tracker: PathTracker::default(),
+            values: true,
+            out: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Names and shapes only (the values come back empty).
+    pub fn shapes() -> Self {
+        Collect {
+            values: false,
+            ..Collect::values()
+        }
+    }
+
+    /// The collected tensors, in module order.
+    pub fn finish(self) -> Result<Vec<NamedTensor>> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
+    }
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.tracker.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.tracker.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let (name, kind) = self.tracker.name();
+        let ParamKind::Base { transposed } = kind else {
+            return;
+        };
+        let mut shape = param.lazy_shape().dims::<D>().to_vec();
+        if transposed {
+            shape.reverse();
+        }
+        let values = if !self.values {
+            Vec::new()
+        } else {
+            let t = param.val();
+            let t = if transposed { t.transpose() } else { t };
+            match t.try_into_vec_as::<f32>() {
+                Ok(v) => v,
+                Err(e) => {
+                    self.error
+                        .get_or_insert(Error::Backend(format!("reading {name}: {e:?}")));
+                    return;
+                }
+            }
+        };
+        self.out.push((name, shape, values));
+    }
+}
+
+/// A module mapper setting every base parameter from [`BoundWeights`] by its Hugging Face name
+/// (transposing projection weights to burn's `[in, out]` as a zero-copy view, which flex
+/// multiplies as fast as a contiguous matrix). Adapter parameters are left alone.
+#[derive(Debug)]
+pub struct Binder {
+    tracker: PathTracker,
+    bound: BoundWeights,
+    device: Device,
+    error: Option<Error>,
+}
+
+impl Binder {
+    /// A binder taking its tensors from `bound`, creating them on `device`.
+    pub fn new(bound: BoundWeights, device: Device) -> Self {
+        Binder {
+            tracker: PathTracker::default(),
+            bound,
+            device,
+            error: None,
+        }
+    }
+
+    /// The first error met while mapping (a parameter the checkpoint lacks).
+    pub fn finish(self) -> Result<()> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ModuleMapper for Binder {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.tracker.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.tracker.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (name, kind) = self.tracker.name();
+        let ParamKind::Base { transposed } = kind else {
+            return param;
+        };
+        match self.bound.take(&name) {
+            Ok((values, shape)) => {
+                let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.device);
+                let t = if transposed { t.transpose() } else { t };
+                Param::initialized(param.id, t)
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+                param
+            }
+        }
+    }
+}
+
+/// The tensors a checkpoint of `config` holds, in transformers' naming and layout: the
+/// decoder's own parameters ([`Decoder::parameter_shapes`](crate::model::Decoder::parameter_shapes)
+/// of the lazy, unallocated structure), fused where the architecture fuses.
+pub fn disk_layout(config: &ModelConfig) -> Vec<DiskTensor> {
+    let canonical = config.init(&Device::default()).parameter_shapes();
+    if config.architecture != Architecture::Phi3 {
+        return canonical
+            .into_iter()
+            .map(|(name, shape)| DiskTensor::single(name, shape))
+            .collect();
+    }
+    // Phi-3 stacks q, k, v into qkv_proj and gate, up into gate_up_proj, by output rows.
+    let mut out: Vec<DiskTensor> = Vec::new();
+    for (name, shape) in canonical {
+        let fused = [
+            ("self_attn.q_proj.weight", "self_attn.qkv_proj.weight", true),
+            (
+                "self_attn.k_proj.weight",
+                "self_attn.qkv_proj.weight",
+                false,
+            ),
+            (
+                "self_attn.v_proj.weight",
+                "self_attn.qkv_proj.weight",
+                false,
+            ),
+            ("mlp.gate_proj.weight", "mlp.gate_up_proj.weight", true),
+            ("mlp.up_proj.weight", "mlp.gate_up_proj.weight", false),
+        ]
+        .into_iter()
+        .find_map(|(part, whole, first)| {
+            let prefix = name.strip_suffix(part)?;
+            Some((format!("{prefix}{whole}"), first))
+        });
+        match (fused, out.last_mut()) {
+            (Some((_, false)), Some(last)) => {
+                last.shape[0] += shape[0];
+                last.parts.push((name, shape[0]));
+            }
+            (Some((whole, _)), _) => out.push(DiskTensor {
+                name: whole,
+                parts: vec![(name, shape[0])],
+                shape,
+            }),
+            (None, _) => out.push(DiskTensor::single(name, shape)),
+        }
     }
     out
 }
