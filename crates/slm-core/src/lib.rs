@@ -53,6 +53,7 @@ mod error;
 pub mod gguf;
 pub mod io;
 pub mod model;
+pub mod peft;
 pub mod prelude;
 pub mod tokenizer;
 pub mod weights;

@@ -52,43 +52,7 @@ fn load(name: &str) -> (Checkpoint, Decoder) {
 
 fn check_batch_logits(name: &str) -> f32 {
     let (_, model) = load(name);
-    let inputs = json(&format!("models/{name}/expected/inputs.json"));
-    let rows: Vec<Vec<u32>> = inputs["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
-    let mask: Vec<Vec<bool>> = inputs["attention_mask"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| ids(r).into_iter().map(|m| m == 1).collect())
-        .collect();
-    let batch = TokenBatch {
-        ids: rows,
-        attention_mask: Some(mask.clone()),
-        scope: LogitsScope::All,
-    };
-    let logits = model.forward(&batch, &mut model.new_cache()).unwrap();
-    let (shape, expected) = read_tensor(
-        &fixture(&format!("models/{name}/expected/logits.safetensors")),
-        "logits",
-    );
-    assert_eq!(shape, vec![logits.batch, logits.positions, logits.vocab]);
-    let mut worst = 0f32;
-    for (b, m) in mask.iter().enumerate() {
-        for (t, &real) in m.iter().enumerate() {
-            if !real {
-                continue;
-            }
-            let start = (b * shape[1] + t) * shape[2];
-            worst = worst.max(max_abs_diff(
-                logits.at(b, t),
-                &expected[start..start + shape[2]],
-            ));
-        }
-    }
+    let worst = padded_batch_diff(&model, &format!("models/{name}"));
     assert!(worst <= TINY_LOGITS_ATOL, "{name}: max abs diff {worst}");
     worst
 }

@@ -286,6 +286,29 @@ impl Decoder {
         out
     }
 
+    /// Freezes every base parameter (embeddings, norms, dense weights), leaving only adapters
+    /// trainable: what peft does when it wraps a model.
+    pub fn freeze_base(mut self) -> Self {
+        self.embed_tokens = self.embed_tokens.no_grad();
+        self.norm = self.norm.no_grad();
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|mut layer| {
+                layer.input_layernorm = layer.input_layernorm.no_grad();
+                layer.post_attention_layernorm = layer.post_attention_layernorm.no_grad();
+                layer
+            })
+            .collect();
+        self.map_projections(|_, p| Ok(p.freeze_base()))
+            .expect("freezing cannot fail")
+    }
+
+    /// Folds every adapter into its dense weight and drops it (peft's `merge_and_unload`).
+    pub fn merge_adapters(self) -> Self {
+        self.map_projections(|_, p| Ok(p.merge()))
+            .expect("merging cannot fail")
+    }
+
     /// Replaces every projection with `f(name, projection)` (names as [`projections`]
     /// (Self::projections)): how adapters are attached, merged or taken out.
     pub fn map_projections(

@@ -119,6 +119,12 @@ impl Projection {
         self
     }
 
+    /// Freezes the dense weight and bias (the adapter, if any, stays trainable).
+    pub fn freeze_base(mut self) -> Self {
+        self.dense = self.dense.no_grad();
+        self
+    }
+
     /// Folds the adapter into the dense weight (`W + scaling * A B`) and drops it: peft's
     /// `merge_and_unload` for this projection. The weight becomes trainable again.
     pub fn merge(mut self) -> Self {

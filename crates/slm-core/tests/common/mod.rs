@@ -107,3 +107,47 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
     );
     None
 }
+
+/// The largest |diff| between `model`'s logits on `<dir>/expected/inputs.json` (a left-padded
+/// batch with its attention mask) and `<dir>/expected/logits.safetensors`, over real tokens.
+#[allow(dead_code)]
+pub fn padded_batch_diff(model: &slm_core::model::Decoder, dir: &str) -> f32 {
+    use slm_core::prelude::*;
+    let inputs = json(&format!("{dir}/expected/inputs.json"));
+    let rows: Vec<Vec<u32>> = inputs["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let mask: Vec<Vec<bool>> = inputs["attention_mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ids(r).into_iter().map(|m| m == 1).collect())
+        .collect();
+    let batch = TokenBatch {
+        ids: rows,
+        attention_mask: Some(mask.clone()),
+        scope: LogitsScope::All,
+    };
+    let logits = model.forward(&batch, &mut model.new_cache()).unwrap();
+    let (shape, expected) = read_tensor(
+        &fixture(&format!("{dir}/expected/logits.safetensors")),
+        "logits",
+    );
+    assert_eq!(shape, vec![logits.batch, logits.positions, logits.vocab]);
+    let mut worst = 0f32;
+    for (b, m) in mask.iter().enumerate() {
+        for (t, &real) in m.iter().enumerate() {
+            if real {
+                let start = (b * shape[1] + t) * shape[2];
+                worst = worst.max(max_abs_diff(
+                    logits.at(b, t),
+                    &expected[start..start + shape[2]],
+                ));
+            }
+        }
+    }
+    worst
+}
