@@ -26,6 +26,57 @@ struct Cli {
     command: Command,
 }
 
+/// The model a command runs: a checkpoint, an optional PEFT adapter, and the device.
+#[derive(clap::Args, Debug, Clone)]
+struct ModelArgs {
+    /// A Hugging Face model directory or a .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    /// A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors),
+    /// applied unmerged on top of --model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Where to run: `cpu` (burn's flex backend) or `cuda:N` (builds with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: DeviceArg,
+}
+
+/// A parsed `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceArg {
+    Cpu,
+    Cuda(usize),
+}
+
+fn parse_device(s: &str) -> std::result::Result<DeviceArg, String> {
+    match s {
+        "cpu" => Ok(DeviceArg::Cpu),
+        _ => match s.strip_prefix("cuda") {
+            Some("") => Ok(DeviceArg::Cuda(0)),
+            Some(n) => n
+                .strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .map(DeviceArg::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device (cpu, cuda, cuda:N)")),
+            None => Err(format!("`{s}` is not a device (cpu, cuda, cuda:N)")),
+        },
+    }
+}
+
+impl DeviceArg {
+    fn device(self) -> Result<Device> {
+        match self {
+            DeviceArg::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "cuda")]
+            DeviceArg::Cuda(i) => Ok(Device::cuda(i)),
+            #[cfg(not(feature = "cuda"))]
+            DeviceArg::Cuda(_) => {
+                bail!("this slm was built without CUDA; rebuild with `--features cuda`")
+            }
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print a model's architecture and sizes as JSON.
@@ -48,9 +99,8 @@ enum Command {
     },
     /// Run the model over ids and write the logits of every position to a safetensors file.
     Logits {
-        /// A Hugging Face model directory or a .gguf file.
-        #[arg(long)]
-        model: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Comma-separated token ids.
         #[arg(long, value_parser = parse_ids)]
         ids: Ids,
@@ -60,9 +110,8 @@ enum Command {
     },
     /// Generate a continuation of a prompt.
     Generate {
-        /// A Hugging Face model directory or a .gguf file.
-        #[arg(long)]
-        model: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
         /// The prompt text.
         #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
         prompt: Option<String>,
@@ -109,15 +158,39 @@ enum Command {
         #[command(subcommand)]
         command: EnergyCommand,
     },
+    /// LoRA adapters.
+    Lora {
+        #[command(subcommand)]
+        command: LoraCommand,
+    },
     /// Write any readable model as a Hugging Face directory (safetensors + config + tokenizer).
     Convert {
-        /// A Hugging Face model directory or a .gguf file.
-        #[arg(long)]
-        model: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
         /// Tensor dtype of the output [default: the checkpoint's own for HF dirs, f32 for GGUF].
+        #[arg(long, value_parser = ["f32", "f16", "bf16"])]
+        dtype: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LoraCommand {
+    /// Fold a PEFT adapter into its base model and write a Hugging Face directory (peft's
+    /// `merge_and_unload().save_pretrained(...)`).
+    Merge {
+        /// The base model: a Hugging Face directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// The PEFT adapter directory.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Tensor dtype of the output [default: the base checkpoint's, f32 for GGUF].
         #[arg(long, value_parser = ["f32", "f16", "bf16"])]
         dtype: Option<String>,
     },
@@ -246,10 +319,21 @@ fn open(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint::open(path)?)
 }
 
-fn load(path: &Path) -> Result<(Checkpoint, Decoder)> {
-    let ckpt = open(path)?;
-    let model = ckpt.load_decoder(&Device::flex())?;
+fn load(args: &ModelArgs) -> Result<(Checkpoint, Decoder)> {
+    let ckpt = open(&args.model)?;
+    let mut model = ckpt.load_decoder(&args.device.device()?)?;
+    if let Some(dir) = &args.adapter {
+        model = slm_core::peft::load_adapter(model, dir)?.0;
+    }
     Ok((ckpt, model))
+}
+
+/// The dtype to save `ckpt` in: `--dtype`, else the checkpoint's own (f32 for GGUF).
+fn save_dtype(ckpt: &Checkpoint, dtype: Option<String>) -> Result<SaveDtype> {
+    Ok(match dtype {
+        Some(d) => SaveDtype::parse(&d)?,
+        None => SaveDtype::parse(&ckpt.config.torch_dtype).unwrap_or_default(),
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -427,14 +511,44 @@ fn run(cli: Cli) -> Result<()> {
             let meters = slm_energy::meters::probe();
             println!("{}", json!({ "meters": meters }));
         }
+        Command::Lora {
+            command:
+                LoraCommand::Merge {
+                    model,
+                    adapter,
+                    out,
+                    dtype,
+                },
+        } => {
+            let args = ModelArgs {
+                model,
+                adapter: Some(adapter),
+                device: DeviceArg::Cpu,
+            };
+            let (ckpt, decoder) = load(&args)?;
+            let dtype = save_dtype(&ckpt, dtype)?;
+            save_hf_dir(
+                &decoder.merge_adapters(),
+                ckpt.tokenizer.as_ref(),
+                &out,
+                dtype,
+            )?;
+            println!(
+                "{}",
+                json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })
+            );
+        }
         Command::Convert { model, out, dtype } => {
             let (ckpt, decoder) = load(&model)?;
             // Quantized GGUF tensors are dequantized to f32; HF checkpoints keep their dtype.
-            let dtype = match dtype {
-                Some(d) => SaveDtype::parse(&d)?,
-                None => SaveDtype::parse(&ckpt.config.torch_dtype).unwrap_or_default(),
-            };
-            save_hf_dir(&decoder, ckpt.tokenizer.as_ref(), &out, dtype)?;
+            // An --adapter is merged in.
+            let dtype = save_dtype(&ckpt, dtype)?;
+            save_hf_dir(
+                &decoder.merge_adapters(),
+                ckpt.tokenizer.as_ref(),
+                &out,
+                dtype,
+            )?;
             println!(
                 "{}",
                 json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })

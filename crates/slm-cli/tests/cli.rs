@@ -116,28 +116,23 @@ fn tokenize_prints_ids() {
     assert_eq!(ids_of(&v["ids"]), ids_of(&case["ids"]));
 }
 
-#[test]
-fn logits_writes_position_by_position() {
+/// `slm logits` on row 0 of the fixture batch (no padding) with `model_args`, against row 0 of
+/// `expected` (a fixture logits file): the largest |diff|.
+fn logits_row0_diff(model_args: &[&str], expected: &str) -> f32 {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("logits.safetensors");
     let ids = "0,592,366,328,672,262,260,432,72,15,497,354"; // row 0 of the fixture batch
-    let o = slm(&[
-        "logits",
-        "--model",
-        &model("llama-tiny"),
-        "--ids",
-        ids,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut args = vec!["logits"];
+    args.extend_from_slice(model_args);
+    args.extend(["--ids", ids, "--out", out.to_str().unwrap()]);
+    let o = slm(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let bytes = std::fs::read(&out).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor("logits").unwrap();
     assert_eq!(t.shape(), &[12, 768]);
     assert_eq!(t.dtype(), safetensors::Dtype::F32);
-    let exp_bytes =
-        std::fs::read(fixtures().join("models/llama-tiny/expected/logits.safetensors")).unwrap();
+    let exp_bytes = std::fs::read(fixtures().join(expected)).unwrap();
     let exp = safetensors::SafeTensors::deserialize(&exp_bytes).unwrap();
     let f = |b: &[u8]| -> Vec<f32> {
         b.chunks_exact(4)
@@ -145,12 +140,92 @@ fn logits_writes_position_by_position() {
             .collect()
     };
     let (got, want) = (f(t.data()), f(exp.tensor("logits").unwrap().data()));
-    let worst = got
-        .iter()
+    got.iter()
         .zip(&want[..12 * 768])
         .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+        .fold(0f32, f32::max)
+}
+
+#[test]
+fn logits_writes_position_by_position() {
+    let worst = logits_row0_diff(
+        &["--model", &model("llama-tiny")],
+        "models/llama-tiny/expected/logits.safetensors",
+    );
     assert!(worst <= 1e-4, "{worst}");
+}
+
+#[test]
+fn adapters_run_unmerged_and_merge_into_an_hf_dir() {
+    let adapter = fixtures().join("lora/adapter_a").display().to_string();
+    let base = model("llama-tiny");
+    let worst = logits_row0_diff(
+        &["--model", &base, "--adapter", &adapter],
+        "lora/adapter_a/expected/logits.safetensors",
+    );
+    assert!(worst <= 1e-4, "adapter logits vs peft: {worst}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("merged");
+    let v = ok_json(&[
+        "lora",
+        "merge",
+        "--model",
+        &base,
+        "--adapter",
+        &adapter,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["architecture"], "LlamaForCausalLM");
+    let worst = logits_row0_diff(
+        &["--model", out.to_str().unwrap()],
+        "lora/merged_a/expected/logits.safetensors",
+    );
+    assert!(worst <= 1e-4, "merged dir logits vs peft: {worst}");
+    // A directory without an adapter is one clear line naming the file.
+    let e = one_line_error(&[
+        "logits",
+        "--model",
+        &base,
+        "--adapter",
+        dir.path().to_str().unwrap(),
+        "--ids",
+        "1,2",
+        "--out",
+        dir.path().join("x.safetensors").to_str().unwrap(),
+    ]);
+    assert!(e.contains("adapter_config.json"), "{e}");
+}
+
+#[test]
+fn devices_are_parsed_and_a_missing_backend_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let args = |device: &'static str| {
+        vec![
+            "logits".to_string(),
+            "--model".into(),
+            model("llama-tiny"),
+            "--ids".into(),
+            "1,2".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--device".into(),
+            device.into(),
+        ]
+    };
+    let run = |device| {
+        let a = args(device);
+        slm(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(run("cpu").status.success());
+    let bad = run("tpu:0");
+    assert_eq!(bad.status.code(), Some(2), "clap rejects a bad --device");
+    if !cfg!(feature = "cuda") {
+        let a = args("cuda:0");
+        let e = one_line_error(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(e.contains("without CUDA"), "{e}");
+    }
 }
 
 #[test]
