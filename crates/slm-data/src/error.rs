@@ -1,7 +1,10 @@
 //! The error type of slm-data: every variant names the file, and the 1-based line where there
 //! is one.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use crate::limits::MAX_EMAIL_BYTES;
 
 /// Everything that can go wrong while reading or writing datasets.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +160,7 @@ pub enum Error {
         /// The message's file.
         path: PathBuf,
         /// What is wrong with it.
-        problem: crate::readers::EmailProblem,
+        problem: EmailProblem,
     },
     /// A path whose format [`read_any`](crate::read_any) cannot tell from its extension.
     #[error("{}: unknown dataset format (expected .jsonl, .json, .csv, .tsv (each also .gz or .zst), .parquet, .eml, a folder or a glob)", .path.display())]
@@ -225,6 +228,37 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Why an email yields no example (the problem of an [`Error::Email`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmailProblem {
+    /// No RFC 822 header could be parsed (empty input, or not an email at all).
+    NotAMessage,
+    /// Headers but no text: no `text/plain` or `text/html` part, or only blank ones
+    /// (attachments only, an empty body, an HTML email that is only images).
+    NoTextBody,
+    /// A message over [`MAX_EMAIL_BYTES`].
+    TooLarge {
+        /// Its size in bytes.
+        bytes: u64,
+    },
+}
+
+impl fmt::Display for EmailProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmailProblem::NotAMessage => f.write_str("not an email: no header found"),
+            EmailProblem::NoTextBody => {
+                f.write_str("email has no text: no text/plain or text/html part with words")
+            }
+            EmailProblem::TooLarge { bytes } => write!(
+                f,
+                "email is {bytes} bytes, more than the limit of {MAX_EMAIL_BYTES}"
+            ),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

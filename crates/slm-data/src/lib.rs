@@ -70,6 +70,7 @@ mod error;
 mod example;
 mod fields;
 pub mod inputs;
+mod limits;
 mod reader;
 mod readers;
 mod stages;
@@ -88,7 +89,8 @@ pub use curate::{
 pub use error::{Error, Result};
 pub use example::{Example, RESERVED_KEYS};
 pub use fields::FieldMap;
-pub use reader::{JsonlReader, MAX_LINE_BYTES, read_jsonl};
+pub use limits::MAX_LINE_BYTES;
+pub use reader::{JsonlReader, read_jsonl};
 pub use readers::{
     Compression, CsvReader, DocumentKind, EmailProblem, EmailReader, Format, JsonArrayReader,
     MAX_EMAIL_BYTES, ParquetReader, ParquetSchema, ParquetWriter, Reader, ShardedReader,

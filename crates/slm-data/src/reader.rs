@@ -9,10 +9,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result, kind};
 use crate::example::Example;
 use crate::fields::FieldMap;
-
-/// The longest line a reader accepts by default (16 MiB), so a file without newlines cannot
-/// make it buffer without bound.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
+use crate::limits::MAX_LINE_BYTES;
 
 /// Reads a JSON Lines dataset lazily, yielding one `Result<Example>` per non-blank line.
 ///

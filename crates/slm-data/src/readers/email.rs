@@ -6,7 +6,6 @@
 //! the `mail-parser` crate's, which is fuzzed and never panics on bad input; what it cannot
 //! turn into text is an [`EmailProblem`].
 
-use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,43 +14,9 @@ use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde_json::Value;
 
 use super::{Reader, io_error};
-use crate::error::{Error, Result};
+use crate::error::{EmailProblem, Error, Result};
 use crate::example::Example;
-
-/// The largest message a reader accepts (32 MiB); larger files are
-/// [`EmailProblem::TooLarge`] without being read whole.
-pub const MAX_EMAIL_BYTES: u64 = 32 << 20;
-
-/// Why an email yields no example.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EmailProblem {
-    /// No RFC 822 header could be parsed (empty input, or not an email at all).
-    NotAMessage,
-    /// Headers but no text: no `text/plain` or `text/html` part, or only blank ones
-    /// (attachments only, an empty body, an HTML email that is only images).
-    NoTextBody,
-    /// A message over [`MAX_EMAIL_BYTES`].
-    TooLarge {
-        /// Its size in bytes.
-        bytes: u64,
-    },
-}
-
-impl fmt::Display for EmailProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EmailProblem::NotAMessage => f.write_str("not an email: no header found"),
-            EmailProblem::NoTextBody => {
-                f.write_str("email has no text: no text/plain or text/html part with words")
-            }
-            EmailProblem::TooLarge { bytes } => write!(
-                f,
-                "email is {bytes} bytes, more than the limit of {MAX_EMAIL_BYTES}"
-            ),
-        }
-    }
-}
+use crate::limits::MAX_EMAIL_BYTES;
 
 /// Parses one raw message into an [`Example`] with id `id`.
 ///

@@ -25,11 +25,13 @@ mod text_dir;
 use std::path::Path;
 
 pub use self::csv::{CsvReader, delimiter_for};
-pub use self::email::{EmailProblem, EmailReader, MAX_EMAIL_BYTES, parse_email};
+pub use self::email::{EmailReader, parse_email};
 pub use self::json_array::JsonArrayReader;
 pub use self::parquet::{ParquetReader, ParquetSchema, ParquetWriter, write_parquet};
 pub use self::shards::{ShardedReader, is_glob};
 pub use self::text_dir::{DocumentKind, TextDirReader};
+pub use crate::error::EmailProblem;
+pub use crate::limits::MAX_EMAIL_BYTES;
 
 use crate::error::{Error, Result};
 use crate::example::Example;
