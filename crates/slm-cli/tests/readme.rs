@@ -63,7 +63,10 @@ fn readme_command_line_section_runs_as_written() {
     // One shell, as a user types them: MODEL set by one line is used by the next.
     let mut script = String::from("set -euo pipefail\nslm() { \"$SLM_BIN\" \"$@\"; }\n");
     for command in &run {
-        script.push_str(&format!("echo '+ {}' >&2\n{command}\n", command.replace('\'', "")));
+        script.push_str(&format!(
+            "echo '+ {}' >&2\n{command}\n",
+            command.replace('\'', "")
+        ));
     }
     let out = Command::new("bash")
         .arg("-c")

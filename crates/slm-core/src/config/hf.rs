@@ -157,9 +157,8 @@ impl HfConfig {
         let rope_scaling = match rope_type.as_str() {
             "default" => RopeScaling::Default,
             "llama3" => {
-                let need = |k: &str| {
-                    get_f(k)?.ok_or_else(|| missing(&format!("{params_name}.{k}")))
-                };
+                let need =
+                    |k: &str| get_f(k)?.ok_or_else(|| missing(&format!("{params_name}.{k}")));
                 RopeScaling::Llama3 {
                     factor: need("factor")?,
                     low_freq_factor: need("low_freq_factor")?,

@@ -116,7 +116,11 @@ impl ModelConfig {
             ("num_attention_heads", self.num_attention_heads, 1 << 12),
             ("num_key_value_heads", self.num_key_value_heads, 1 << 12),
             ("head_dim", self.head_dim, 1 << 12),
-            ("max_position_embeddings", self.max_position_embeddings, 1 << 27),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 27,
+            ),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be positive"));

@@ -51,9 +51,7 @@ pub(crate) mod test_support {
     pub(crate) fn fixture(rel: &str) -> PathBuf {
         let root = std::env::var_os("SLM_FIXTURES")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-            });
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"));
         let path = root.join(rel);
         assert!(path.exists(), "fixture {} is missing", path.display());
         path

@@ -152,7 +152,13 @@ pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWei
     let layers = weights
         .tensor_names()
         .iter()
-        .filter_map(|n| n.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok())
+        .filter_map(|n| {
+            n.strip_prefix("model.layers.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .max()
         .map_or(0, |last| last.saturating_add(1));
     if layers != config.num_hidden_layers {
