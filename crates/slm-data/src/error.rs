@@ -2,7 +2,7 @@
 //! is one.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::limits::MAX_EMAIL_BYTES;
 
@@ -273,5 +273,23 @@ pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// An [`Error::Io`] on `path`.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An [`Error::Parquet`] on `path`.
+pub(crate) fn parquet_error(
+    path: &Path,
+) -> impl FnOnce(parquet::errors::ParquetError) -> Error + '_ {
+    move |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
     }
 }

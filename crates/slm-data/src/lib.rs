@@ -71,12 +71,11 @@ mod example;
 mod fields;
 pub mod inputs;
 mod limits;
-mod reader;
 mod readers;
 mod stages;
 pub mod synth;
 pub mod tokenizer;
-mod writer;
+mod writers;
 
 pub use curate::{
     CurateConfig, CurateReport, CustomStageConfig, DatasetCard, Dropped, EvalConfig, HoldoutConfig,
@@ -89,12 +88,11 @@ pub use curate::{
 pub use error::{Error, Result};
 pub use example::{Example, RESERVED_KEYS};
 pub use fields::FieldMap;
-pub use limits::MAX_LINE_BYTES;
-pub use reader::{JsonlReader, read_jsonl};
+
 pub use readers::{
     Compression, CsvReader, DocumentKind, EmailProblem, EmailReader, Format, JsonArrayReader,
-    MAX_EMAIL_BYTES, ParquetReader, ParquetSchema, ParquetWriter, Reader, ShardedReader,
-    TextDirReader, delimiter_for, is_glob, parse_email, read_any, read_as, write_parquet,
+    JsonlReader, MAX_EMAIL_BYTES, MAX_LINE_BYTES, ParquetReader, Reader, ShardedReader,
+    TextDirReader, delimiter_for, is_glob, parse_email, read_any, read_as, read_jsonl,
 };
 pub use stages::{
     CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,
@@ -104,7 +102,7 @@ pub use stages::{
     STOP_WORDS, UnicodeForm, collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid,
     shingles, simplify_text, strip_html,
 };
-pub use writer::{JsonlWriter, write_jsonl};
+pub use writers::{JsonlWriter, ParquetSchema, ParquetWriter, write_jsonl, write_parquet};
 
 /// The names most programs need: `use slm_data::prelude::*;`.
 pub mod prelude {

@@ -13,12 +13,12 @@ use crate::curate::split::{Splits, holdout, stratified_split};
 use crate::curate::stage::{Dropped, Stage, StageOutput, StageReport, count_reasons};
 use crate::error::{Error, Result};
 use crate::example::Example;
-use crate::readers::{ParquetSchema, ParquetWriter, read_any};
+use crate::readers::read_any;
 use crate::stages::{
     Decontaminate, DuplicateGroup, ExactDedup, LengthFilter, NearDedup, Normalize, PiiScrubber,
     QualityFilter,
 };
-use crate::writer::write_jsonl;
+use crate::writers::{ParquetSchema, ParquetWriter, write_jsonl};
 
 /// The name of the pseudo-stage that records unreadable rows.
 pub const READ_STAGE: &str = "read";

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde_json::Value;
 
-use super::{Reader, io_error};
-use crate::error::{EmailProblem, Error, Result};
+use super::Reader;
+use crate::error::{EmailProblem, Error, Result, io_error};
 use crate::example::Example;
 use crate::limits::MAX_EMAIL_BYTES;
 
