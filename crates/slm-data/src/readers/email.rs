@@ -77,7 +77,7 @@ fn text_parts<'a>(parts: impl Iterator<Item = &'a MessagePart<'a>>) -> Vec<Strin
             // forgiving stripper keeps that text.
             let text = mail_parser::decoders::html::html_to_text(raw);
             if text.trim().is_empty() {
-                crate::stages::strip_html(raw)
+                crate::stages::html::strip_html(raw)
             } else {
                 text
             }

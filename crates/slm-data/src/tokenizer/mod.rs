@@ -368,8 +368,8 @@ mod tests {
             crate::Example::new("1", "an email body"),
             crate::Example::new("2", "another body"),
         ];
-        crate::write_parquet(dir.path().join("train-0.parquet"), &rows[..1]).unwrap();
-        crate::write_parquet(dir.path().join("train-1.parquet"), &rows[1..]).unwrap();
+        crate::writers::write_parquet(dir.path().join("train-0.parquet"), &rows[..1]).unwrap();
+        crate::writers::write_parquet(dir.path().join("train-1.parquet"), &rows[1..]).unwrap();
         let jsonl = dir.path().join("val.jsonl");
         crate::write_jsonl(&jsonl, &rows).unwrap();
         let texts = read_corpus(
