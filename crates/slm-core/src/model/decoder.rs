@@ -282,8 +282,17 @@ impl Decoder {
     ) -> Result<Self> {
         config.validate()?;
         let mut bound = hf_names::bind(config, weights)?;
+        Decoder::from_bound(config, &mut bound, device)
+    }
+
+    /// Builds the decoder from canonical parameters whose names and shapes fit `config` (as
+    /// [`hf_names::bind`] checks them, or as [`Decoder::named_parameters`] returns them).
+    pub(crate) fn from_bound(
+        config: &ModelConfig,
+        b: &mut hf_names::BoundWeights,
+        device: &Device,
+    ) -> Result<Self> {
         let mut model = config.init(device);
-        let b = &mut bound;
         let emb = b.take("model.embed_tokens.weight")?;
         model.embed_tokens.weight = Param::from_tensor(matrix(emb, device));
         for (i, layer) in model.layers.iter_mut().enumerate() {
