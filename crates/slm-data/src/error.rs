@@ -81,7 +81,7 @@ pub enum Error {
         path: PathBuf,
         /// 1-based line number.
         line: usize,
-        /// The limit in force ([`MAX_LINE_BYTES`](crate::readers::MAX_LINE_BYTES) unless changed).
+        /// The limit in force ([`MAX_LINE_BYTES`](crate::limits::MAX_LINE_BYTES) unless changed).
         limit: usize,
     },
     /// A file with no records (empty, or only blank lines), or a writer finished with none.
