@@ -16,7 +16,8 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use slm::data::{FieldMap, MinHashConfig, MinHasher, read_jsonl};
+use slm::data::stages::{MinHashConfig, MinHasher};
+use slm::data::{FieldMap, read_jsonl};
 
 fn minhash(c: &mut Criterion) {
     let (name, path) = common::spamassassin_jsonl();

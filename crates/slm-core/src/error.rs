@@ -121,7 +121,8 @@ pub enum Error {
         /// The vocabulary size.
         vocab_size: usize,
     },
-    /// The input to a forward pass is malformed (ragged batch, empty, mask mismatch, too long).
+    /// The input to a forward pass is malformed (ragged batch, empty, mask mismatch, too long),
+    /// or a model edit asked for is (a vocabulary resize that would drop rows, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// A tensor operation of the backend failed.

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use slm_data::{DocumentKind, TextDirReader};
+use slm_data::TextDirReader;
+use slm_data::readers::DocumentKind;
 
 const GROUPS: [&str; 5] = ["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"];
 

@@ -1,7 +1,10 @@
 //! The error type of slm-data: every variant names the file, and the 1-based line where there
 //! is one.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::limits::MAX_EMAIL_BYTES;
 
 /// Everything that can go wrong while reading or writing datasets.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +81,7 @@ pub enum Error {
         path: PathBuf,
         /// 1-based line number.
         line: usize,
-        /// The limit in force ([`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES) unless changed).
+        /// The limit in force ([`MAX_LINE_BYTES`](crate::limits::MAX_LINE_BYTES) unless changed).
         limit: usize,
     },
     /// A file with no records (empty, or only blank lines), or a writer finished with none.
@@ -157,7 +160,7 @@ pub enum Error {
         /// The message's file.
         path: PathBuf,
         /// What is wrong with it.
-        problem: crate::readers::EmailProblem,
+        problem: EmailProblem,
     },
     /// A path whose format [`read_any`](crate::read_any) cannot tell from its extension.
     #[error("{}: unknown dataset format (expected .jsonl, .json, .csv, .tsv (each also .gz or .zst), .parquet, .eml, a folder or a glob)", .path.display())]
@@ -227,6 +230,37 @@ pub enum Error {
     },
 }
 
+/// Why an email yields no example (the problem of an [`Error::Email`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmailProblem {
+    /// No RFC 822 header could be parsed (empty input, or not an email at all).
+    NotAMessage,
+    /// Headers but no text: no `text/plain` or `text/html` part, or only blank ones
+    /// (attachments only, an empty body, an HTML email that is only images).
+    NoTextBody,
+    /// A message over [`MAX_EMAIL_BYTES`].
+    TooLarge {
+        /// Its size in bytes.
+        bytes: u64,
+    },
+}
+
+impl fmt::Display for EmailProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmailProblem::NotAMessage => f.write_str("not an email: no header found"),
+            EmailProblem::NoTextBody => {
+                f.write_str("email has no text: no text/plain or text/html part with words")
+            }
+            EmailProblem::TooLarge { bytes } => write!(
+                f,
+                "email is {bytes} bytes, more than the limit of {MAX_EMAIL_BYTES}"
+            ),
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -239,5 +273,23 @@ pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// An [`Error::Io`] on `path`.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// An [`Error::Parquet`] on `path`.
+pub(crate) fn parquet_error(
+    path: &Path,
+) -> impl FnOnce(parquet::errors::ParquetError) -> Error + '_ {
+    move |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
     }
 }

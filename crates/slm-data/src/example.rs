@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The keys an [`Example`] serializes itself, which its metadata may not use.
-pub const RESERVED_KEYS: [&str; 4] = ["id", "input", "target", "label"];
+pub(crate) const RESERVED_KEYS: [&str; 4] = ["id", "input", "target", "label"];
 
 /// One dataset record: the model's input, what it should produce or which class it is, and
 /// everything else the source carried.

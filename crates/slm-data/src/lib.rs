@@ -37,7 +37,7 @@
 //!
 //! Other formats: [`read_any`] picks by extension among CSV/TSV ([`CsvReader`]), Parquet
 //! ([`ParquetReader`]), folders of text files or emails labelled by sub-folder
-//! ([`TextDirReader`]) and raw RFC 822 email ([`EmailReader`], [`parse_email`]), and reads a
+//! ([`TextDirReader`]) and raw RFC 822 email ([`EmailReader`], [`readers::parse_email`]), and reads a
 //! glob pattern over shards (`data/train-*.parquet`) as one dataset ([`ShardedReader`]), all behind the
 //! [`Reader`] trait with the same contract (errors name file and line or row, empty input is
 //! [`Error::EmptyDataset`], a missing column is [`Error::UnknownColumn`]). [`ParquetWriter`]
@@ -45,12 +45,12 @@
 //! `data/spamassassin/sample.jsonl` (604 emails of the SpamAssassin corpus, made by
 //! `scripts/import-spamassassin.sh`) reads with `FieldMap::new("text").with_label("label")`.
 //!
-//! Curation: [`curate`] runs a [`CurateConfig`] (TOML or JSON; `slm data curate --config`)
-//! through the built-in [`Stage`]s (normalise, length, Gopher-style quality, PII scrubbing,
+//! Curation: [`curate()`] runs a [`CurateConfig`] (TOML or JSON; `slm data curate --config`)
+//! through the built-in [`Stage`]s ([`stages`]: normalise, length, Gopher-style quality, PII scrubbing,
 //! exact and MinHash-LSH dedup, 13-gram decontamination) and any custom stages a
 //! [`StageRegistry`] builds from `[[stages.custom]]` tables ([`curate_with`] for your own),
 //! audits labels, splits stratified by label plus a live-like holdout by time or source, and
-//! writes each split as JSONL and/or Parquet with a [`DatasetCard`] and `dropped.jsonl` (every
+//! writes each split as JSONL and/or Parquet with a [`curation::DatasetCard`] and `dropped.jsonl` (every
 //! removed row with its stage and reason). [`Pipeline`] runs stages without the files.
 //!
 //! Model inputs: [`inputs`] renders examples through a prompt or chat template, tokenizes
@@ -59,6 +59,19 @@
 //! byte-level BPE tokenizer on a domain corpus, reports fertility, and extends a base tokenizer
 //! with the matching embedding resize. [`synth`] writes synthetic examples for rare classes
 //! with a teacher model and filters them.
+//!
+//! # Modules
+//! The crate root holds what a pipeline is composed from; everything else is by module path:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`readers`] | the [`Reader`] trait, [`read_any`], one reader per format, format detection, size limits |
+//! | [`writers`] | [`JsonlWriter`], [`ParquetWriter`] and its [`writers::ParquetSchema`] |
+//! | [`curation`] | [`curate()`], its config, the [`Stage`] trait, [`Pipeline`], splits, label audit, dataset card |
+//! | [`stages`] | the built-in stages and their configs; each file's helpers (`stages::pii::EMAIL`, `stages::minhash::estimate_jaccard`, ...) |
+//! | [`inputs`] | prompt/chat templates, tokenization with loss masks, batchers |
+//! | [`tokenizer`] | BPE training, fertility, extending a tokenizer with domain tokens |
+//! | [`synth`] | teacher-driven synthetic examples |
 //!
 //! # Features
 //! | feature | default | what it enables |
@@ -70,39 +83,42 @@ mod error;
 mod example;
 mod fields;
 pub mod inputs;
-mod reader;
-mod readers;
-mod stages;
+mod limits;
+pub mod readers;
+pub mod stages;
 pub mod synth;
 pub mod tokenizer;
-mod writer;
+pub mod writers;
 
 pub use curate::{
-    CurateConfig, CurateObserver, CurateReport, CustomStageConfig, DatasetCard, Dropped,
-    EvalConfig, HoldoutConfig, HoldoutSplit, InputConfig, LENGTH_BUCKETS, LabelAudit,
-    LabelConflict, LengthBucket, NO_LABEL, OutputFormat, Pipeline, PipelineOutput, READ_STAGE,
-    SplitCard, SplitConfig, Splits, Stage, StageOutput, StageRegistry, StageReport, StageSlot,
-    StagesConfig, Verdict, curate, curate_with, filter_map_examples, holdout, label_counts,
-    length_histogram, parse_timestamp, read_inputs, stratified_split,
+    CurateConfig, CurateObserver, CurateReport, CustomStageConfig, Dropped, EvalConfig,
+    HoldoutConfig, InputConfig, OutputFormat, Pipeline, SplitConfig, Stage, StageOutput,
+    StageRegistry, StageReport, StageSlot, StagesConfig, Verdict, curate, curate_with,
+    filter_map_examples,
 };
 pub use error::{Error, Result};
-pub use example::{Example, RESERVED_KEYS};
+pub use example::Example;
 pub use fields::FieldMap;
-pub use reader::{JsonlReader, MAX_LINE_BYTES, read_jsonl};
 pub use readers::{
-    Compression, CsvReader, DocumentKind, EmailProblem, EmailReader, Format, JsonArrayReader,
-    MAX_EMAIL_BYTES, ParquetReader, ParquetSchema, ParquetWriter, Reader, ShardedReader,
-    TextDirReader, delimiter_for, is_glob, parse_email, read_any, read_as, write_parquet,
+    CsvReader, EmailReader, JsonArrayReader, JsonlReader, ParquetReader, Reader, ShardedReader,
+    TextDirReader, read_any, read_jsonl,
 };
-pub use stages::{
-    CREDIT_CARD, Decontaminate, DecontaminateConfig, DuplicateGroup, EMAIL, ExactDedup, IP,
-    LabelFilter, LabelFilterConfig, LanguageConfig, LanguageFilter, LengthConfig, LengthFilter,
-    MERSENNE_PRIME, MatchAction, MinHashConfig, MinHasher, NearDedup, Normalize, NormalizeConfig,
-    PHONE, PiiConfig, PiiScrubber, QualityConfig, QualityFilter, RegexFilter, RegexFilterConfig,
-    STOP_WORDS, UnicodeForm, collapse_whitespace, decode_entities, estimate_jaccard, luhn_valid,
-    shingles, simplify_text, strip_html,
-};
-pub use writer::{JsonlWriter, write_jsonl};
+pub use writers::{JsonlWriter, ParquetWriter, write_jsonl};
+
+/// Curation by module path: everything of [`curate()`] (the root holds what a pipeline is
+/// composed from: the config types, [`Stage`], [`Pipeline`], ...) plus splitting
+/// ([`stratified_split`](curation::stratified_split), [`holdout`](curation::holdout),
+/// [`parse_timestamp`](curation::parse_timestamp)), the label audit
+/// ([`LabelAudit`](curation::LabelAudit)), the dataset card
+/// ([`DatasetCard`](curation::DatasetCard)) and the pieces of a run
+/// ([`read_inputs`](curation::read_inputs), [`READ_STAGE`](curation::READ_STAGE),
+/// [`PipelineOutput`](curation::PipelineOutput)).
+///
+/// The code is in `src/curate/`; the module is named `curation` so that `slm_data::curate`
+/// stays the function alone.
+pub mod curation {
+    pub use crate::curate::*;
+}
 
 /// The names most programs need: `use slm_data::prelude::*;`.
 pub mod prelude {

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use slm_data::{
-    Example, MinHashConfig, MinHasher, PiiScrubber, SplitConfig, estimate_jaccard, luhn_valid,
-    stratified_split,
-};
+use slm_data::curation::stratified_split;
+use slm_data::stages::minhash::estimate_jaccard;
+use slm_data::stages::pii::luhn_valid;
+use slm_data::stages::{MinHashConfig, MinHasher, PiiScrubber};
+use slm_data::{Example, SplitConfig};
 
 /// A fixed seed: even a correct MinHash leaves a 3-sigma band for about 0.3% of samples (a
 /// third of 128 cases' runs would fail somewhere), so the bound is 4 sigma (6e-5 per case) and

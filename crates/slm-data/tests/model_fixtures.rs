@@ -1,5 +1,6 @@
-//! slm-data against the tiny fixture models of `fixtures/models`: embedding resize
-//! after tokenizer extension, chat-template inputs, and teacher-driven synthetic augmentation.
+//! slm-data against the tiny fixture models of `fixtures/models`: tokenizer extension and the
+//! embedding resize it calls for (the model side alone is tested in slm-core's
+//! `tests/resize.rs`), chat-template inputs, and teacher-driven synthetic augmentation.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use slm_data::synth::{
     AugmentConfig, DropReason, GenerationRequest, Generator, LabelScorer, QualityBounds, Sampling,
     TeacherConfig, TeacherGenerator, TeacherScorer, augment,
 };
-use slm_data::tokenizer::{extend_tokenizer, resize_embeddings};
+use slm_data::tokenizer::{extend_tokenizer, new_token_rows, resize_embeddings};
 
 /// `fixtures/<rel>` at the repository root (the project copy of the shared reference fixtures); panics naming the path if absent.
 fn fixture(rel: &str) -> PathBuf {
@@ -59,6 +60,14 @@ fn check_extension(model: &str) {
         base.eos_token(),
         "special-token names survive"
     );
+    // The tokenizer side: the new tokens get the ids after the base vocabulary, in order, each
+    // starting from the base sub-tokens of its text.
+    let rows = new_token_rows(&base, &ext).unwrap();
+    assert_eq!(rows.len(), new_tokens.len());
+    for (i, (row, tok)) in rows.iter().zip(new_tokens).enumerate() {
+        assert_eq!(row.id as usize, base.vocab_size() + i, "{tok}");
+        assert_eq!(row.mean_of, base.encode(tok, false).unwrap(), "{tok}");
+    }
     let resized = resize_embeddings(&dec, &base, &ext).unwrap();
     let old_v = dec.config().vocab_size;
     assert_eq!(resized.config().vocab_size, old_v + 3);

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use slm_data::{Error, Example, FieldMap, ParquetReader, read_any, write_parquet};
+use slm_data::writers::write_parquet;
+use slm_data::{Error, Example, FieldMap, ParquetReader, read_any};
 
 fn write(dir: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(rel);

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use slm_data::{CsvReader, FieldMap, parse_email};
+use slm_data::readers::parse_email;
+use slm_data::{CsvReader, FieldMap};
 
 /// Bytes biased towards what the parsers branch on.
 fn csvish() -> impl Strategy<Value = Vec<u8>> {

@@ -89,7 +89,11 @@ fn the_shipped_curate_config_runs_on_the_sample() {
         .read_all()
         .unwrap()
         .iter()
-        .filter_map(|e| e.meta["date"].as_str().and_then(slm_data::parse_timestamp))
+        .filter_map(|e| {
+            e.meta["date"]
+                .as_str()
+                .and_then(slm_data::curation::parse_timestamp)
+        })
         .collect()
     };
     let oldest_live = dates("live").into_iter().fold(f64::INFINITY, f64::min);

@@ -232,9 +232,20 @@ impl Decoder {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let bound = hf_names::bind(config, weights)?;
+        let mut bound = hf_names::bind(config, weights)?;
+        Decoder::from_bound(config, &mut bound, device)
+    }
+
+    /// Builds the decoder from canonical parameters whose names and shapes fit `config` (as
+    /// [`hf_names::bind`] checks them, or as [`Decoder::named_parameters`] returns them),
+    /// taking them out of `bound`.
+    pub(crate) fn from_bound(
+        config: &ModelConfig,
+        bound: &mut hf_names::BoundWeights,
+        device: &Device,
+    ) -> Result<Self> {
         // The structure is lazy: binding replaces every parameter before any is allocated.
-        let mut binder = hf_names::Binder::new(bound, device.clone());
+        let mut binder = hf_names::Binder::new(std::mem::take(bound), device.clone());
         let model = config.init(device).map(&mut binder);
         binder.finish()?;
         Ok(model)

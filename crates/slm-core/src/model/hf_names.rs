@@ -334,6 +334,21 @@ pub struct BoundWeights {
 }
 
 impl BoundWeights {
+    /// Canonical parameters held in memory (as [`crate::model::Decoder::named_parameters`]
+    /// returns them); `source_name` names them in errors.
+    pub(crate) fn from_parameters(
+        source_name: impl Into<String>,
+        params: Vec<NamedTensor>,
+    ) -> Self {
+        BoundWeights {
+            source_name: source_name.into(),
+            map: params
+                .into_iter()
+                .map(|(name, shape, values)| (name, (values, shape)))
+                .collect(),
+        }
+    }
+
     /// Removes and returns one canonical parameter.
     pub fn take(&mut self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         self.map.remove(name).ok_or_else(|| Error::MissingTensor {

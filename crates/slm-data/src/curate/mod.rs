@@ -1,5 +1,10 @@
 //! Curation: the [`Stage`] trait and [`Pipeline`], splits, the label audit, the dataset card,
-//! and [`curate`], which runs all of it from a [`CurateConfig`].
+//! and [`curate()`], which runs all of it from a [`CurateConfig`].
+//!
+//! Public as `slm_data::curation`; what a pipeline is composed from is also at the crate root
+//! (`slm_data::curate`, `slm_data::CurateConfig`, `slm_data::Stage`, ...). Besides: splitting
+//! ([`stratified_split`], [`holdout`], [`parse_timestamp`]), the label audit ([`LabelAudit`]),
+//! the dataset card ([`DatasetCard`]) and the pieces of a run ([`read_inputs`], [`READ_STAGE`]).
 
 pub(crate) mod audit;
 pub(crate) mod card;

@@ -13,9 +13,9 @@ use crate::curate::split::{Splits, holdout, stratified_split};
 use crate::curate::stage::{CurateObserver, Dropped, Phase, StageReport, count_reasons};
 use crate::error::{Error, Result};
 use crate::example::Example;
-use crate::readers::{ParquetSchema, ParquetWriter, read_any};
+use crate::readers::read_any;
 use crate::stages::Decontaminate;
-use crate::writer::write_jsonl;
+use crate::writers::{ParquetSchema, ParquetWriter, write_jsonl};
 
 /// The name of the pseudo-stage that records unreadable rows.
 pub const READ_STAGE: &str = "read";

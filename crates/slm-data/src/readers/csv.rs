@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 use serde_json::{Map, Value};
 
-use super::{Reader, check_columns, io_error};
-use crate::error::{Error, Result};
+use super::Reader;
+use super::record::{check_columns, example_from_object};
+use crate::error::{Error, Result, io_error};
 use crate::example::Example;
 use crate::fields::FieldMap;
-use crate::reader::example_from_object;
 
 /// The delimiter a file's extension implies: tab for `.tsv` and `.tab` (also under `.gz` or
 /// `.zst`), comma otherwise.

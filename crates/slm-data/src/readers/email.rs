@@ -6,7 +6,6 @@
 //! the `mail-parser` crate's, which is fuzzed and never panics on bad input; what it cannot
 //! turn into text is an [`EmailProblem`].
 
-use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,44 +13,10 @@ use std::path::{Path, PathBuf};
 use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde_json::Value;
 
-use super::{Reader, io_error};
-use crate::error::{Error, Result};
+use super::Reader;
+use crate::error::{EmailProblem, Error, Result, io_error};
 use crate::example::Example;
-
-/// The largest message a reader accepts (32 MiB); larger files are
-/// [`EmailProblem::TooLarge`] without being read whole.
-pub const MAX_EMAIL_BYTES: u64 = 32 << 20;
-
-/// Why an email yields no example.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EmailProblem {
-    /// No RFC 822 header could be parsed (empty input, or not an email at all).
-    NotAMessage,
-    /// Headers but no text: no `text/plain` or `text/html` part, or only blank ones
-    /// (attachments only, an empty body, an HTML email that is only images).
-    NoTextBody,
-    /// A message over [`MAX_EMAIL_BYTES`].
-    TooLarge {
-        /// Its size in bytes.
-        bytes: u64,
-    },
-}
-
-impl fmt::Display for EmailProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EmailProblem::NotAMessage => f.write_str("not an email: no header found"),
-            EmailProblem::NoTextBody => {
-                f.write_str("email has no text: no text/plain or text/html part with words")
-            }
-            EmailProblem::TooLarge { bytes } => write!(
-                f,
-                "email is {bytes} bytes, more than the limit of {MAX_EMAIL_BYTES}"
-            ),
-        }
-    }
-}
+use crate::limits::MAX_EMAIL_BYTES;
 
 /// Parses one raw message into an [`Example`] with id `id`.
 ///
@@ -112,7 +77,7 @@ fn text_parts<'a>(parts: impl Iterator<Item = &'a MessagePart<'a>>) -> Vec<Strin
             // forgiving stripper keeps that text.
             let text = mail_parser::decoders::html::html_to_text(raw);
             if text.trim().is_empty() {
-                crate::stages::strip_html(raw)
+                crate::stages::html::strip_html(raw)
             } else {
                 text
             }

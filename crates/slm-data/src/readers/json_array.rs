@@ -1,16 +1,16 @@
 //! [`JsonArrayReader`]: a `.json` file holding one array of records, the layout of Alpaca's
 //! `alpaca_data.json` and many instruction datasets (JSON Lines files go to
-//! [`JsonlReader`](crate::JsonlReader)).
+//! [`JsonlReader`](super::JsonlReader)).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Reader, io_error};
-use crate::error::{Error, Result, kind};
+use super::Reader;
+use super::record::example_from_value;
+use crate::error::{Error, Result, io_error, kind};
 use crate::example::Example;
 use crate::fields::FieldMap;
-use crate::reader::example_from_value;
 
 /// Whether the file at `path` starts (after whitespace and a byte-order mark) with `[`, that
 /// is, holds a JSON array rather than JSON Lines.

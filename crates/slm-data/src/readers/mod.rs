@@ -3,7 +3,7 @@
 //!
 //! | Format | Reader | Ids | Label |
 //! |---|---|---|---|
-//! | JSON Lines (`.jsonl`, `.ndjson`, `.json`) | [`JsonlReader`](crate::JsonlReader) | `id` field or `<file>:<line>` | [`FieldMap::label`] |
+//! | JSON Lines (`.jsonl`, `.ndjson`, `.json`) | [`JsonlReader`] | `id` field or `<file>:<line>` | [`FieldMap::label`] |
 //! | A JSON array of records (`.json` starting with `[`) | [`JsonArrayReader`] | `id` field or `<file>:<record>` | [`FieldMap::label`] |
 //! | CSV / TSV (`.csv`, `.tsv`, `.tab`) | [`CsvReader`] | `id` column or `<file>:<line>` | [`FieldMap::label`] |
 //! | Parquet (`.parquet`, `.pq`) | [`ParquetReader`] | `id` column or `<file>:<row>` | [`FieldMap::label`] |
@@ -14,27 +14,36 @@
 //!
 //! JSON Lines and CSV/TSV may be compressed whole (`.jsonl.gz`, `.jsonl.zst`, `.csv.gz`, ...:
 //! gzip and zstd, as datatrove and The Pile ship them); they are decompressed while streaming.
+//!
+//! Each reader lives in its own file and maps records onto [`Example`]s through the shared
+//! mapping in `record.rs`; writers are in [`crate::writers`].
 
 mod csv;
 mod email;
+mod format;
 mod json_array;
+mod jsonl;
 mod parquet;
+pub(crate) mod record;
 mod shards;
 mod text_dir;
 
 use std::path::Path;
 
 pub use self::csv::{CsvReader, delimiter_for};
-pub use self::email::{EmailProblem, EmailReader, MAX_EMAIL_BYTES, parse_email};
+pub use self::email::{EmailReader, parse_email};
+pub use self::format::{Compression, Format};
 pub use self::json_array::JsonArrayReader;
-pub use self::parquet::{ParquetReader, ParquetSchema, ParquetWriter, write_parquet};
+pub use self::jsonl::{JsonlReader, read_jsonl};
+pub use self::parquet::ParquetReader;
 pub use self::shards::{ShardedReader, is_glob};
 pub use self::text_dir::{DocumentKind, TextDirReader};
+pub use crate::error::EmailProblem;
+pub use crate::limits::{MAX_EMAIL_BYTES, MAX_LINE_BYTES};
 
 use crate::error::{Error, Result};
 use crate::example::Example;
 use crate::fields::FieldMap;
-use crate::reader::JsonlReader;
 
 /// A streaming source of [`Example`]s: an iterator of `Result<Example>` that knows which file
 /// or folder it reads.
@@ -51,116 +60,6 @@ use crate::reader::JsonlReader;
 pub trait Reader: Iterator<Item = Result<Example>> + Send {
     /// The file or folder this reader reads (as named in its errors).
     fn path(&self) -> &Path;
-}
-
-impl<R: std::io::BufRead + Send> Reader for JsonlReader<R> {
-    fn path(&self) -> &Path {
-        JsonlReader::path(self)
-    }
-}
-
-/// The dataset formats [`read_any`] knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Format {
-    /// JSON Lines: one object per line.
-    Jsonl,
-    /// Delimiter-separated values with a header row (`,` for `.csv`, tab for `.tsv`/`.tab`).
-    Csv {
-        /// The field delimiter.
-        delimiter: u8,
-    },
-    /// Apache Parquet.
-    Parquet,
-    /// A folder with one document per file, labelled by sub-folder.
-    TextDir,
-    /// One raw RFC 822 email.
-    Email,
-}
-
-/// A whole-file compression [`read_any`] undoes while reading, named by the last extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Compression {
-    /// gzip (`.gz`), multi-member files included.
-    Gzip,
-    /// Zstandard (`.zst`, `.zstd`).
-    Zstd,
-}
-
-impl Compression {
-    /// The compression `path`'s last extension names, if any (case-insensitive).
-    pub fn detect(path: &Path) -> Option<Compression> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "gz" | "gzip" => Some(Compression::Gzip),
-            "zst" | "zstd" => Some(Compression::Zstd),
-            _ => None,
-        }
-    }
-
-    /// `path` without its compression extension (`a.tsv.gz` -> `a.tsv`), as far as the
-    /// format is concerned; `path` itself when it is not compressed.
-    pub(crate) fn inner_name(path: &Path) -> &Path {
-        match Compression::detect(path) {
-            Some(_) => Path::new(path.file_stem().unwrap_or_default()),
-            None => path,
-        }
-    }
-
-    /// A reader of `path`'s decompressed bytes.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the file cannot be opened (or, for zstd, its decoder set up).
-    pub fn open(self, path: &Path) -> Result<Box<dyn std::io::Read + Send>> {
-        let file = std::fs::File::open(path).map_err(io_error(path))?;
-        Ok(match self {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(file).map_err(io_error(path))?)
-            }
-        })
-    }
-}
-
-impl Format {
-    /// The format of `path`: a folder is [`Format::TextDir`], files go by extension
-    /// (case-insensitive), looking through a compression extension (`.jsonl.gz` is JSON
-    /// Lines; see [`Compression`]).
-    ///
-    /// # Errors
-    /// [`Error::UnsupportedFormat`] for an unknown or missing extension, or a compressed file
-    /// that is not JSON Lines or CSV/TSV.
-    pub fn detect(path: &Path) -> Result<Format> {
-        if path.is_dir() {
-            return Ok(Format::TextDir);
-        }
-        if Compression::detect(path).is_some() {
-            return match Format::detect(Compression::inner_name(path)) {
-                Ok(format @ (Format::Jsonl | Format::Csv { .. })) => Ok(format),
-                _ => Err(Error::UnsupportedFormat {
-                    path: path.to_path_buf(),
-                }),
-            };
-        }
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        Ok(match ext.as_deref() {
-            Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
-            Some("csv" | "tsv" | "tab") => Format::Csv {
-                delimiter: delimiter_for(path),
-            },
-            Some("parquet" | "pq") => Format::Parquet,
-            Some("eml") => Format::Email,
-            _ => {
-                return Err(Error::UnsupportedFormat {
-                    path: path.to_path_buf(),
-                });
-            }
-        })
-    }
 }
 
 /// Opens `path` with the reader its [`Format`] calls for; `fields` maps columns for the
@@ -237,89 +136,4 @@ pub fn read_as(
         Format::TextDir => Box::new(TextDirReader::open(path)?),
         Format::Email => Box::new(EmailReader::open(path)?),
     })
-}
-
-/// An [`Error::Io`] on `path`.
-pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// The 1-based line of byte `offset` in `bytes`.
-pub(crate) fn line_of(bytes: &[u8], offset: usize) -> usize {
-    1 + bytes[..offset.min(bytes.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-}
-
-/// Checks that every column `fields` names is in `available`.
-pub(crate) fn check_columns(path: &Path, fields: &FieldMap, available: &[String]) -> Result<()> {
-    let named = [
-        Some(&fields.input),
-        fields.target.as_ref(),
-        fields.label.as_ref(),
-        fields.id.as_ref(),
-    ];
-    for column in named.into_iter().flatten() {
-        if !available.contains(column) {
-            return Err(Error::UnknownColumn {
-                path: path.to_path_buf(),
-                column: column.clone(),
-                available: available.to_vec(),
-            });
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_come_from_extensions() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Format::detect(dir.path()).unwrap(), Format::TextDir);
-        assert_eq!(Format::detect(Path::new("a.JSONL")).unwrap(), Format::Jsonl);
-        assert_eq!(
-            Format::detect(Path::new("a.tsv")).unwrap(),
-            Format::Csv { delimiter: b'\t' }
-        );
-        assert_eq!(
-            Format::detect(Path::new("a.csv")).unwrap(),
-            Format::Csv { delimiter: b',' }
-        );
-        assert_eq!(
-            Format::detect(Path::new("x.parquet")).unwrap(),
-            Format::Parquet
-        );
-        assert_eq!(Format::detect(Path::new("m.eml")).unwrap(), Format::Email);
-        assert_eq!(
-            Format::detect(Path::new("a.jsonl.GZ")).unwrap(),
-            Format::Jsonl
-        );
-        assert_eq!(
-            Format::detect(Path::new("a.tsv.zst")).unwrap(),
-            Format::Csv { delimiter: b'\t' }
-        );
-        assert_eq!(
-            Compression::detect(Path::new("a.jsonl.zstd")),
-            Some(Compression::Zstd)
-        );
-        assert!(Format::detect(Path::new("a.eml.gz")).is_err());
-        assert!(matches!(
-            Format::detect(Path::new("notes.docx")),
-            Err(Error::UnsupportedFormat { .. })
-        ));
-    }
-
-    #[test]
-    fn lines_are_one_based() {
-        assert_eq!(line_of(b"ab\ncd\nef", 0), 1);
-        assert_eq!(line_of(b"ab\ncd\nef", 4), 2);
-        assert_eq!(line_of(b"ab\ncd\nef", 99), 3);
-    }
 }

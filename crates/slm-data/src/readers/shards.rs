@@ -133,7 +133,7 @@ impl Reader for ShardedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{write_jsonl, write_parquet};
+    use crate::writers::{write_jsonl, write_parquet};
 
     #[test]
     fn reads_every_shard_in_order_as_one_dataset() {

@@ -10,9 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::Reader;
 use super::email::read_email_file;
-use super::{Reader, io_error, line_of};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io_error};
 use crate::example::Example;
 
 /// How each file of a [`TextDirReader`] is read.
@@ -195,6 +195,14 @@ impl Reader for TextDirReader {
     }
 }
 
+/// The 1-based line of byte `offset` in `bytes`.
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +259,12 @@ mod tests {
             TextDirReader::open(dir.path().join("missing")),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn lines_are_one_based() {
+        assert_eq!(line_of(b"ab\ncd\nef", 0), 1);
+        assert_eq!(line_of(b"ab\ncd\nef", 4), 2);
+        assert_eq!(line_of(b"ab\ncd\nef", 99), 3);
     }
 }

@@ -60,7 +60,7 @@ fn split_groups(
 }
 
 /// Drops examples whose input is byte-identical (128-bit xxh3) to an earlier one; run it after
-/// [`Normalize`](crate::Normalize) so "identical" means "identical once normalised".
+/// [`Normalize`](super::Normalize) so "identical" means "identical once normalised".
 /// Reason `exact_duplicate`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExactDedup;

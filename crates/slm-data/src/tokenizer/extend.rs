@@ -1,10 +1,9 @@
-//! Adding domain tokens to a base tokenizer and growing a model's embeddings to match.
+//! Adding domain tokens to a base tokenizer ([`extend_tokenizer`]), the ids they get and the
+//! base sub-tokens each starts from ([`new_token_rows`]); the embedding resize itself is model
+//! surgery and lives in slm-core ([`resize_vocab`]), which [`resize_embeddings`] calls.
 
-use std::collections::BTreeMap;
-
-use slm_core::model::{Decoder, hf_names};
+use slm_core::model::{Decoder, NewRow, resize_vocab};
 use slm_core::tokenizer::Tokenizer;
-use slm_core::weights::{StorageDtype, TensorInfo, WeightSource};
 use tokenizers::AddedToken;
 
 use crate::error::{Error, Result};
@@ -44,37 +43,6 @@ pub fn extend_tokenizer<S: AsRef<str>>(base: &Tokenizer, new_tokens: &[S]) -> Re
     Ok(Tokenizer::from_model_dir(dir.path())?)
 }
 
-/// Named f32 tensors held in memory, so a modified parameter set can go back through
-/// [`Decoder::from_weights`] with its strict name and shape checks.
-struct MemoryWeights(BTreeMap<String, (Vec<usize>, Vec<f32>)>);
-
-impl WeightSource for MemoryWeights {
-    fn source_name(&self) -> String {
-        "resized embeddings (in memory)".into()
-    }
-
-    fn tensor_names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
-    }
-
-    fn tensor_info(&self, name: &str) -> Option<TensorInfo> {
-        self.0.get(name).map(|(shape, _)| TensorInfo {
-            shape: shape.clone(),
-            dtype: StorageDtype::F32,
-        })
-    }
-
-    fn read_f32(&self, name: &str) -> slm_core::Result<Vec<f32>> {
-        self.0
-            .get(name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| slm_core::Error::MissingTensor {
-                source_name: self.source_name(),
-                name: name.to_string(),
-            })
-    }
-}
-
 /// Grows `decoder`'s vocabulary to `after` (an extension of `before`, as
 /// [`extend_tokenizer`] makes) and returns the new decoder, with `vocab_size` updated in its
 /// config.
@@ -92,19 +60,39 @@ impl WeightSource for MemoryWeights {
 /// output rows, so the new token starts out about as likely as its pieces rather than at an
 /// arbitrary logit. A model whose vocabulary is padded beyond `before` (more rows than tokens)
 /// keeps its size when the new tokens fit; the padding rows they land on are overwritten.
+///
+/// The tokenizer side (which ids, from which sub-tokens) is [`new_token_rows`]; the model
+/// surgery is slm-core's [`resize_vocab`].
+///
+/// # Errors
+/// [`Error::VocabMismatch`] when `before` has more tokens than the model's vocabulary, the
+/// errors of [`new_token_rows`], and [`Error::Core`] from the resize.
 pub fn resize_embeddings(
     decoder: &Decoder,
     before: &Tokenizer,
     after: &Tokenizer,
 ) -> Result<Decoder> {
-    let config = decoder.config();
-    let old_vocab = config.vocab_size;
+    let old_vocab = decoder.config().vocab_size;
     if before.vocab_size() > old_vocab {
         return Err(Error::VocabMismatch {
             tokenizer: before.vocab_size(),
             model: old_vocab,
         });
     }
+    let rows = new_token_rows(before, after)?;
+    let new_vocab = old_vocab.max(after.vocab_size());
+    Ok(resize_vocab(decoder, new_vocab, &rows)?)
+}
+
+/// The embedding rows the tokens `after` adds to `before` need: for each id `after` has and
+/// `before` lacks, in order, the ids of the sub-tokens `before` splits its text into (without
+/// special tokens), whose mean row it starts from ([`resize_vocab`] writes them).
+///
+/// # Errors
+/// [`Error::InvalidOption`] when `after` is not an extension of `before` (an id below
+/// `before`'s vocabulary size maps to another token) or a new token encodes to nothing under
+/// `before`; [`Error::Core`] when encoding or decoding fails.
+pub fn new_token_rows(before: &Tokenizer, after: &Tokenizer) -> Result<Vec<NewRow>> {
     if let Some(id) = (0..before.vocab_size() as u32)
         .find(|&id| before.inner().id_to_token(id) != after.inner().id_to_token(id))
     {
@@ -113,10 +101,7 @@ pub fn resize_embeddings(
             reason: format!("not an extension of the base tokenizer: id {id} differs"),
         });
     }
-    let new_vocab = old_vocab.max(after.vocab_size());
-    let hidden = config.hidden_size;
-    // (new id, sub-token ids under `before`)
-    let mut plan = Vec::new();
+    let mut rows = Vec::new();
     for id in before.vocab_size() as u32..after.vocab_size() as u32 {
         let Some(text) = after.inner().id_to_token(id) else {
             continue;
@@ -136,49 +121,10 @@ pub fn resize_embeddings(
                 reason: format!("token `{text}` encodes to nothing under the base tokenizer"),
             });
         }
-        plan.push((id as usize, pieces));
+        rows.push(NewRow {
+            id,
+            mean_of: pieces,
+        });
     }
-
-    let mut params: BTreeMap<String, (Vec<usize>, Vec<f32>)> = decoder
-        .named_parameters()?
-        .into_iter()
-        .map(|(name, shape, values)| (name, (shape, values)))
-        .collect();
-    for name in ["model.embed_tokens.weight", "lm_head.weight"] {
-        let Some((shape, values)) = params.get_mut(name) else {
-            continue;
-        };
-        values.resize(new_vocab * hidden, 0.0);
-        shape[0] = new_vocab;
-        for (id, pieces) in &plan {
-            let row = mean_row(values, hidden, pieces);
-            values[id * hidden..(id + 1) * hidden].copy_from_slice(&row);
-        }
-    }
-    let mut new_config = config.clone();
-    new_config.vocab_size = new_vocab;
-    let on_disk = hf_names::to_checkpoint(
-        &new_config,
-        params.into_iter().map(|(n, (s, v))| (n, s, v)).collect(),
-    )?;
-    let weights = MemoryWeights(on_disk.into_iter().map(|(n, s, v)| (n, (s, v))).collect());
-    Ok(Decoder::from_weights(
-        &new_config,
-        &weights,
-        &decoder.device(),
-    )?)
-}
-
-/// The mean of rows `ids` of a row-major `[_, hidden]` matrix: rows summed in order in f32,
-/// then divided by their count.
-pub(crate) fn mean_row(matrix: &[f32], hidden: usize, ids: &[u32]) -> Vec<f32> {
-    let mut sum = vec![0f32; hidden];
-    for &id in ids {
-        let row = &matrix[id as usize * hidden..(id as usize + 1) * hidden];
-        for (s, x) in sum.iter_mut().zip(row) {
-            *s += x;
-        }
-    }
-    let n = ids.len() as f32;
-    sum.iter().map(|s| s / n).collect()
+    Ok(rows)
 }

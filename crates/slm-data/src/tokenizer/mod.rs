@@ -1,7 +1,8 @@
 //! Domain tokenizers: training a byte-level BPE tokenizer on a corpus ([`train_bpe`]), measuring
 //! how many tokens a tokenizer spends per word on domain text ([`fertility`]), and extending a
-//! base tokenizer with domain tokens ([`extend_tokenizer`]) together with the matching
-//! embedding resize of an slm-core model ([`resize_embeddings`]).
+//! base tokenizer with domain tokens ([`extend_tokenizer`]), with the ids the new tokens get and
+//! the sub-tokens each starts from ([`new_token_rows`]); [`resize_embeddings`] hands those to
+//! slm-core's model surgery ([`slm_core::model::resize_vocab`]).
 //!
 //! The trained tokenizer uses the Llama 3 layout: a regex split (contractions, letter runs,
 //! digit groups of at most three, punctuation runs, whitespace) followed by GPT-2's byte-level
@@ -9,7 +10,7 @@
 
 mod extend;
 
-pub use extend::{extend_tokenizer, resize_embeddings};
+pub use extend::{extend_tokenizer, new_token_rows, resize_embeddings};
 
 use std::path::PathBuf;
 
@@ -368,8 +369,8 @@ mod tests {
             crate::Example::new("1", "an email body"),
             crate::Example::new("2", "another body"),
         ];
-        crate::write_parquet(dir.path().join("train-0.parquet"), &rows[..1]).unwrap();
-        crate::write_parquet(dir.path().join("train-1.parquet"), &rows[1..]).unwrap();
+        crate::writers::write_parquet(dir.path().join("train-0.parquet"), &rows[..1]).unwrap();
+        crate::writers::write_parquet(dir.path().join("train-1.parquet"), &rows[1..]).unwrap();
         let jsonl = dir.path().join("val.jsonl");
         crate::write_jsonl(&jsonl, &rows).unwrap();
         let texts = read_corpus(

@@ -4,15 +4,14 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::error::{Error, Result, kind};
+use super::Reader;
+use super::record::example_from_value;
+use crate::error::{Error, Result};
 use crate::example::Example;
 use crate::fields::FieldMap;
-
-/// The longest line a reader accepts by default (16 MiB), so a file without newlines cannot
-/// make it buffer without bound.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
+use crate::limits::MAX_LINE_BYTES;
 
 /// Reads a JSON Lines dataset lazily, yielding one `Result<Example>` per non-blank line.
 ///
@@ -146,125 +145,9 @@ impl<R: BufRead> JsonlReader<R> {
     }
 }
 
-/// [`example_from_object`] for a JSON value that should be an object; any other value is
-/// [`Error::NotAnObject`] at `line` (or record number).
-pub(crate) fn example_from_value(
-    value: Value,
-    fields: &FieldMap,
-    path: &Path,
-    line: usize,
-) -> Result<Example> {
-    match value {
-        Value::Object(obj) => example_from_object(obj, fields, path, line),
-        other => Err(Error::NotAnObject {
-            path: path.to_path_buf(),
-            line,
-            found: kind(&other),
-        }),
-    }
-}
-
-/// Maps one record (a JSON object) onto an [`Example`] through `fields`; errors name `path`
-/// and the 1-based `line` (or record number). Ids default to `<file name>:<line>`.
-pub(crate) fn example_from_object(
-    mut obj: Map<String, Value>,
-    fields: &FieldMap,
-    path: &Path,
-    line: usize,
-) -> Result<Example> {
-    let field = Field { path, line };
-    let input = field.string(&mut obj, &fields.input)?;
-    let target = match &fields.target {
-        Some(name) => field.optional_string(&mut obj, name)?,
-        None => None,
-    };
-    let label = match &fields.label {
-        Some(name) => field.label(&mut obj, name)?,
-        None => None,
-    };
-    let id = match &fields.id {
-        Some(name) => field.id(&mut obj, name)?,
-        None => None,
-    };
-    let id = id.unwrap_or_else(|| {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        format!("{name}:{line}")
-    });
-    Ok(Example {
-        id,
-        input,
-        target,
-        label,
-        meta: obj,
-    })
-}
-
 /// Reads every example of a JSON Lines file, stopping at the first error.
 pub fn read_jsonl(path: impl AsRef<Path>, fields: FieldMap) -> Result<Vec<Example>> {
     JsonlReader::open(path, fields)?.read_all()
-}
-
-/// Takes mapped fields out of one record, with the errors naming its file and line.
-struct Field<'a> {
-    path: &'a Path,
-    line: usize,
-}
-
-impl Field<'_> {
-    fn take(&self, obj: &mut Map<String, Value>, name: &str) -> Result<Value> {
-        obj.remove(name).ok_or_else(|| Error::MissingField {
-            path: self.path.to_path_buf(),
-            line: self.line,
-            field: name.to_string(),
-        })
-    }
-
-    fn wrong(&self, name: &str, expected: &'static str, found: &Value) -> Error {
-        Error::WrongType {
-            path: self.path.to_path_buf(),
-            line: self.line,
-            field: name.to_string(),
-            expected,
-            found: kind(found),
-        }
-    }
-
-    fn string(&self, obj: &mut Map<String, Value>, name: &str) -> Result<String> {
-        match self.take(obj, name)? {
-            Value::String(s) => Ok(s),
-            other => Err(self.wrong(name, "a string", &other)),
-        }
-    }
-
-    fn optional_string(&self, obj: &mut Map<String, Value>, name: &str) -> Result<Option<String>> {
-        match self.take(obj, name)? {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s)),
-            other => Err(self.wrong(name, "a string or null", &other)),
-        }
-    }
-
-    fn label(&self, obj: &mut Map<String, Value>, name: &str) -> Result<Option<String>> {
-        match self.take(obj, name)? {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s)),
-            Value::Number(n) => Ok(Some(n.to_string())),
-            Value::Bool(b) => Ok(Some(b.to_string())),
-            other => Err(self.wrong(name, "a string, number, boolean or null", &other)),
-        }
-    }
-
-    fn id(&self, obj: &mut Map<String, Value>, name: &str) -> Result<Option<String>> {
-        match self.take(obj, name)? {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s)),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-            other => Err(self.wrong(name, "a string, integer or null", &other)),
-        }
-    }
 }
 
 impl<R: BufRead> Iterator for JsonlReader<R> {
@@ -318,6 +201,12 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             self.saw_record = true;
             return Some(self.parse(text));
         }
+    }
+}
+
+impl<R: BufRead + Send> Reader for JsonlReader<R> {
+    fn path(&self) -> &Path {
+        JsonlReader::path(self)
     }
 }
 
