@@ -1,6 +1,7 @@
 //! Lying and corrupted model files through `slm logits`, as a hostile or broken download would
-//! arrive: bit flips, truncations and integer smashes in GGUF and safetensors headers, and
-//! config.json / tokenizer.json values of the wrong type or an absurd size. Every case runs the
+//! arrive: bit flips, truncations and integer smashes in GGUF and safetensors headers (model and
+//! PEFT adapter weights), and config.json / tokenizer.json / adapter_config.json values of the
+//! wrong type or an absurd size. Every case runs the
 //! real binary under a 4 GiB address-space limit and a time limit, and must end in valid output
 //! (exit 0) or one clean `error:` line (exit 1): never a panic, an abort, a hang or an
 //! allocation beyond the limit.
@@ -190,10 +191,37 @@ fn mutate_json(rng: &mut Rng, text: &str) -> (Vec<u8>, String) {
     }
 }
 
-/// One mutated model on disk and the path to pass as `--model`.
-fn make_case(rng: &mut Rng, dir: &Path) -> (PathBuf, String) {
+/// One mutated model on disk: the path to pass as `--model`, the `--adapter` if any, and what
+/// was done.
+fn make_case(rng: &mut Rng, dir: &Path) -> (PathBuf, Option<PathBuf>, String) {
     let fx = fixtures();
-    let kind = rng.below(5);
+    let kind = rng.below(7);
+    if kind >= 5 {
+        // A PEFT adapter on the intact base.
+        let src = fx.join("lora/adapter_a");
+        let adapter = dir.join("adapter");
+        std::fs::create_dir_all(&adapter).unwrap();
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            std::fs::copy(src.join(f), adapter.join(f)).unwrap();
+        }
+        let (file, (bytes, what)) = if kind == 5 {
+            let text = std::fs::read_to_string(src.join("adapter_config.json")).unwrap();
+            ("adapter_config.json", mutate_json(rng, &text))
+        } else {
+            let bytes = std::fs::read(src.join("adapter_model.safetensors")).unwrap();
+            let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            (
+                "adapter_model.safetensors",
+                mutate_binary(rng, &bytes, header),
+            )
+        };
+        std::fs::write(adapter.join(file), bytes).unwrap();
+        return (
+            fx.join("models/llama-tiny"),
+            Some(adapter),
+            format!("adapter_a/{file}: {what}"),
+        );
+    }
     if kind < 2 {
         let name = if kind == 0 {
             "llama-tiny.f32.gguf"
@@ -205,7 +233,7 @@ fn make_case(rng: &mut Rng, dir: &Path) -> (PathBuf, String) {
         let (bytes, what) = mutate_binary(rng, &bytes, 24 << 10);
         let path = dir.join("model.gguf");
         std::fs::write(&path, bytes).unwrap();
-        return (path, format!("{name}: {what}"));
+        return (path, None, format!("{name}: {what}"));
     }
     let src = fx.join("models/llama-tiny");
     let model = dir.join("model");
@@ -234,11 +262,11 @@ fn make_case(rng: &mut Rng, dir: &Path) -> (PathBuf, String) {
         }
     };
     std::fs::write(model.join(file), bytes).unwrap();
-    (model, format!("llama-tiny/{file}: {what}"))
+    (model, None, format!("llama-tiny/{file}: {what}"))
 }
 
-/// Runs `slm logits` on `model` under the limits; `Err` says what went wrong.
-fn run_case(model: &Path, out: &Path) -> Result<(), String> {
+/// Runs `slm logits` on `model` (with `adapter`) under the limits; `Err` says what went wrong.
+fn run_case(model: &Path, adapter: Option<&Path>, out: &Path) -> Result<(), String> {
     // stderr goes to a file: a pipe nobody drains would block a long message forever.
     let err_path = out.with_extension("stderr");
     let err_file = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
@@ -250,6 +278,12 @@ fn run_case(model: &Path, out: &Path) -> Result<(), String> {
         .arg(model)
         .args(["--ids", "0,5,9", "--out"])
         .arg(out)
+        .args(
+            adapter
+                .map(|a| [Path::new("--adapter"), a])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err_file)
@@ -306,8 +340,9 @@ fn mutated_model_files_never_crash_the_process() {
                     for case in (w..cases).step_by(workers) {
                         let mut rng = Rng(seed ^ (case as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
                         let dir = tempfile::tempdir().unwrap();
-                        let (model, what) = make_case(&mut rng, dir.path());
-                        if let Err(e) = run_case(&model, &dir.path().join("logits.safetensors")) {
+                        let (model, adapter, what) = make_case(&mut rng, dir.path());
+                        let out = dir.path().join("logits.safetensors");
+                        if let Err(e) = run_case(&model, adapter.as_deref(), &out) {
                             failures.push(format!("case {case} ({what}): {e}"));
                         }
                     }
