@@ -35,6 +35,27 @@ pub enum Error {
         /// The value itself.
         value: f32,
     },
+    /// A batch does not fit the model (empty, ragged, ids or labels outside the vocabulary,
+    /// no target token).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// The loss became NaN or infinite: training stops, the last good checkpoint stays.
+    #[error("the loss is {loss} at step {step}; the last good checkpoint is kept")]
+    NonFiniteLoss {
+        /// The optimizer step (from 1) whose loss was not finite.
+        step: u64,
+        /// The loss value.
+        loss: f64,
+    },
+    /// The model has nothing to train (every parameter frozen).
+    #[error("the model has no trainable parameter")]
+    NothingToTrain,
+    /// An error of the model crate (loading, saving, adapters).
+    #[error(transparent)]
+    Core(#[from] slm_core::Error),
+    /// A tensor could not be read back from the backend.
+    #[error("backend: {0}")]
+    Backend(String),
     /// Parameters, gradients or optimizer state differ in length.
     #[error("{what} has {got} elements, expected {expected}")]
     LengthMismatch {

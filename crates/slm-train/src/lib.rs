@@ -41,11 +41,17 @@
 mod adamw;
 mod clip;
 mod error;
+pub mod forward;
+pub mod loss;
+pub mod optim;
 mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{CLIP_EPS, clip_grad_norm};
 pub use error::{Error, Result};
+pub use forward::batch_logits;
+pub use loss::causal_lm_loss;
+pub use optim::{Grads, TensorAdamW};
 pub use schedule::LrSchedule;
 
 /// The names most programs need: `use slm_train::prelude::*;`.

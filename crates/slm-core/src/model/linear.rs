@@ -37,6 +37,11 @@ impl LoraAdapter {
         }
     }
 
+    /// The ids of `A` and `B` (to find their gradients or optimizer state).
+    pub fn param_ids(&self) -> (burn::module::ParamId, burn::module::ParamId) {
+        (self.a.id, self.b.id)
+    }
+
     /// The rank `r`.
     pub fn rank(&self) -> usize {
         self.a.val().dims()[1]
