@@ -51,7 +51,7 @@ pub use clip::{CLIP_EPS, clip_grad_norm};
 pub use error::{Error, Result};
 pub use forward::batch_logits;
 pub use loss::causal_lm_loss;
-pub use optim::{Grads, TensorAdamW};
+pub use optim::{Grads, OptimizerState, ParamMoments, TensorAdamW};
 pub use schedule::LrSchedule;
 
 /// The names most programs need: `use slm_train::prelude::*;`.

@@ -178,46 +178,72 @@ impl TensorAdamW {
         module.map(&mut mapper)
     }
 
-    /// The moments of every parameter as flat `f32` vectors, by parameter id, with the step
-    /// count: what a checkpoint saves.
-    pub fn state(&self) -> Result<(u64, Vec<(ParamId, Vec<f32>, Vec<f32>)>)> {
-        let mut out = Vec::with_capacity(self.moments.len());
+    /// The step count and every parameter's moments as flat `f32` vectors: what a checkpoint
+    /// saves.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when a value cannot be read.
+    pub fn state(&self) -> Result<OptimizerState> {
+        let read = |t: &Tensor<1>| {
+            t.clone()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| Error::Backend(format!("reading optimizer state: {e:?}")))
+        };
+        let mut moments = Vec::with_capacity(self.moments.len());
         for (id, m) in &self.moments {
-            let read = |t: &Tensor<1>| {
-                t.clone()
-                    .try_into_vec_as::<f32>()
-                    .map_err(|e| Error::Backend(format!("reading optimizer state: {e:?}")))
-            };
-            out.push((*id, read(&m.exp_avg)?, read(&m.exp_avg_sq)?));
+            moments.push(ParamMoments {
+                id: *id,
+                exp_avg: read(&m.exp_avg)?,
+                exp_avg_sq: read(&m.exp_avg_sq)?,
+            });
         }
-        Ok((self.step, out))
+        Ok(OptimizerState {
+            step: self.step,
+            moments,
+        })
     }
 
     /// Restores a state saved by [`state`](Self::state), on `device`.
-    pub fn restore(
-        &mut self,
-        step: u64,
-        moments: Vec<(ParamId, Vec<f32>, Vec<f32>)>,
-        device: &Device,
-    ) {
-        self.step = step;
-        self.moments = moments
+    pub fn restore(&mut self, state: OptimizerState, device: &Device) {
+        let t = |x: Vec<f32>| {
+            let n = x.len();
+            Tensor::<1>::from_data(TensorData::new(x, [n]), device)
+        };
+        self.step = state.step;
+        self.moments = state
+            .moments
             .into_iter()
-            .map(|(id, m, v)| {
-                let t = |x: Vec<f32>| {
-                    let n = x.len();
-                    Tensor::<1>::from_data(TensorData::new(x, [n]), device)
-                };
+            .map(|m| {
                 (
-                    id,
+                    m.id,
                     Moments {
-                        exp_avg: t(m),
-                        exp_avg_sq: t(v),
+                        exp_avg: t(m.exp_avg),
+                        exp_avg_sq: t(m.exp_avg_sq),
                     },
                 )
             })
             .collect();
     }
+}
+
+/// One parameter's AdamW moments, flattened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamMoments {
+    /// The parameter.
+    pub id: ParamId,
+    /// First moment.
+    pub exp_avg: Vec<f32>,
+    /// Second moment.
+    pub exp_avg_sq: Vec<f32>,
+}
+
+/// Everything [`TensorAdamW`] carries between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerState {
+    /// Steps taken.
+    pub step: u64,
+    /// Per-parameter moments.
+    pub moments: Vec<ParamMoments>,
 }
 
 struct StepMapper<'a> {
