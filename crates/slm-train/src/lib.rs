@@ -39,20 +39,27 @@
 //! This crate has no features.
 
 mod adamw;
+pub mod checkpoint;
 mod clip;
+mod config;
 mod error;
 pub mod forward;
 pub mod loss;
 pub mod optim;
 mod schedule;
+mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{CLIP_EPS, clip_grad_norm};
+pub use config::{ScheduleKind, TrainConfig};
 pub use error::{Error, Result};
 pub use forward::batch_logits;
 pub use loss::causal_lm_loss;
 pub use optim::{Grads, OptimizerState, ParamMoments, TensorAdamW};
 pub use schedule::LrSchedule;
+pub use trainer::{
+    EvalCallback, EvalMetrics, StepMetrics, TrainObserver, TrainReport, Trainer, TuneMode,
+};
 
 /// The names most programs need: `use slm_train::prelude::*;`.
 pub mod prelude {

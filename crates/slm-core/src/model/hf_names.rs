@@ -136,6 +136,35 @@ impl PathTracker {
     }
 }
 
+/// The Hugging Face name of every parameter of `module` (adapters too, peft-style
+/// `...q_proj.lora_A.weight`) with its id, in module order: how optimizer state and gradients,
+/// keyed by id in memory, get names that survive a restart.
+pub fn parameter_names<M: burn::module::Module>(
+    module: &M,
+) -> Vec<(burn::module::ParamId, String)> {
+    struct Names {
+        tracker: PathTracker,
+        out: Vec<(burn::module::ParamId, String)>,
+    }
+    impl ModuleVisitor for Names {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.tracker.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.tracker.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out.push((param.id, self.tracker.name().0));
+        }
+    }
+    let mut names = Names {
+        tracker: PathTracker::default(),
+        out: Vec::new(),
+    };
+    module.visit(&mut names);
+    names.out
+}
+
 /// A module visitor collecting every base parameter as a [`NamedTensor`] in Hugging Face
 /// naming and layout (adapters are skipped: [`crate::peft`] writes those); with
 /// [`Collect::shapes`] only names and shapes, read lazily, so no value is allocated.
@@ -260,7 +289,10 @@ impl ModuleMapper for Binder {
             Ok((values, shape)) => {
                 let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.device);
                 let t = if transposed { t.transpose() } else { t };
-                Param::initialized(param.id, t)
+                // Trainable, as Param::from_tensor makes it (freezing is the caller's choice).
+                let mut bound = Param::from_tensor(t);
+                bound.id = param.id;
+                bound
             }
             Err(e) => {
                 self.error.get_or_insert(e);

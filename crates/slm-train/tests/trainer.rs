@@ -1,0 +1,165 @@
+//! The training loop on the tiny fixture model: LoRA and full fine-tuning lower the loss,
+//! `metrics.jsonl` and checkpoints are written, a resumed run continues the same loss curve,
+//! and a NaN loss is a typed error naming the step.
+
+mod common;
+
+use common::*;
+use slm_core::peft::LoraConfig;
+use slm_core::prelude::*;
+use slm_data::inputs::TokenizedExample;
+use slm_train::{TrainConfig, Trainer, TuneMode};
+
+fn base() -> Decoder {
+    Checkpoint::open(&fixture("models/llama-tiny"))
+        .unwrap()
+        .load_decoder(&Device::flex().autodiff())
+        .unwrap()
+}
+
+/// A task a tiny model can learn: after a fixed prompt, one of two answers.
+fn examples(n: usize) -> Vec<TokenizedExample> {
+    (0..n)
+        .map(|i| {
+            let mut ids = vec![0u32, 592, 366, 328, 672 + (i % 5) as u32];
+            let answer = if i % 2 == 0 { [262u32, 260] } else { [432, 72] };
+            ids.extend(answer);
+            let mask = (0..ids.len()).map(|k| k >= 5).collect();
+            TokenizedExample::new(format!("e{i}"), ids, mask).unwrap()
+        })
+        .collect()
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        epochs: 3,
+        batch_size: 4,
+        seq_len: 16,
+        lr: 5e-3,
+        warmup: 0.1,
+        save_every: Some(2),
+        save_total_limit: 10,
+        eval_every: Some(3),
+        ..TrainConfig::default()
+    }
+}
+
+fn losses(path: &std::path::Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn lora_training_lowers_the_loss_and_resumes_on_the_same_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, eval) = (examples(24), examples(8));
+    let lora = TuneMode::Lora(LoraConfig::new(4, 8.0));
+    let trainer = Trainer::new(config(), lora.clone(), dir.path(), "llama-tiny");
+    let (_, report) = trainer.run(base(), &train, Some(&eval), false).unwrap();
+    assert_eq!(report.steps, 18, "3 epochs x 6 batches");
+    let curve = losses(&dir.path().join("metrics.jsonl"));
+    assert_eq!(curve.len(), 18);
+    let (first, last) = (curve[0].1, curve[curve.len() - 1].1);
+    assert!(last < first * 0.7, "loss {first} -> {last}");
+    assert_eq!(report.evals.len(), 6);
+    assert!(report.evals.last().unwrap().eval_loss < report.evals[0].eval_loss);
+    assert!(dir.path().join("adapter/adapter_config.json").is_file());
+    assert!(
+        dir.path()
+            .join("checkpoints/step-000010/optimizer.safetensors")
+            .is_file()
+    );
+
+    // As if the process had died after step 10: later checkpoints never happened.
+    let ckpts = dir.path().join("checkpoints");
+    for step in [12, 14, 16, 18] {
+        std::fs::remove_dir_all(ckpts.join(format!("step-{step:06}"))).unwrap();
+    }
+    std::fs::write(ckpts.join("latest"), "step-000010").unwrap();
+    let (_, resumed) = trainer.run(base(), &train, Some(&eval), true).unwrap();
+    assert_eq!((resumed.resumed_from, resumed.steps), (10, 18));
+    let again = losses(&dir.path().join("metrics.jsonl"));
+    assert_eq!(
+        again.len(),
+        18,
+        "the interrupted tail is replaced, not appended"
+    );
+    for ((s, a), (_, b)) in curve.iter().zip(&again) {
+        assert!(
+            (a - b).abs() <= 1e-5,
+            "step {s}: {a} then {b} after resuming"
+        );
+    }
+}
+
+#[test]
+fn full_fine_tuning_trains_every_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 2,
+        lr: 1e-3,
+        eval_every: None,
+        save_every: None,
+        ..config()
+    };
+    let trainer = Trainer::new(config, TuneMode::Full, dir.path(), "llama-tiny");
+    let (_, report) = trainer.run(base(), &examples(16), None, false).unwrap();
+    let curve = losses(&dir.path().join("metrics.jsonl"));
+    assert!(curve.last().unwrap().1 < curve[0].1, "{curve:?}");
+    // The saved directory is a model slm (and transformers) loads.
+    let saved = Checkpoint::open(&report.output).unwrap();
+    let tuned = saved.load_decoder(&Device::flex()).unwrap();
+    let before = Checkpoint::open(&fixture("models/llama-tiny"))
+        .unwrap()
+        .load_decoder(&Device::flex())
+        .unwrap();
+    let changed = tuned
+        .named_parameters()
+        .unwrap()
+        .iter()
+        .zip(before.named_parameters().unwrap())
+        .filter(|(a, b)| max_abs_diff(&a.2, &b.2) > 0.0)
+        .count();
+    assert!(changed > 10, "only {changed} tensors changed");
+}
+
+#[test]
+fn a_nan_loss_names_its_step() {
+    // A model whose final norm holds a NaN: every loss is NaN.
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("models/llama-tiny");
+    let model_dir = dir.path().join("broken");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    std::fs::copy(src.join("config.json"), model_dir.join("config.json")).unwrap();
+    let mut params = base().named_parameters().unwrap();
+    params
+        .iter_mut()
+        .find(|p| p.0 == "model.norm.weight")
+        .unwrap()
+        .2[0] = f32::NAN;
+    slm_core::checkpoint::write_safetensors(
+        &model_dir.join("model.safetensors"),
+        &params,
+        slm_core::checkpoint::SaveDtype::F32,
+    )
+    .unwrap();
+    let broken = Checkpoint::open(&model_dir)
+        .unwrap()
+        .load_decoder(&Device::flex().autodiff())
+        .unwrap();
+    let trainer = Trainer::new(
+        config(),
+        TuneMode::Lora(LoraConfig::new(2, 4.0)),
+        dir.path().join("out"),
+        "x",
+    );
+    match trainer.run(broken, &examples(8), None, false) {
+        Err(slm_train::Error::NonFiniteLoss { step: 1, loss }) => assert!(loss.is_nan()),
+        other => panic!("expected a NaN loss at step 1, got {other:?}"),
+    }
+}
