@@ -276,8 +276,8 @@ impl<'a> Trainer<'a> {
                 if let Some(b) = next {
                     pending.push(b);
                 }
-                if pending.len() < self.config.grad_accum && !(end_of_epoch && !pending.is_empty())
-                {
+                // A step takes grad_accum micro-batches; the end of an epoch flushes a partial one.
+                if pending.len() < self.config.grad_accum && (!end_of_epoch || pending.is_empty()) {
                     if end_of_epoch {
                         break;
                     }
