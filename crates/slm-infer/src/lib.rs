@@ -26,10 +26,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classify;
 mod error;
 mod generate;
 pub mod sampling;
 
+pub use classify::{ClassificationReport, LabelMetrics, LabelScores, score_labels};
 pub use error::{Error, Result};
 pub use generate::{DEFAULT_MAX_NEW_TOKENS, Generation, GenerationConfig, generate};
 pub use sampling::{Sampler, Sampling};
