@@ -27,4 +27,4 @@ mod batch;
 mod template;
 
 pub use batch::{Batch, Batcher, BatcherConfig, BucketBatcher, PackedBatcher};
-pub use template::{IGNORE_INDEX, PromptTemplate, TokenizedExample, tokenize_all};
+pub use template::{IGNORE_INDEX, PromptTemplate, TokenizedExample, Truncation, tokenize_all};

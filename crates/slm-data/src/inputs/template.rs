@@ -142,6 +142,70 @@ impl PromptTemplate {
     }
 }
 
+/// Where an input too long for a row is cut. Only the input text is ever cut: the template's
+/// instruction and the target stay whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Truncation {
+    /// Cut the end of the input, keeping its beginning (transformers' `truncation_side="right"`).
+    #[default]
+    End,
+    /// Cut the beginning, keeping its end.
+    Start,
+    /// Cut the middle, keeping the beginning and the end.
+    Middle,
+}
+
+impl PromptTemplate {
+    /// [`tokenize`](Self::tokenize), cutting the input text (never the instruction or the
+    /// target) as `how` says until the example fits in `max_len` tokens.
+    ///
+    /// # Errors
+    /// [`Error::ExampleTooLong`] when even an empty input does not fit.
+    pub fn tokenize_within(
+        &self,
+        example: &Example,
+        tokenizer: &Tokenizer,
+        max_len: usize,
+        how: Truncation,
+    ) -> Result<TokenizedExample> {
+        let mut cut = example.clone();
+        let mut slack = 0usize;
+        loop {
+            let t = self.tokenize(&cut, tokenizer)?;
+            if t.len() <= max_len {
+                return Ok(t);
+            }
+            let ids = tokenizer.encode(&cut.input, false)?;
+            let excess = t.len() - max_len + slack;
+            if ids.is_empty() || slack > 64 {
+                return Err(Error::ExampleTooLong {
+                    id: example.id.clone(),
+                    tokens: t.len(),
+                    max: max_len,
+                });
+            }
+            let keep = ids.len().saturating_sub(excess);
+            let kept: Vec<u32> = match how {
+                Truncation::End => ids[..keep].to_vec(),
+                Truncation::Start => ids[ids.len() - keep..].to_vec(),
+                Truncation::Middle => {
+                    let head = keep.div_ceil(2);
+                    let tail = keep - head;
+                    ids[..head]
+                        .iter()
+                        .chain(&ids[ids.len() - tail..])
+                        .copied()
+                        .collect()
+                }
+            };
+            cut.input = tokenizer.decode(&kept, false)?;
+            // Decoding and re-encoding can merge tokens differently; cut a little more next time.
+            slack = if slack == 0 { 1 } else { slack * 2 };
+        }
+    }
+}
+
 /// One example as token ids, with which of them the loss is computed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizedExample {
