@@ -5,6 +5,7 @@
 
 mod progress;
 mod summary;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -158,6 +159,12 @@ enum Command {
         #[command(subcommand)]
         command: EnergyCommand,
     },
+    /// Fine-tune a model on a task (LoRA by default, or --full): a classifier with --labels,
+    /// a generator with --target-field.
+    Finetune(tune::FinetuneArgs),
+    /// Evaluate a classifier by label scoring: accuracy, macro-F1, per-label precision and
+    /// recall, confusion matrix, predictions/s.
+    Eval(tune::EvalArgs),
     /// LoRA adapters.
     Lora {
         #[command(subcommand)]
@@ -511,6 +518,8 @@ fn run(cli: Cli) -> Result<()> {
             let meters = slm_energy::meters::probe();
             println!("{}", json!({ "meters": meters }));
         }
+        Command::Finetune(args) => tune::finetune(args)?,
+        Command::Eval(args) => tune::eval(args)?,
         Command::Lora {
             command:
                 LoraCommand::Merge {

@@ -110,3 +110,70 @@ impl Drop for CurateProgress<'_> {
         let _ = self.bars.clear();
     }
 }
+
+/// A [`slm_train::TrainObserver`] that forwards phases to an [`EnergyTracker`] and draws one
+/// bar over the optimizer steps (loss, learning rate, tokens/s, ETA) on stderr when it is a
+/// terminal.
+pub struct TrainProgress<'a> {
+    energy: &'a EnergyTracker,
+    bar: ProgressBar,
+}
+
+impl<'a> TrainProgress<'a> {
+    /// A bar for a run tracked by `energy`.
+    pub fn new(energy: &'a EnergyTracker) -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] step {pos}/{len} {msg} eta {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix("training");
+        TrainProgress { energy, bar }
+    }
+}
+
+impl PhaseObserver for TrainProgress<'_> {
+    fn phase_started(&self, name: &str) {
+        self.energy.phase_started(name);
+    }
+
+    fn phase_ended(&self, name: &str) {
+        self.energy.phase_ended(name);
+    }
+}
+
+impl slm_train::TrainObserver for TrainProgress<'_> {
+    fn on_step(&self, m: &slm_train::StepMetrics) {
+        self.bar.set_length(m.total_steps);
+        self.bar.set_position(m.step);
+        self.bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.0} tok/s",
+            m.loss, m.lr, m.tokens_per_second
+        ));
+    }
+
+    fn on_eval(&self, m: &slm_train::EvalMetrics) {
+        self.bar.println(format!(
+            "eval at step {}: loss {:.4}, perplexity {:.2}{}",
+            m.step,
+            m.eval_loss,
+            m.eval_perplexity,
+            m.metrics
+                .iter()
+                .map(|(k, v)| format!(", {k} {v:.4}"))
+                .collect::<String>()
+        ));
+    }
+}
+
+impl Drop for TrainProgress<'_> {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

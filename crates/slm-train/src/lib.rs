@@ -40,6 +40,7 @@
 
 mod adamw;
 pub mod checkpoint;
+pub mod classify;
 mod clip;
 mod config;
 mod error;
@@ -50,6 +51,7 @@ mod schedule;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use classify::{ClassifierEval, Prediction, evaluate_classifier};
 pub use clip::{CLIP_EPS, clip_grad_norm};
 pub use config::{ScheduleKind, TrainConfig};
 pub use error::{Error, Result};

@@ -24,7 +24,9 @@
 //! ```
 
 mod batch;
+mod task;
 mod template;
 
 pub use batch::{Batch, Batcher, BatcherConfig, BucketBatcher, PackedBatcher};
+pub use task::{TASK_FILE, TaskSpec, TemplateSpec};
 pub use template::{IGNORE_INDEX, PromptTemplate, TokenizedExample, Truncation, tokenize_all};
