@@ -1,0 +1,209 @@
+//! `slm finetune` and `slm eval` end to end on the tiny fixture model: the output directory's
+//! files, the JSON contracts, and a run killed with SIGKILL that `--resume` continues on the
+//! same loss curve as a run never interrupted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn model() -> String {
+    fixtures().join("models/llama-tiny").display().to_string()
+}
+
+/// A two-label dataset in the curated splits' layout (`id`, `input`, `label`).
+fn data(dir: &Path) -> PathBuf {
+    let words = [
+        "printer", "invoice", "router", "refund", "password", "delivery",
+    ];
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            let label = if i % 2 == 0 { "ham" } else { "spam" };
+            let text = format!(
+                "the {} about the {} {label}",
+                words[i % 6],
+                words[(i / 6) % 6]
+            );
+            serde_json::json!({"id": format!("r{i}"), "input": text, "label": label}).to_string()
+        })
+        .collect();
+    let path = dir.join("train.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn finetune_args(data: &Path, out: &Path, steps: u64) -> Vec<String> {
+    [
+        "finetune",
+        "--model",
+        &model(),
+        "--data",
+        &data.display().to_string(),
+        "--labels",
+        "ham,spam",
+        "--seq-len",
+        "96",
+        "--batch-size",
+        "2",
+        "--lr",
+        "3e-3",
+        "--lora-r",
+        "4",
+        "--max-steps",
+        &steps.to_string(),
+        "--save-every",
+        "5",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn slm(args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_slm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn losses(out: &Path) -> Vec<f64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("loss").and_then(|l| l.as_f64()))
+        .collect()
+}
+
+#[test]
+fn finetune_writes_its_outputs_and_eval_reads_the_task_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("out");
+    let o = slm(&finetune_args(&data, &out, 12));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"], 12);
+    for f in [
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/task.json",
+        "task.json",
+        "metrics.jsonl",
+        "energy.json",
+        "checkpoints/latest",
+        "checkpoints/step-000010/trainer_state.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let curve = losses(&out);
+    assert_eq!(curve.len(), 12);
+    assert!(curve[11] < curve[0], "{curve:?}");
+    // The adapter's task.json gives eval its labels and prompt.
+    let adapter = out.join("adapter").display().to_string();
+    let o = slm(&[
+        "eval".into(),
+        "--model".into(),
+        model(),
+        "--adapter".into(),
+        adapter,
+        "--data".into(),
+        data.display().to_string(),
+        "--json".into(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "accuracy",
+        "macro_f1",
+        "confusion",
+        "predictions_per_second",
+        "per_label",
+    ] {
+        assert!(r.get(key).is_some(), "{key} missing from {r}");
+    }
+    assert_eq!(r["examples"], 40);
+    assert!(out.join("predictions.jsonl").is_file());
+    // Labels outside --labels are a clear error, not a third class.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, r#"{"id":"x","input":"hello there","label":"maybe"}"#).unwrap();
+    let o = slm(&finetune_args(&bad, &dir.path().join("o2"), 2));
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("`maybe` is not one of"), "{e}");
+    let o = slm(&[
+        "finetune".into(),
+        "--model".into(),
+        model(),
+        "--data".into(),
+        data.display().to_string(),
+        "--labels".into(),
+        "ham,spam".into(),
+        "--dora".into(),
+        "--out".into(),
+        dir.path().join("o3").display().to_string(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dora is not implemented"));
+}
+
+#[test]
+fn a_killed_run_resumes_on_the_same_loss_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let steps = 400;
+    // The reference: never interrupted.
+    let whole = dir.path().join("whole");
+    assert!(slm(&finetune_args(&data, &whole, steps)).status.success());
+    // SIGKILL mid-run, once a few checkpoints exist.
+    let cut = dir.path().join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slm"))
+        .args(finetune_args(&data, &cut, steps))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let latest = cut.join("checkpoints/latest");
+    loop {
+        let step = std::fs::read_to_string(&latest).unwrap_or_default();
+        if step.trim() >= "step-000020" {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = losses(&cut).len();
+    assert!(
+        before < steps as usize,
+        "killed after {before} of {steps} steps"
+    );
+    let mut args = finetune_args(&data, &cut, steps);
+    args.push("--resume".into());
+    let o = slm(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["resumed_from"].as_u64().unwrap() >= 20, "{v}");
+    let (a, b) = (losses(&whole), losses(&cut));
+    assert_eq!(a.len(), b.len());
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-5,
+            "step {}: {x} uninterrupted, {y} resumed",
+            step + 1
+        );
+    }
+}
