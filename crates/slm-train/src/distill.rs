@@ -1,0 +1,163 @@
+//! Knowledge-distillation losses between student and teacher logits `[B, T, V]` over the
+//! positions whose label is not -100 (labels aligned with the logits, no shift: the caller
+//! passes the logits and labels of the positions to distil), differentiable in the student:
+//!
+//! - [`DistillLoss::ForwardKl`]: `T^2 * mean KL(p_teacher || p_student)` with both softened
+//!   by temperature `T` (Hinton et al.; what `F.kl_div(log_softmax(s/T), log_softmax(t/T),
+//!   log_target=True)` gives, times `T^2` so gradients keep their scale);
+//! - [`DistillLoss::ReverseKl`]: `T^2 * mean KL(p_student || p_teacher)` (mode-seeking);
+//! - [`DistillLoss::Jsd`]: TRL GKD's generalized Jensen-Shannon divergence with `beta`
+//!   (`m = beta * p_t + (1 - beta) * p_s`, `beta * KL(p_t || m) + (1 - beta) * KL(p_s || m)`,
+//!   no `T^2`, as `GKDTrainer.generalized_jsd_loss`);
+//! - hard cross-entropy on the labels, mixed in by `alpha` ([`distill_loss`]).
+//!
+//! The teacher's logits are constants (computed without autodiff).
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+use slm_data::inputs::IGNORE_INDEX;
+
+use crate::error::{Error, Result};
+
+/// Which divergence pulls the student to the teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistillLoss {
+    /// `KL(teacher || student)`, times `T^2`.
+    ForwardKl,
+    /// `KL(student || teacher)`, times `T^2`.
+    ReverseKl,
+    /// Generalized JSD with weight `beta` on the teacher (TRL GKD), no `T^2`.
+    Jsd {
+        /// The teacher's weight in the mixture, in `(0, 1)`.
+        beta: f64,
+    },
+}
+
+/// Position weights `[B, T, 1]` (1 where the label is not -100) and their count.
+fn valid_positions(
+    labels: &[Vec<i64>],
+    dims: [usize; 3],
+    device: &Device,
+) -> Result<(Tensor<3>, usize)> {
+    let [b, t, _] = dims;
+    if labels.len() != b || labels.iter().any(|r| r.len() != t) {
+        return Err(Error::InvalidBatch(format!(
+            "labels are not {b} x {t} like the logits"
+        )));
+    }
+    let w: Vec<f32> = labels
+        .iter()
+        .flatten()
+        .map(|&l| if l == IGNORE_INDEX { 0.0 } else { 1.0 })
+        .collect();
+    let n = w.iter().filter(|&&x| x > 0.0).count();
+    if n == 0 {
+        return Err(Error::InvalidBatch(
+            "no position to distil (every label is -100)".into(),
+        ));
+    }
+    Ok((Tensor::from_data(TensorData::new(w, [b, t, 1]), device), n))
+}
+
+/// The divergence `loss` between `student` and `teacher` logits at temperature `temperature`,
+/// averaged over the positions whose label is not -100; a `[1]` tensor.
+///
+/// # Errors
+/// [`Error::InvalidBatch`] for mismatched shapes or no valid position;
+/// [`Error::InvalidHyperParameter`] for a non-positive temperature or a beta outside (0, 1).
+pub fn divergence(
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    labels: &[Vec<i64>],
+    loss: DistillLoss,
+    temperature: f64,
+) -> Result<Tensor<1>> {
+    crate::error::check(
+        temperature > 0.0 && temperature.is_finite(),
+        "temperature",
+        temperature,
+        "positive",
+    )?;
+    if student.dims() != teacher.dims() {
+        return Err(Error::InvalidBatch(format!(
+            "student logits {:?} and teacher logits {:?} differ (do they share a tokenizer?)",
+            student.dims(),
+            teacher.dims()
+        )));
+    }
+    let (w, n) = valid_positions(labels, student.dims(), &student.device())?;
+    let ls = log_softmax(student.div_scalar(temperature), 2);
+    let lt = log_softmax(teacher.div_scalar(temperature), 2);
+    let per_token = match loss {
+        DistillLoss::ForwardKl => (lt.clone().exp() * (lt - ls))
+            .sum_dim(2)
+            .mul_scalar(temperature * temperature),
+        DistillLoss::ReverseKl => (ls.clone().exp() * (ls - lt))
+            .sum_dim(2)
+            .mul_scalar(temperature * temperature),
+        DistillLoss::Jsd { beta } => {
+            crate::error::check(beta > 0.0 && beta < 1.0, "beta", beta, "a number in (0, 1)")?;
+            // log m = logsumexp(log p_s + log(1 - beta), log p_t + log(beta)), elementwise.
+            let a = ls.clone().add_scalar((1.0 - beta).ln());
+            let b = lt.clone().add_scalar(beta.ln());
+            let hi = a.clone().max_pair(b.clone());
+            let lm = hi.clone() + ((a - hi.clone()).exp() + (b - hi).exp()).log();
+            let kl_t = (lt.clone().exp() * (lt - lm.clone())).sum_dim(2);
+            let kl_s = (ls.clone().exp() * (ls - lm)).sum_dim(2);
+            kl_t.mul_scalar(beta) + kl_s.mul_scalar(1.0 - beta)
+        }
+    };
+    Ok((per_token * w).sum().div_scalar(n as f64).reshape([1]))
+}
+
+/// Mean cross-entropy of `logits` against `labels` at the same positions (no shift), over the
+/// labels that are not -100.
+///
+/// # Errors
+/// [`Error::InvalidBatch`] for mismatched shapes, labels outside the vocabulary or none valid.
+pub fn hard_ce(logits: Tensor<3>, labels: &[Vec<i64>]) -> Result<Tensor<1>> {
+    let dims = logits.dims();
+    let (w, n) = valid_positions(labels, dims, &logits.device())?;
+    let v = dims[2];
+    let mut index = Vec::with_capacity(dims[0] * dims[1]);
+    for &l in labels.iter().flatten() {
+        if l != IGNORE_INDEX && (l < 0 || l as usize >= v) {
+            return Err(Error::InvalidBatch(format!(
+                "label {l} is outside the vocabulary ({v})"
+            )));
+        }
+        index.push(l.max(0) as i32);
+    }
+    let index = Tensor::<3, Int>::from_data(
+        TensorData::new(index, [dims[0], dims[1], 1]),
+        &logits.device(),
+    );
+    let picked = log_softmax(logits, 2).gather(2, index) * w;
+    Ok(picked.sum().neg().div_scalar(n as f64).reshape([1]))
+}
+
+/// `alpha * divergence + (1 - alpha) * hard CE`: the usual distillation objective (alpha 1 is
+/// pure distillation, 0 plain fine-tuning on the labels).
+///
+/// # Errors
+/// As [`divergence`] and [`hard_ce`]; alpha outside `[0, 1]`.
+pub fn distill_loss(
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    labels: &[Vec<i64>],
+    loss: DistillLoss,
+    temperature: f64,
+    alpha: f64,
+) -> Result<Tensor<1>> {
+    crate::error::check(
+        (0.0..=1.0).contains(&alpha),
+        "alpha",
+        alpha,
+        "a number in [0, 1]",
+    )?;
+    let soft = divergence(student.clone(), teacher, labels, loss, temperature)?;
+    let hard = hard_ce(student, labels)?;
+    Ok(soft.mul_scalar(alpha) + hard.mul_scalar(1.0 - alpha))
+}
