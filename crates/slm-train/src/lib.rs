@@ -1,11 +1,21 @@
 //! # slm-train
 //!
-//! Training for `slm`. Today this crate holds the pure-Rust reference pieces every fine-tuning
-//! loop needs and that the burn trainer is checked against: learning-rate schedules matching
-//! transformers' `get_*_schedule_with_warmup` ([`LrSchedule`]), PyTorch's AdamW over a flat
-//! `f32` slice ([`AdamWConfig`] → [`AdamW`]) and PyTorch's `clip_grad_norm_`
-//! ([`clip_grad_norm`]). Each is tested against fixtures produced by transformers and PyTorch
-//! (`tests/parity_*.rs`), and hyper-parameters out of range are typed errors, never a silent NaN.
+//! Training for `slm`: LoRA / rsLoRA and full fine-tuning of slm-core's
+//! [`Decoder`](slm_core::model::Decoder) with burn autodiff, distillation losses, and
+//! classifier evaluation.
+//!
+//! - [`Trainer`] runs the loop over slm-data's batchers: loss on target tokens only
+//!   ([`causal_lm_loss`], -100 semantics), padded or packed rows ([`batch_logits`]: block-diagonal
+//!   attention over packed examples), gradient accumulation, global-norm clipping, warmup with a
+//!   linear/cosine/constant schedule, [`TensorAdamW`], `metrics.jsonl`, evaluation with early
+//!   stopping, atomic checkpoints and `--resume` on the same loss curve
+//!   ([`checkpoint`]), energy phases (`training/epoch-N`, `evaluation`).
+//! - [`distill`]: forward/reverse KL with temperature, TRL GKD's generalized JSD, hard CE.
+//! - [`evaluate_classifier`]: label scoring on a labelled dataset (accuracy, macro-F1, ...).
+//! - The pure-Rust references the burn pieces are checked against: learning-rate schedules
+//!   matching transformers' `get_*_schedule_with_warmup` ([`LrSchedule`]), PyTorch's AdamW over a
+//!   flat `f32` slice ([`AdamWConfig`] → [`AdamW`]) and `clip_grad_norm_` ([`clip_grad_norm`]),
+//!   each tested against fixtures from transformers and PyTorch (`tests/parity_*.rs`).
 //!
 //! ```
 //! use slm_train::prelude::*;
@@ -31,12 +41,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Later
-//! Later issues add the burn training loop (LoRA, full fine-tuning, distillation losses) on top
-//! of slm-core's decoder, the trainer's `TrainConfig`, checkpointing and energy phases; the
-//! reference implementations here stay as the yardstick its tests use.
-//!
-//! This crate has no features.
+//! # Features
+//! `flex` (default): burn's CPU backend; `cuda`: burn's CUDA backend. Both with autodiff.
+
 
 mod adamw;
 pub mod checkpoint;
@@ -67,5 +74,8 @@ pub use trainer::{
 
 /// The names most programs need: `use slm_train::prelude::*;`.
 pub mod prelude {
-    pub use crate::{AdamW, AdamWConfig, Error, LrSchedule, Result, clip_grad_norm};
+    pub use crate::{
+        AdamW, AdamWConfig, DistillLoss, Error, LrSchedule, Result, TrainConfig, Trainer, TuneMode,
+        clip_grad_norm, evaluate_classifier,
+    };
 }
