@@ -335,6 +335,24 @@ fn load(args: &ModelArgs) -> Result<(Checkpoint, Decoder)> {
     Ok((ckpt, model))
 }
 
+/// Loads `args` (an adapter merged in) and writes it as a Hugging Face directory, printing
+/// `{"out","dtype","architecture"}`: `slm convert` and `slm lora merge`.
+fn write_hf_dir(args: &ModelArgs, out: &Path, dtype: Option<String>) -> Result<()> {
+    let (ckpt, decoder) = load(args)?;
+    let dtype = save_dtype(&ckpt, dtype)?;
+    save_hf_dir(
+        &decoder.merge_adapters(),
+        ckpt.tokenizer.as_ref(),
+        out,
+        dtype,
+    )?;
+    println!(
+        "{}",
+        json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })
+    );
+    Ok(())
+}
+
 /// The dtype to save `ckpt` in: `--dtype`, else the checkpoint's own (f32 for GGUF).
 fn save_dtype(ckpt: &Checkpoint, dtype: Option<String>) -> Result<SaveDtype> {
     Ok(match dtype {
@@ -534,35 +552,11 @@ fn run(cli: Cli) -> Result<()> {
                 adapter: Some(adapter),
                 device: DeviceArg::Cpu,
             };
-            let (ckpt, decoder) = load(&args)?;
-            let dtype = save_dtype(&ckpt, dtype)?;
-            save_hf_dir(
-                &decoder.merge_adapters(),
-                ckpt.tokenizer.as_ref(),
-                &out,
-                dtype,
-            )?;
-            println!(
-                "{}",
-                json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })
-            );
+            write_hf_dir(&args, &out, dtype)?;
         }
-        Command::Convert { model, out, dtype } => {
-            let (ckpt, decoder) = load(&model)?;
-            // Quantized GGUF tensors are dequantized to f32; HF checkpoints keep their dtype.
-            // An --adapter is merged in.
-            let dtype = save_dtype(&ckpt, dtype)?;
-            save_hf_dir(
-                &decoder.merge_adapters(),
-                ckpt.tokenizer.as_ref(),
-                &out,
-                dtype,
-            )?;
-            println!(
-                "{}",
-                json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })
-            );
-        }
+        // Quantized GGUF tensors are dequantized to f32; HF checkpoints keep their dtype. An
+        // --adapter is merged in.
+        Command::Convert { model, out, dtype } => write_hf_dir(&model, &out, dtype)?,
     }
     Ok(())
 }

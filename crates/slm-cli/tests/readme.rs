@@ -4,37 +4,10 @@
 //! only finds that build, so those two are the lines not run. Needs the cached SmolLM2 GGUF
 //! (`scripts/fetch-smollm2.sh`); skipped without it unless `SLM_REQUIRE_SMOLLM2=1`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{root, smollm2};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The cached SmolLM2 GGUF, where `scripts/fetch-smollm2.sh` keeps it.
-fn smollm2() -> Option<PathBuf> {
-    let path = match std::env::var_os("SLM_SMOLLM2_GGUF") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("SLM_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/slm")))
-            .unwrap_or_default()
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() != Ok("1"),
-        "SLM_REQUIRE_SMOLLM2=1 but {} does not exist",
-        path.display()
-    );
-    eprintln!("skipping: SmolLM2 GGUF not found at {}", path.display());
-    None
-}
 
 /// The commands of the first `sh` block under `heading`, continuation lines joined.
 fn commands(readme: &str, heading: &str) -> Vec<String> {
@@ -95,6 +68,10 @@ fn readme_command_line_section_runs_as_written() {
         "curated/spamassassin/train.parquet",
         "curate.json",
         "tokenizer.json",
+        "spam-lora/adapter/adapter_config.json",
+        "spam-lora/metrics.jsonl",
+        "spam-lora/predictions.jsonl",
+        "spam-merged/model.safetensors",
     ] {
         assert!(target.join(made).exists(), "target/{made} was not written");
     }

@@ -44,7 +44,6 @@
 //! # Features
 //! `flex` (default): burn's CPU backend; `cuda`: burn's CUDA backend. Both with autodiff.
 
-
 mod adamw;
 pub mod checkpoint;
 pub mod classify;

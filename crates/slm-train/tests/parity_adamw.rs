@@ -6,8 +6,11 @@ mod common;
 use common::*;
 use slm_train::prelude::*;
 
-#[test]
-fn five_steps_match_torch() {
+/// A fixture's tensors by name: (shape, values).
+type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// The fixture's settings, tensors and AdamW config.
+fn fixture_case() -> (serde_json::Value, Tensors, AdamWConfig) {
     let fx = json("train/adamw.json");
     let t = tensors("train/adamw.safetensors");
     let betas = fx["betas"].as_array().unwrap();
@@ -17,6 +20,12 @@ fn five_steps_match_torch() {
         eps: fx["eps"].as_f64().unwrap(),
         weight_decay: fx["weight_decay"].as_f64().unwrap(),
     };
+    (fx, t, config)
+}
+
+#[test]
+fn five_steps_match_torch() {
+    let (fx, t, config) = fixture_case();
     let (shape, mut param) = t["param_init"].clone();
     let want_shape: Vec<usize> = fx["shape"]
         .as_array()
@@ -49,15 +58,7 @@ fn tensor_adamw_on_a_module_matches_torch() {
         w: Param<Tensor<2>>,
     }
 
-    let fx = json("train/adamw.json");
-    let t = tensors("train/adamw.safetensors");
-    let betas = fx["betas"].as_array().unwrap();
-    let config = AdamWConfig {
-        lr: fx["lr"].as_f64().unwrap(),
-        betas: (betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap()),
-        eps: fx["eps"].as_f64().unwrap(),
-        weight_decay: fx["weight_decay"].as_f64().unwrap(),
-    };
+    let (fx, t, config) = fixture_case();
     let device = Device::flex().autodiff();
     let (shape, init) = t["param_init"].clone();
     let tensor =
