@@ -162,6 +162,9 @@ enum Command {
     /// Fine-tune a model on a task (LoRA by default, or --full): a classifier with --labels,
     /// a generator with --target-field.
     Finetune(tune::FinetuneArgs),
+    /// Distil a teacher into a smaller student (the teacher's first layers, or a config),
+    /// written as a Hugging Face directory.
+    Distill(tune::DistillArgs),
     /// Evaluate a classifier by label scoring: accuracy, macro-F1, per-label precision and
     /// recall, confusion matrix, predictions/s.
     Eval(tune::EvalArgs),
@@ -538,6 +541,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Finetune(args) => tune::finetune(args)?,
         Command::Eval(args) => tune::eval(args)?,
+        Command::Distill(args) => tune::distill(args)?,
         Command::Lora {
             command:
                 LoraCommand::Merge {

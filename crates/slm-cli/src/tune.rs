@@ -10,7 +10,9 @@ use slm_core::peft::{ALL_PROJECTIONS, LoraConfig};
 use slm_core::prelude::*;
 use slm_data::Example;
 use slm_data::inputs::{TASK_FILE, TaskSpec, TemplateSpec, TokenizedExample, Truncation};
-use slm_train::{ScheduleKind, TrainConfig, Trainer, TuneMode, evaluate_classifier};
+use slm_train::{
+    DistillConfig, DistillLoss, ScheduleKind, TrainConfig, Trainer, TuneMode, evaluate_classifier,
+};
 
 use crate::ModelArgs;
 
@@ -101,11 +103,9 @@ impl TaskArgs {
     }
 }
 
-/// The flags of `slm finetune`.
+/// The training-loop flags `slm finetune` and `slm distill` share.
 #[derive(clap::Args, Debug)]
-pub struct FinetuneArgs {
-    #[command(flatten)]
-    model: ModelArgs,
+pub struct TrainFlags {
     /// The training data (any file slm-data reads: curated JSONL/Parquet splits, CSV, ...).
     #[arg(long)]
     data: PathBuf,
@@ -114,27 +114,6 @@ pub struct FinetuneArgs {
     eval: Option<PathBuf>,
     #[command(flatten)]
     task: TaskArgs,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 16)]
-    lora_r: usize,
-    /// LoRA alpha.
-    #[arg(long, default_value_t = 32.0)]
-    lora_alpha: f64,
-    /// LoRA dropout.
-    #[arg(long, default_value_t = 0.0)]
-    lora_dropout: f64,
-    /// Projections that get adapters (q,k,v,o,gate,up,down or their *_proj names).
-    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
-    lora_targets: Vec<String>,
-    /// Full fine-tuning of every parameter instead of LoRA.
-    #[arg(long, conflicts_with_all = ["lora_r", "lora_targets", "dora", "rslora"])]
-    full: bool,
-    /// DoRA (weight-decomposed LoRA).
-    #[arg(long)]
-    dora: bool,
-    /// rsLoRA scaling (alpha / sqrt(r)).
-    #[arg(long)]
-    rslora: bool,
     /// Passes over the data.
     #[arg(long, default_value_t = 1, conflicts_with = "max_steps")]
     epochs: u64,
@@ -181,6 +160,105 @@ pub struct FinetuneArgs {
     /// Continue from the last checkpoint in --out.
     #[arg(long)]
     resume: bool,
+}
+
+impl TrainFlags {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            seq_len: self.seq_len,
+            packing: self.packing,
+            lr: self.lr,
+            warmup: self.warmup,
+            schedule: match self.schedule.as_str() {
+                "cosine" => ScheduleKind::Cosine,
+                "constant" => ScheduleKind::Constant,
+                _ => ScheduleKind::Linear,
+            },
+            weight_decay: self.weight_decay,
+            eval_every: self.eval_every,
+            save_every: self.save_every,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// The flags of `slm finetune`.
+#[derive(clap::Args, Debug)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    train: TrainFlags,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    lora_r: usize,
+    /// LoRA alpha.
+    #[arg(long, default_value_t = 32.0)]
+    lora_alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f64,
+    /// Projections that get adapters (q,k,v,o,gate,up,down or their *_proj names).
+    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    lora_targets: Vec<String>,
+    /// Full fine-tuning of every parameter instead of LoRA.
+    #[arg(long, conflicts_with_all = ["lora_r", "lora_targets", "dora", "rslora"])]
+    full: bool,
+    /// DoRA (weight-decomposed LoRA).
+    #[arg(long)]
+    dora: bool,
+    /// rsLoRA scaling (alpha / sqrt(r)).
+    #[arg(long)]
+    rslora: bool,
+}
+
+/// The flags of `slm distill`.
+#[derive(clap::Args, Debug)]
+pub struct DistillArgs {
+    /// The teacher: a Hugging Face directory or a .gguf file.
+    #[arg(long)]
+    teacher: PathBuf,
+    /// A PEFT adapter merged into the teacher first (a fine-tuned teacher).
+    #[arg(long)]
+    teacher_adapter: Option<PathBuf>,
+    /// The student is the teacher's first N layers.
+    #[arg(
+        long,
+        required_unless_present = "student_config",
+        conflicts_with = "student_config"
+    )]
+    student_layers: Option<usize>,
+    /// With --student-layers: take every k-th layer of the teacher instead of the first N.
+    #[arg(long, requires = "student_layers")]
+    every: Option<usize>,
+    /// The student is a fresh model of this config.json (same vocabulary as the teacher).
+    #[arg(long)]
+    student_config: Option<PathBuf>,
+    /// Teacher tokens kept per position (the rest is one bucket); 0 keeps the whole vocabulary.
+    #[arg(long, default_value_t = 64)]
+    top_k: usize,
+    /// Softening temperature.
+    #[arg(long, default_value_t = 2.0)]
+    temperature: f64,
+    /// Weight of the teacher's soft targets against the hard labels.
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
+    /// The divergence.
+    #[arg(long, default_value = "forward_kl", value_parser = ["forward_kl", "reverse_kl", "jsd"])]
+    loss: String,
+    /// The teacher's weight in the JSD mixture.
+    #[arg(long, default_value_t = 0.5)]
+    beta: f64,
+    /// Where to run: `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu", value_parser = crate::parse_device)]
+    device: crate::DeviceArg,
+    #[command(flatten)]
+    train: TrainFlags,
 }
 
 /// `slm eval`'s flags.
@@ -266,20 +344,108 @@ fn lora_config(args: &FinetuneArgs) -> Result<LoraConfig> {
 /// Runs `slm finetune`.
 pub fn finetune(args: FinetuneArgs) -> Result<()> {
     let ckpt = Checkpoint::open(&args.model.model)?;
+    let device = args.model.device.device()?.autodiff();
+    let mut base = ckpt.load_decoder(&device)?;
+    if let Some(dir) = &args.model.adapter {
+        // Continue training on top of a merged adapter.
+        base = slm_core::peft::load_adapter(base, dir)?.0.merge_adapters();
+    }
+    let mode = if args.full {
+        TuneMode::Full
+    } else {
+        TuneMode::Lora(lora_config(&args)?)
+    };
+    let name = args.model.model.display().to_string();
+    train(&ckpt, base, mode, None, &args.train, &name)
+}
+
+/// Runs `slm distill`.
+pub fn distill(args: DistillArgs) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.teacher)?;
+    let plain = args.device.device()?;
+    let mut teacher = ckpt.load_decoder(&plain)?;
+    if let Some(dir) = &args.teacher_adapter {
+        teacher = slm_core::peft::load_adapter(teacher, dir)?
+            .0
+            .merge_adapters();
+    }
+    let device = plain.autodiff();
+    let student = match (&args.student_layers, &args.student_config) {
+        (Some(n), _) => {
+            let layers = ckpt.config.num_hidden_layers;
+            let keep: Vec<usize> = match args.every {
+                Some(k) if k > 0 => (0..layers).step_by(k).take(*n).collect(),
+                Some(_) => bail!("--every must be positive"),
+                None => (0..(*n).min(layers)).collect(),
+            };
+            if keep.len() != *n {
+                bail!(
+                    "--student-layers {n}: the teacher has {layers} layers ({} kept)",
+                    keep.len()
+                );
+            }
+            ckpt.load_decoder(&device)?.keep_layers(&keep)?
+        }
+        (None, Some(path)) => {
+            let config = slm_core::config::hf::HfConfig::load(path)?;
+            if config.vocab_size != ckpt.config.vocab_size {
+                bail!(
+                    "teacher and student must share the tokenizer: the teacher's vocabulary ({}) has \
+                     {} tokens, the student config {} says {}",
+                    args.teacher.display(),
+                    ckpt.config.vocab_size,
+                    path.display(),
+                    config.vocab_size
+                );
+            }
+            config.init(&device)
+        }
+        (None, None) => bail!("pass --student-layers N or --student-config FILE"),
+    };
+    let loss = match args.loss.as_str() {
+        "reverse_kl" => DistillLoss::ReverseKl,
+        "jsd" => DistillLoss::Jsd { beta: args.beta },
+        _ => DistillLoss::ForwardKl,
+    };
+    let distill = DistillConfig {
+        loss,
+        temperature: args.temperature,
+        alpha: args.alpha,
+        top_k: (args.top_k > 0).then_some(args.top_k),
+    };
+    let name = args.teacher.display().to_string();
+    train(
+        &ckpt,
+        student,
+        TuneMode::Full,
+        Some((&teacher, distill)),
+        &args.train,
+        &name,
+    )
+}
+
+/// The shared run: task, data, trainer with energy and progress, outputs, summary line.
+fn train(
+    ckpt: &Checkpoint,
+    base: Decoder,
+    mode: TuneMode,
+    teacher: Option<(&Decoder, DistillConfig)>,
+    flags: &TrainFlags,
+    base_name: &str,
+) -> Result<()> {
     let tokenizer = ckpt
         .tokenizer
         .clone()
         .context("the model has no tokenizer")?;
-    let device = args.model.device.device()?.autodiff();
-    let recorded = if args.resume {
-        TaskSpec::load(&args.out)?
+    let recorded = if flags.resume {
+        TaskSpec::load(&flags.out)?
     } else {
         None
     };
-    let task = args.task.task(&tokenizer, args.seq_len, recorded)?;
-    let train = read_examples(&args.data, &task)?;
+    let task = flags.task.task(&tokenizer, flags.seq_len, recorded)?;
+    let train = read_examples(&flags.data, &task)?;
     let train_tokens = tokenize(&train, &task, &tokenizer)?;
-    let eval = args
+    let eval = flags
         .eval
         .as_deref()
         .map(|p| read_examples(p, &task))
@@ -288,38 +454,8 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
         .as_deref()
         .map(|e| tokenize(e, &task, &tokenizer))
         .transpose()?;
-    let mode = if args.full {
-        TuneMode::Full
-    } else {
-        TuneMode::Lora(lora_config(&args)?)
-    };
-    let config = TrainConfig {
-        epochs: args.epochs,
-        max_steps: args.max_steps,
-        batch_size: args.batch_size,
-        grad_accum: args.grad_accum,
-        seq_len: args.seq_len,
-        packing: args.packing,
-        lr: args.lr,
-        warmup: args.warmup,
-        schedule: match args.schedule.as_str() {
-            "cosine" => ScheduleKind::Cosine,
-            "constant" => ScheduleKind::Constant,
-            _ => ScheduleKind::Linear,
-        },
-        weight_decay: args.weight_decay,
-        eval_every: args.eval_every,
-        save_every: args.save_every,
-        seed: args.seed,
-        ..TrainConfig::default()
-    };
-    let mut base = ckpt.load_decoder(&device)?;
-    if let Some(dir) = &args.model.adapter {
-        // Continue training on top of a merged adapter.
-        base = slm_core::peft::load_adapter(base, dir)?.0.merge_adapters();
-    }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
-    task.save(&args.out)?;
+    std::fs::create_dir_all(&flags.out).with_context(|| format!("{}", flags.out.display()))?;
+    task.save(&flags.out)?;
     let tracker = slm_energy::EnergyTracker::new(
         slm_energy::meters::default_meters(),
         slm_energy::TrackerConfig::default(),
@@ -338,23 +474,25 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
         ]
         .into())
     };
-    let base_name = args.model.model.display().to_string();
     let (_, report) = {
         let progress = crate::progress::TrainProgress::new(&tracker);
-        let trainer = Trainer::new(config, mode, &args.out, base_name)
+        let mut trainer = Trainer::new(flags.config(), mode, &flags.out, base_name)
             .with_tokenizer(&tokenizer)
             .with_observer(&progress)
             .with_eval_callback(&callback);
-        trainer.run(base, &train_tokens, eval_tokens.as_deref(), args.resume)?
+        if let Some((t, d)) = teacher {
+            trainer = trainer.with_teacher(t, d);
+        }
+        trainer.run(base, &train_tokens, eval_tokens.as_deref(), flags.resume)?
     };
     task.save(&report.output)?;
     let energy = tracker.stop()?;
-    let energy_path = args.out.join("energy.json");
+    let energy_path = flags.out.join("energy.json");
     slm_energy::report::write_json(&energy_path, &energy)?;
     println!(
         "{}",
         json!({
-            "out": args.out,
+            "out": flags.out,
             "output": report.output,
             "steps": report.steps,
             "resumed_from": report.resumed_from,

@@ -207,3 +207,68 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
         );
     }
 }
+
+#[test]
+fn distill_writes_a_smaller_student_and_refuses_another_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("student");
+    let common = |extra: &[&str], out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "distill",
+            "--teacher",
+            &model(),
+            "--data",
+            &data.display().to_string(),
+            "--labels",
+            "ham,spam",
+            "--seq-len",
+            "96",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "6",
+            "--lr",
+            "3e-3",
+            "--top-k",
+            "16",
+            "--out",
+            &out.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = slm(&common(&["--student-layers", "1"], &out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"], 6);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["num_hidden_layers"], 1);
+    assert!(out.join("model/task.json").is_file() && out.join("energy.json").is_file());
+    // A student config with another vocabulary names both sides.
+    let mut other: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("models/llama-tiny/config.json")).unwrap(),
+    )
+    .unwrap();
+    other["vocab_size"] = 500.into();
+    for k in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+        other[k] = serde_json::Value::Null;
+    }
+    let cfg = dir.path().join("student.json");
+    std::fs::write(&cfg, other.to_string()).unwrap();
+    let o = slm(&common(
+        &["--student-config", cfg.to_str().unwrap()],
+        &dir.path().join("s2"),
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("share the tokenizer") && e.contains("768") && e.contains("500"),
+        "{e}"
+    );
+}

@@ -90,7 +90,79 @@ pub fn divergence(
     let (w, n) = valid_positions(labels, student.dims(), &student.device())?;
     let ls = log_softmax(student.div_scalar(temperature), 2);
     let lt = log_softmax(teacher.div_scalar(temperature), 2);
-    let per_token = match loss {
+    let per_token = bucket_divergence(ls, lt, loss, temperature)?;
+    Ok((per_token * w).sum().div_scalar(n as f64).reshape([1]))
+}
+
+/// [`divergence`] over the teacher's `k` most likely tokens plus one bucket holding the rest
+/// of the probability mass, per position: the estimator a top-k teacher cache allows.
+///
+/// With `p` the teacher's and `q` the student's softened distributions and `K` the teacher's
+/// top-k ids at a position, both become `k + 1` buckets, `(p_i)_{i in K}` and
+/// `1 - sum_{i in K} p_i` (the student's the same at the same ids), and the divergence is taken
+/// between those. It equals the full divergence when `k` is the vocabulary size, and
+/// otherwise coarsens the tail into one bucket (a lower bound on the KL, by the data-processing
+/// inequality), which is tight when the teacher's top-k holds nearly all its mass.
+///
+/// # Errors
+/// As [`divergence`]; `k` of 0 or beyond the vocabulary.
+pub fn divergence_top_k(
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    labels: &[Vec<i64>],
+    loss: DistillLoss,
+    temperature: f64,
+    k: usize,
+) -> Result<Tensor<1>> {
+    let v = student.dims()[2];
+    crate::error::check(
+        k > 0 && k <= v,
+        "top_k",
+        k as f64,
+        "between 1 and the vocabulary size",
+    )?;
+    crate::error::check(
+        temperature > 0.0 && temperature.is_finite(),
+        "temperature",
+        temperature,
+        "positive",
+    )?;
+    if student.dims() != teacher.dims() {
+        return Err(Error::InvalidBatch(format!(
+            "student logits {:?} and teacher logits {:?} differ (do they share a tokenizer?)",
+            student.dims(),
+            teacher.dims()
+        )));
+    }
+    let (w, n) = valid_positions(labels, student.dims(), &student.device())?;
+    let lt_full = log_softmax(teacher.div_scalar(temperature), 2);
+    let ls_full = log_softmax(student.div_scalar(temperature), 2);
+    let (_, ids) = lt_full.clone().topk_with_indices(k, 2);
+    let buckets = |full: Tensor<3>| {
+        let top = full.gather(2, ids.clone());
+        let rest = top
+            .clone()
+            .exp()
+            .sum_dim(2)
+            .neg()
+            .add_scalar(1.0)
+            .clamp_min(1e-12)
+            .log();
+        Tensor::cat(vec![top, rest], 2)
+    };
+    let per_token = bucket_divergence(buckets(ls_full), buckets(lt_full), loss, temperature)?;
+    Ok((per_token * w).sum().div_scalar(n as f64).reshape([1]))
+}
+
+/// The per-position divergence `[B, T, 1]` between student and teacher log-distributions
+/// over the same buckets (the vocabulary, or top-k plus the rest).
+fn bucket_divergence(
+    ls: Tensor<3>,
+    lt: Tensor<3>,
+    loss: DistillLoss,
+    temperature: f64,
+) -> Result<Tensor<3>> {
+    Ok(match loss {
         DistillLoss::ForwardKl => (lt.clone().exp() * (lt - ls))
             .sum_dim(2)
             .mul_scalar(temperature * temperature),
@@ -108,8 +180,7 @@ pub fn divergence(
             let kl_s = (ls.clone().exp() * (ls - lm)).sum_dim(2);
             kl_t.mul_scalar(beta) + kl_s.mul_scalar(1.0 - beta)
         }
-    };
-    Ok((per_token * w).sum().div_scalar(n as f64).reshape([1]))
+    })
 }
 
 /// Mean cross-entropy of `logits` against `labels` at the same positions (no shift), over the
@@ -160,4 +231,73 @@ pub fn distill_loss(
     let soft = divergence(student.clone(), teacher, labels, loss, temperature)?;
     let hard = hard_ce(student, labels)?;
     Ok(soft.mul_scalar(alpha) + hard.mul_scalar(1.0 - alpha))
+}
+
+/// How a student learns from its teacher in [`Trainer`](crate::Trainer): the divergence, the
+/// temperature, the weight `alpha` of the soft targets against the hard labels, and whether
+/// the divergence uses the teacher's top-k tokens plus a rest bucket ([`divergence_top_k`]) or
+/// its whole distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DistillConfig {
+    /// The divergence.
+    pub loss: DistillLoss,
+    /// Softening temperature `T`.
+    pub temperature: f64,
+    /// Weight of the divergence; `1 - alpha` goes to the hard labels.
+    pub alpha: f64,
+    /// Teacher tokens kept per position (`None`: the whole vocabulary).
+    pub top_k: Option<usize>,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        DistillConfig {
+            loss: DistillLoss::ForwardKl,
+            temperature: 2.0,
+            alpha: 0.5,
+            top_k: Some(64),
+        }
+    }
+}
+
+impl DistillConfig {
+    /// The loss of `student` against `teacher` logits `[B, T, V]` with causal-LM labels `[B][T]`
+    /// (aligned with the inputs, -100 where there is no target): position `t` is scored on the
+    /// label at `t + 1`, as in [`causal_lm_loss`](crate::causal_lm_loss).
+    ///
+    /// # Errors
+    /// As [`divergence`], [`divergence_top_k`] and [`hard_ce`].
+    pub fn loss(
+        &self,
+        student: Tensor<3>,
+        teacher: Tensor<3>,
+        labels: &[Vec<i64>],
+    ) -> Result<Tensor<1>> {
+        crate::error::check(
+            (0.0..=1.0).contains(&self.alpha),
+            "alpha",
+            self.alpha,
+            "a number in [0, 1]",
+        )?;
+        let t = student.dims()[1];
+        if t < 2 {
+            return Err(Error::InvalidBatch(
+                "rows of one token have nothing to predict".into(),
+            ));
+        }
+        let shifted: Vec<Vec<i64>> = labels
+            .iter()
+            .map(|r| r.iter().skip(1).copied().collect())
+            .collect();
+        let (s, te) = (student.narrow(1, 0, t - 1), teacher.narrow(1, 0, t - 1));
+        let soft = match self.top_k {
+            Some(k) => divergence_top_k(s.clone(), te, &shifted, self.loss, self.temperature, k)?,
+            None => divergence(s.clone(), te, &shifted, self.loss, self.temperature)?,
+        };
+        if self.alpha == 1.0 {
+            return Ok(soft);
+        }
+        let hard = hard_ce(s, &shifted)?;
+        Ok(soft.mul_scalar(self.alpha) + hard.mul_scalar(1.0 - self.alpha))
+    }
 }

@@ -61,7 +61,9 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use classify::{ClassifierEval, Prediction, evaluate_classifier};
 pub use clip::{CLIP_EPS, clip_grad_norm};
 pub use config::{ScheduleKind, TrainConfig};
-pub use distill::{DistillLoss, distill_loss, divergence, hard_ce};
+pub use distill::{
+    DistillConfig, DistillLoss, distill_loss, divergence, divergence_top_k, hard_ce,
+};
 pub use error::{Error, Result};
 pub use forward::batch_logits;
 pub use loss::causal_lm_loss;

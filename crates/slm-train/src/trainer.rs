@@ -31,6 +31,7 @@ use slm_energy::{Lifecycle, NoopObserver, PhaseObserver};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::TrainConfig;
+use crate::distill::DistillConfig;
 use crate::error::{Error, Result};
 use crate::forward::batch_logits;
 use crate::loss::causal_lm_loss;
@@ -126,6 +127,7 @@ pub struct Trainer<'a> {
     tokenizer: Option<&'a Tokenizer>,
     observer: &'a dyn TrainObserver,
     eval_callback: Option<&'a EvalCallback<'a>>,
+    teacher: Option<(&'a Decoder, DistillConfig)>,
 }
 
 impl<'a> Trainer<'a> {
@@ -145,7 +147,16 @@ impl<'a> Trainer<'a> {
             tokenizer: None,
             observer: &NoopObserver,
             eval_callback: None,
+            teacher: None,
         }
+    }
+
+    /// Distillation: the student learns from `teacher`'s logits (computed on its own device,
+    /// without autodiff) as `distill` says, instead of the labels alone. Teacher and student
+    /// must share the tokenizer (same vocabulary).
+    pub fn with_teacher(mut self, teacher: &'a Decoder, distill: DistillConfig) -> Self {
+        self.teacher = Some((teacher, distill));
+        self
     }
 
     /// The tokenizer saved beside full fine-tuned weights.
@@ -199,6 +210,16 @@ impl<'a> Trainer<'a> {
         resume: bool,
     ) -> Result<(Decoder, TrainReport)> {
         self.config.validate()?;
+        if let Some((teacher, _)) = &self.teacher
+            && teacher.config().vocab_size != base.config().vocab_size
+        {
+            return Err(Error::InvalidBatch(format!(
+                "teacher and student must share the tokenizer: the teacher's vocabulary has {} \
+                 tokens, the student's {}",
+                teacher.config().vocab_size,
+                base.config().vocab_size
+            )));
+        }
         if train.is_empty() {
             return Err(Error::InvalidBatch("the training set is empty".into()));
         }
@@ -402,7 +423,14 @@ impl<'a> Trainer<'a> {
             if n == 0 {
                 continue;
             }
-            let (loss, _) = causal_lm_loss(batch_logits(model, batch)?, &batch.labels)?;
+            let logits = batch_logits(model, batch)?;
+            let loss = match &self.teacher {
+                Some((teacher, distill)) => {
+                    let t = batch_logits(teacher, batch)?;
+                    distill.loss(logits, t, &batch.labels)?
+                }
+                None => causal_lm_loss(logits, &batch.labels)?.0,
+            };
             let value = loss
                 .clone()
                 .try_into_vec_as::<f32>()

@@ -95,3 +95,73 @@ fn mismatched_vocabularies_are_refused() {
     let e = divergence(s, t, &[vec![1, 2]], DistillLoss::ForwardKl, 2.0).unwrap_err();
     assert!(e.to_string().contains("share a tokenizer"), "{e}");
 }
+
+/// With k equal to the vocabulary the top-k estimator is the full divergence; with a small k
+/// it stays close when the teacher's top-k holds most of the mass, and below it (the tail is
+/// coarsened into one bucket).
+#[test]
+fn top_k_buckets_recover_the_full_divergence() {
+    use slm_train::divergence_top_k;
+    let inputs = tensors("distill/inputs.safetensors");
+    let fx = json("distill/distill.json");
+    let labels: Vec<Vec<i64>> = fx["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect()
+        })
+        .collect();
+    let device = Device::flex();
+    let tensor = |name: &str| {
+        let (shape, v) = inputs[name].clone();
+        Tensor::<3>::from_data(TensorData::new(v, [shape[0], shape[1], shape[2]]), &device)
+    };
+    for loss in [
+        DistillLoss::ForwardKl,
+        DistillLoss::ReverseKl,
+        DistillLoss::Jsd { beta: 0.5 },
+    ] {
+        let full = divergence(
+            tensor("student_logits"),
+            tensor("teacher_logits"),
+            &labels,
+            loss,
+            2.0,
+        )
+        .unwrap()
+        .into_scalar::<f32>() as f64;
+        let all = divergence_top_k(
+            tensor("student_logits"),
+            tensor("teacher_logits"),
+            &labels,
+            loss,
+            2.0,
+            50,
+        )
+        .unwrap()
+        .into_scalar::<f32>() as f64;
+        assert!(
+            rel(all, full) <= 1e-4,
+            "{loss:?}: k = V gives {all}, full {full}"
+        );
+        let top8 = divergence_top_k(
+            tensor("student_logits"),
+            tensor("teacher_logits"),
+            &labels,
+            loss,
+            2.0,
+            8,
+        )
+        .unwrap()
+        .into_scalar::<f32>() as f64;
+        assert!(
+            top8 <= full + 1e-6 && top8 > 0.0,
+            "{loss:?}: top-8 {top8} vs full {full}"
+        );
+    }
+}

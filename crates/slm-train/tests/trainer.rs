@@ -163,3 +163,55 @@ fn a_nan_loss_names_its_step() {
         other => panic!("expected a NaN loss at step 1, got {other:?}"),
     }
 }
+
+#[test]
+fn a_truncated_student_learns_from_its_teacher() {
+    use slm_train::{DistillConfig, DistillLoss};
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = Checkpoint::open(&fixture("models/llama-tiny"))
+        .unwrap()
+        .load_decoder(&Device::flex())
+        .unwrap();
+    let student = base().keep_layers(&[0]).unwrap();
+    assert_eq!(student.config().num_hidden_layers, 1);
+    let config = TrainConfig {
+        epochs: 4,
+        lr: 5e-3,
+        eval_every: None,
+        save_every: None,
+        ..config()
+    };
+    for top_k in [None, Some(16)] {
+        let distill = DistillConfig {
+            loss: DistillLoss::ForwardKl,
+            temperature: 2.0,
+            alpha: 1.0,
+            top_k,
+        };
+        let out = dir.path().join(format!("{top_k:?}"));
+        let trainer = Trainer::new(config.clone(), TuneMode::Full, &out, "llama-tiny")
+            .with_teacher(&teacher, distill);
+        let (_, report) = trainer
+            .run(student.clone(), &examples(16), None, false)
+            .unwrap();
+        let curve = losses(&out.join("metrics.jsonl"));
+        let (first, last) = (curve[0].1, curve[curve.len() - 1].1);
+        assert!(last < first * 0.8, "{top_k:?}: KL {first} -> {last}");
+        let saved = Checkpoint::open(&report.output).unwrap();
+        assert_eq!(saved.config.num_hidden_layers, 1);
+    }
+    // A student with another vocabulary is refused by name.
+    let mut other = Checkpoint::open(&fixture("models/llama-tiny"))
+        .unwrap()
+        .config
+        .clone();
+    other.vocab_size = 500;
+    other.bos_token_id = None;
+    other.eos_token_ids.clear();
+    other.pad_token_id = None;
+    let wrong = other.init(&Device::flex().autodiff());
+    let trainer = Trainer::new(config, TuneMode::Full, dir.path().join("x"), "t")
+        .with_teacher(&teacher, DistillConfig::default());
+    let e = trainer.run(wrong, &examples(4), None, false).unwrap_err();
+    assert!(e.to_string().contains("share the tokenizer"), "{e}");
+}

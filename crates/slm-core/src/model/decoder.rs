@@ -352,6 +352,36 @@ impl Decoder {
         Ok(self)
     }
 
+    /// A smaller decoder made of the layers at `keep` (in that order, each once), sharing
+    /// everything else: a distillation student initialised from its teacher (`0..n` for the
+    /// first n layers, `(0..L).step_by(k)` for every k-th).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for no layers, an index out of range or one given twice.
+    pub fn keep_layers(mut self, keep: &[usize]) -> Result<Self> {
+        let n = self.layers.len();
+        let mut seen = vec![false; n];
+        for &i in keep {
+            if i >= n || std::mem::replace(&mut seen[i], true) {
+                return Err(Error::InvalidConfig(format!(
+                    "layer {i} is out of range (0..{n}) or kept twice"
+                )));
+            }
+        }
+        if keep.is_empty() {
+            return Err(Error::InvalidConfig(
+                "a decoder needs at least one layer".into(),
+            ));
+        }
+        let mut slots: Vec<Option<DecoderLayer>> = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.layers = keep.iter().filter_map(|&i| slots[i].take()).collect();
+        self.config.num_hidden_layers = keep.len();
+        Ok(self)
+    }
+
     /// The configuration this decoder was built from.
     pub fn config(&self) -> &ModelConfig {
         &self.config
