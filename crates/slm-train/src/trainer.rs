@@ -277,7 +277,12 @@ impl<'a> Trainer<'a> {
         let started = Instant::now();
         let mut final_loss = None;
         let mut early_stopped = false;
-        'epochs: for epoch in state.epoch..self.config.epochs.max(1) {
+        // With max_steps the run goes on through as many epochs as those steps take.
+        let epochs = match self.config.max_steps {
+            Some(_) => u64::MAX,
+            None => self.config.epochs,
+        };
+        'epochs: for epoch in state.epoch..epochs {
             if state.step >= total_steps {
                 break;
             }

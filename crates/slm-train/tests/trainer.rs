@@ -215,3 +215,24 @@ fn a_truncated_student_learns_from_its_teacher() {
     let e = trainer.run(wrong, &examples(4), None, false).unwrap_err();
     assert!(e.to_string().contains("share the tokenizer"), "{e}");
 }
+
+#[test]
+fn max_steps_runs_past_one_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        max_steps: Some(9),
+        eval_every: None,
+        save_every: None,
+        ..config()
+    };
+    // 8 examples in batches of 4: 2 steps an epoch, so 9 steps take 5 epochs.
+    let trainer = Trainer::new(
+        config,
+        TuneMode::Lora(LoraConfig::new(2, 4.0)),
+        dir.path(),
+        "t",
+    );
+    let (_, report) = trainer.run(base(), &examples(8), None, false).unwrap();
+    assert_eq!(report.steps, 9);
+}
