@@ -125,6 +125,10 @@ enum Command {
         /// Wrap the prompt as a user message in the model's chat template.
         #[arg(long, requires = "prompt")]
         chat: bool,
+        /// Use the prompt as it is, even when the adapter or model directory records a task
+        /// (task.json from `slm finetune`, whose template is applied by default).
+        #[arg(long, conflicts_with = "chat")]
+        raw: bool,
         /// Sampling temperature; 0 is greedy.
         #[arg(long, default_value_t = 0.0)]
         temperature: f32,
@@ -397,6 +401,7 @@ fn run(cli: Cli) -> Result<()> {
             ids,
             max_new_tokens,
             chat,
+            raw,
             temperature,
             top_k,
             top_p,
@@ -406,14 +411,27 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let (ckpt, decoder) = load(&model)?;
             let tokenizer = ckpt.tokenizer.as_ref();
+            // A fine-tuned adapter or model directory records its task: the same prompt.
+            let task = match (raw || chat, &model.adapter) {
+                (true, _) => None,
+                (false, Some(dir)) => slm_data::inputs::TaskSpec::load(dir)?,
+                (false, None) => slm_data::inputs::TaskSpec::load(&model.model)?,
+            };
+            let templated_chat = matches!(
+                task.as_ref().map(|t| &t.template),
+                Some(slm_data::inputs::TemplateSpec::Chat { .. })
+            );
+            let chat = chat || templated_chat;
             let prompt_ids = match (prompt, ids) {
                 (_, Some(ids)) => ids.0,
                 (Some(text), None) => {
                     let tok = tokenizer.context("this model has no tokenizer; pass --ids")?;
-                    let text = if chat {
-                        tok.apply_chat_template(&[ChatMessage::user(text)], true)?
-                    } else {
-                        text
+                    let text = match &task {
+                        Some(t) => t.prompt_template().render_prompt(&text, tok)?,
+                        None if chat => {
+                            tok.apply_chat_template(&[ChatMessage::user(text)], true)?
+                        }
+                        None => text,
                     };
                     // A rendered chat template already holds its special tokens.
                     tok.encode(&text, !chat)?

@@ -129,6 +129,52 @@ fn finetune_writes_its_outputs_and_eval_reads_the_task_back() {
     }
     assert_eq!(r["examples"], 40);
     assert!(out.join("predictions.jsonl").is_file());
+    // generate on the adapter builds the task's prompt around the text: the same new tokens
+    // as generating from the rendered prompt's ids.
+    let task: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter/task.json")).unwrap())
+            .unwrap();
+    let instruction = task["template"]["instruction"].as_str().unwrap();
+    let input = "the printer about the refund";
+    let rendered = format!("{instruction}\n\n### Input:\n{input}\n\n### Response:\n");
+    let tok = slm(&[
+        "tokenize".into(),
+        "--tokenizer".into(),
+        model(),
+        "--text".into(),
+        rendered,
+        "--add-special-tokens".into(),
+    ]);
+    let ids: serde_json::Value = serde_json::from_slice(&tok.stdout).unwrap();
+    let ids: Vec<String> = ids["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let adapter = out.join("adapter").display().to_string();
+    let generate = |extra: &[String]| {
+        let mut a: Vec<String> = [
+            "generate",
+            "--model",
+            &model(),
+            "--adapter",
+            &adapter,
+            "--max-new-tokens",
+            "3",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend_from_slice(extra);
+        let o = slm(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["ids"].clone()
+    };
+    let templated = generate(&["--prompt".into(), input.into()]);
+    let by_ids = generate(&["--ids".into(), ids.join(",")]);
+    assert_eq!(templated, by_ids, "the task template was not applied");
     // Labels outside --labels are a clear error, not a third class.
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, r#"{"id":"x","input":"hello there","label":"maybe"}"#).unwrap();
