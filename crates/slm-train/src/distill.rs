@@ -61,19 +61,14 @@ fn valid_positions(
     Ok((Tensor::from_data(TensorData::new(w, [b, t, 1]), device), n))
 }
 
-/// The divergence `loss` between `student` and `teacher` logits at temperature `temperature`,
-/// averaged over the positions whose label is not -100; a `[1]` tensor.
-///
-/// # Errors
-/// [`Error::InvalidBatch`] for mismatched shapes or no valid position;
-/// [`Error::InvalidHyperParameter`] for a non-positive temperature or a beta outside (0, 1).
-pub fn divergence(
-    student: Tensor<3>,
-    teacher: Tensor<3>,
+/// Checks a student/teacher pair (same shape, positive temperature) and returns the position
+/// weights with their count.
+fn checked_pair(
+    student: &Tensor<3>,
+    teacher: &Tensor<3>,
     labels: &[Vec<i64>],
-    loss: DistillLoss,
     temperature: f64,
-) -> Result<Tensor<1>> {
+) -> Result<(Tensor<3>, usize)> {
     crate::error::check(
         temperature > 0.0 && temperature.is_finite(),
         "temperature",
@@ -87,7 +82,23 @@ pub fn divergence(
             teacher.dims()
         )));
     }
-    let (w, n) = valid_positions(labels, student.dims(), &student.device())?;
+    valid_positions(labels, student.dims(), &student.device())
+}
+
+/// The divergence `loss` between `student` and `teacher` logits at temperature `temperature`,
+/// averaged over the positions whose label is not -100; a `[1]` tensor.
+///
+/// # Errors
+/// [`Error::InvalidBatch`] for mismatched shapes or no valid position;
+/// [`Error::InvalidHyperParameter`] for a non-positive temperature or a beta outside (0, 1).
+pub fn divergence(
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    labels: &[Vec<i64>],
+    loss: DistillLoss,
+    temperature: f64,
+) -> Result<Tensor<1>> {
+    let (w, n) = checked_pair(&student, &teacher, labels, temperature)?;
     let ls = log_softmax(student.div_scalar(temperature), 2);
     let lt = log_softmax(teacher.div_scalar(temperature), 2);
     let per_token = bucket_divergence(ls, lt, loss, temperature)?;
@@ -121,20 +132,7 @@ pub fn divergence_top_k(
         k as f64,
         "between 1 and the vocabulary size",
     )?;
-    crate::error::check(
-        temperature > 0.0 && temperature.is_finite(),
-        "temperature",
-        temperature,
-        "positive",
-    )?;
-    if student.dims() != teacher.dims() {
-        return Err(Error::InvalidBatch(format!(
-            "student logits {:?} and teacher logits {:?} differ (do they share a tokenizer?)",
-            student.dims(),
-            teacher.dims()
-        )));
-    }
-    let (w, n) = valid_positions(labels, student.dims(), &student.device())?;
+    let (w, n) = checked_pair(&student, &teacher, labels, temperature)?;
     let lt_full = log_softmax(teacher.div_scalar(temperature), 2);
     let ls_full = log_softmax(student.div_scalar(temperature), 2);
     let (_, ids) = lt_full.clone().topk_with_indices(k, 2);

@@ -8,16 +8,9 @@ use burn::prelude::*;
 use common::*;
 use slm_train::{DistillLoss, distill_loss, divergence, hard_ce};
 
-fn rel(got: f64, want: f64) -> f64 {
-    (got - want).abs() / want.abs().max(1e-12)
-}
-
-#[test]
-fn distillation_losses_and_gradients_match() {
-    let fx = json("distill/distill.json");
-    let inputs = tensors("distill/inputs.safetensors");
-    let grads = tensors("distill/grads.safetensors");
-    let labels: Vec<Vec<i64>> = fx["labels"]
+/// The fixture's labels, `[B][T]` with -100.
+fn labels(fx: &serde_json::Value) -> Vec<Vec<i64>> {
+    fx["labels"]
         .as_array()
         .unwrap()
         .iter()
@@ -28,7 +21,19 @@ fn distillation_losses_and_gradients_match() {
                 .map(|x| x.as_i64().unwrap())
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+fn rel(got: f64, want: f64) -> f64 {
+    (got - want).abs() / want.abs().max(1e-12)
+}
+
+#[test]
+fn distillation_losses_and_gradients_match() {
+    let fx = json("distill/distill.json");
+    let inputs = tensors("distill/inputs.safetensors");
+    let grads = tensors("distill/grads.safetensors");
+    let labels = labels(&fx);
     let (t, alpha, beta) = (
         fx["temperature"].as_f64().unwrap(),
         fx["alpha"].as_f64().unwrap(),
@@ -104,18 +109,7 @@ fn top_k_buckets_recover_the_full_divergence() {
     use slm_train::divergence_top_k;
     let inputs = tensors("distill/inputs.safetensors");
     let fx = json("distill/distill.json");
-    let labels: Vec<Vec<i64>> = fx["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_i64().unwrap())
-                .collect()
-        })
-        .collect();
+    let labels = labels(&fx);
     let device = Device::flex();
     let tensor = |name: &str| {
         let (shape, v) = inputs[name].clone();
