@@ -95,7 +95,7 @@ pub use meters::{
     CpuTdp, CpuTdpMeter, GpuTdpMeter, MeterProbe, NvmlMeter, PerfEventMeter, RamEstimateMeter,
     RaplMeter, SystemPaths, default_meters, probe,
 };
-pub use phase::{Lifecycle, NoopObserver, PhaseObserver};
+pub use phase::{Lifecycle, NoopObserver, ObservedPhase, PhaseObserver};
 pub use replay::ReplayMeter;
 pub use trace::PowerTrace;
 pub use tracker::{

@@ -29,6 +29,43 @@ pub trait PhaseObserver: Send + Sync {
     fn phase_ended(&self, name: &str);
 }
 
+/// A phase reported to any [`PhaseObserver`] from creation until it is dropped, so an early
+/// return or an error ends the phase too: how crates that do work announce their phases (the
+/// tracker's own [`PhaseGuard`](crate::PhaseGuard) does the same for an
+/// [`EnergyTracker`](crate::EnergyTracker) and returns the phase's record).
+pub struct ObservedPhase<'a> {
+    observer: &'a dyn PhaseObserver,
+    path: String,
+}
+
+impl<'a> ObservedPhase<'a> {
+    /// Starts the phase `path` on `observer`.
+    pub fn new(observer: &'a dyn PhaseObserver, path: impl Into<String>) -> Self {
+        let path = path.into();
+        observer.phase_started(&path);
+        ObservedPhase { observer, path }
+    }
+
+    /// The phase's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Drop for ObservedPhase<'_> {
+    fn drop(&mut self) {
+        self.observer.phase_ended(&self.path);
+    }
+}
+
+impl fmt::Debug for ObservedPhase<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObservedPhase")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
 /// A [`PhaseObserver`] that ignores everything: the default for code run without a tracker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NoopObserver;

@@ -27,7 +27,7 @@ use slm_core::tokenizer::Tokenizer;
 use slm_data::inputs::{
     Batch, Batcher, BatcherConfig, BucketBatcher, PackedBatcher, TokenizedExample,
 };
-use slm_energy::{Lifecycle, NoopObserver, PhaseObserver};
+use slm_energy::{Lifecycle, NoopObserver, ObservedPhase, PhaseObserver};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::TrainConfig;
@@ -272,7 +272,7 @@ impl<'a> Trainer<'a> {
             .open(&metrics_path)
             .map_err(|e| io(&metrics_path, e))?;
 
-        let _training = Phase::new(self.observer, Lifecycle::Training.to_string());
+        let _training = ObservedPhase::new(self.observer, Lifecycle::Training.to_string());
         let resumed_from = state.step;
         let started = Instant::now();
         let mut final_loss = None;
@@ -286,7 +286,7 @@ impl<'a> Trainer<'a> {
             if state.step >= total_steps {
                 break;
             }
-            let _phase = Phase::new(
+            let _phase = ObservedPhase::new(
                 self.observer,
                 format!("{}/epoch-{epoch}", Lifecycle::Training),
             );
@@ -469,7 +469,7 @@ impl<'a> Trainer<'a> {
         pad: u32,
         step: u64,
     ) -> Result<EvalMetrics> {
-        let _phase = Phase::new(self.observer, Lifecycle::Evaluation.to_string());
+        let _phase = ObservedPhase::new(self.observer, Lifecycle::Evaluation.to_string());
         let inference = model.clone().valid();
         let mut batcher = self.batcher(eval, pad, 0, false)?;
         let (mut sum, mut n) = (0f64, 0usize);
@@ -549,23 +549,4 @@ pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
 
 fn data_error(e: slm_data::Error) -> Error {
     Error::InvalidBatch(e.to_string())
-}
-
-/// A phase reported until dropped (so an error ends it too).
-struct Phase<'a> {
-    observer: &'a dyn TrainObserver,
-    path: String,
-}
-
-impl<'a> Phase<'a> {
-    fn new(observer: &'a dyn TrainObserver, path: String) -> Self {
-        observer.phase_started(&path);
-        Phase { observer, path }
-    }
-}
-
-impl Drop for Phase<'_> {
-    fn drop(&mut self) {
-        self.observer.phase_ended(&self.path);
-    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use slm_energy::{EnergyTracker, Lifecycle, NoopObserver, PhaseObserver};
+use slm_energy::{EnergyTracker, Lifecycle, NoopObserver, ObservedPhase, PhaseObserver};
 
 use crate::error::Result;
 use crate::example::Example;
@@ -246,18 +246,20 @@ impl CurateObserver for NoopObserver {}
 
 impl CurateObserver for EnergyTracker {}
 
-/// A phase of a curation run, reported to an observer until dropped (so an error ends it
-/// too).
+/// A phase of a curation run (a [`ObservedPhase`], so dropping it ends the phase, an error
+/// included) that also tells the observer how many rows it has done.
 pub(crate) struct Phase<'a> {
     observer: &'a dyn CurateObserver,
-    pub(crate) path: String,
+    guard: ObservedPhase<'a>,
 }
 
 impl<'a> Phase<'a> {
     /// The phase `path`.
     pub(crate) fn new(observer: &'a dyn CurateObserver, path: String) -> Self {
-        observer.phase_started(&path);
-        Phase { observer, path }
+        Phase {
+            observer,
+            guard: ObservedPhase::new(observer, path),
+        }
     }
 
     /// The phase `curation/<name>`.
@@ -267,13 +269,7 @@ impl<'a> Phase<'a> {
 
     /// Tells the observer how far the phase is.
     pub(crate) fn rows(&self, done: usize, total: Option<usize>) {
-        self.observer.rows(&self.path, done, total);
-    }
-}
-
-impl Drop for Phase<'_> {
-    fn drop(&mut self) {
-        self.observer.phase_ended(&self.path);
+        self.observer.rows(self.guard.path(), done, total);
     }
 }
 
