@@ -35,10 +35,16 @@ fn data(dir: &Path) -> PathBuf {
     path
 }
 
-fn finetune_args(data: &Path, out: &Path, steps: u64) -> Vec<String> {
-    [
-        "finetune",
-        "--model",
+/// `command` on the tiny model and the two-label data, with the training flags every test shares.
+fn train_args(command: &str, data: &Path, out: &Path, steps: u64, extra: &[&str]) -> Vec<String> {
+    let model_flag = if command == "distill" {
+        "--teacher"
+    } else {
+        "--model"
+    };
+    let mut args: Vec<String> = [
+        command,
+        model_flag,
         &model(),
         "--data",
         &data.display().to_string(),
@@ -50,18 +56,26 @@ fn finetune_args(data: &Path, out: &Path, steps: u64) -> Vec<String> {
         "2",
         "--lr",
         "3e-3",
-        "--lora-r",
-        "4",
         "--max-steps",
         &steps.to_string(),
-        "--save-every",
-        "5",
         "--out",
         &out.display().to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn finetune_args(data: &Path, out: &Path, steps: u64) -> Vec<String> {
+    train_args(
+        "finetune",
+        data,
+        out,
+        steps,
+        &["--lora-r", "4", "--save-every", "5"],
+    )
 }
 
 fn slm(args: &[String]) -> std::process::Output {
@@ -260,32 +274,9 @@ fn distill_writes_a_smaller_student_and_refuses_another_vocabulary() {
     let data = data(dir.path());
     let out = dir.path().join("student");
     let common = |extra: &[&str], out: &Path| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "distill",
-            "--teacher",
-            &model(),
-            "--data",
-            &data.display().to_string(),
-            "--labels",
-            "ham,spam",
-            "--seq-len",
-            "96",
-            "--batch-size",
-            "2",
-            "--max-steps",
-            "6",
-            "--lr",
-            "3e-3",
-            "--top-k",
-            "16",
-            "--out",
-            &out.display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
+        let mut a = vec!["--top-k", "16"];
+        a.extend_from_slice(extra);
+        train_args("distill", &data, out, 6, &a)
     };
     let o = slm(&common(&["--student-layers", "1"], &out));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

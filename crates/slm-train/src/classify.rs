@@ -65,6 +65,12 @@ pub fn evaluate_classifier(
     let mut pairs = Vec::with_capacity(examples.len());
     let mut predictions = Vec::with_capacity(examples.len());
     let data = |e: slm_data::Error| Error::InvalidBatch(e.to_string());
+    // The prompt exactly as training saw it: tokenized with the longest label, cut alike.
+    let longest = labels
+        .iter()
+        .max_by_key(|l| l.len())
+        .cloned()
+        .unwrap_or_default();
     for example in examples {
         let gold = example.label.as_deref().unwrap_or("");
         let gold_index = labels.iter().position(|l| l == gold).ok_or_else(|| {
@@ -74,12 +80,6 @@ pub fn evaluate_classifier(
                 labels.join(", ")
             ))
         })?;
-        // The prompt exactly as training saw it: tokenized with the longest label, cut alike.
-        let longest = labels
-            .iter()
-            .max_by_key(|l| l.len())
-            .cloned()
-            .unwrap_or_default();
         let with = |label: &str| example.clone().with_label(label);
         let t = template
             .tokenize_within(&with(&longest), tokenizer, task.seq_len, task.truncation)
