@@ -209,7 +209,7 @@ pub struct FinetuneArgs {
     /// Full fine-tuning of every parameter instead of LoRA.
     #[arg(long, conflicts_with_all = ["lora_r", "lora_targets", "dora", "rslora"])]
     full: bool,
-    /// DoRA (weight-decomposed LoRA).
+    /// DoRA (weight-decomposed LoRA: a trained magnitude per output, peft's use_dora).
     #[arg(long)]
     dora: bool,
     /// rsLoRA scaling (alpha / sqrt(r)).
@@ -316,9 +316,6 @@ fn tokenize(
 }
 
 fn lora_config(args: &FinetuneArgs) -> Result<LoraConfig> {
-    if args.dora {
-        bail!("--dora is not implemented yet (LoRA and rsLoRA are); drop --dora");
-    }
     let targets = args
         .lora_targets
         .iter()
@@ -338,6 +335,7 @@ fn lora_config(args: &FinetuneArgs) -> Result<LoraConfig> {
     Ok(LoraConfig::new(args.lora_r, args.lora_alpha)
         .with_targets(&names)
         .with_rslora(args.rslora)
+        .with_dora(args.dora)
         .with_dropout(args.lora_dropout))
 }
 

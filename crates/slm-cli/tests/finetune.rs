@@ -196,19 +196,50 @@ fn finetune_writes_its_outputs_and_eval_reads_the_task_back() {
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("`maybe` is not one of"), "{e}");
+}
+
+#[test]
+fn dora_finetunes_into_a_peft_dora_adapter_that_eval_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("dora");
+    let o = slm(&train_args(
+        "finetune",
+        &data,
+        &out,
+        6,
+        &["--lora-r", "4", "--dora", "--lora-targets", "q,v"],
+    ));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["use_dora"], true);
+    let bytes = std::fs::read(out.join("adapter/adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let magnitudes: Vec<_> = st
+        .names()
+        .into_iter()
+        .filter(|n| n.ends_with(".lora_magnitude_vector"))
+        .collect();
+    assert_eq!(magnitudes.len(), 4, "q and v of 2 layers: {magnitudes:?}");
+    let l = losses(&out);
+    assert_eq!(l.len(), 6);
+    assert!(l[5] < l[0], "DoRA training lowers the loss: {l:?}");
     let o = slm(&[
-        "finetune".into(),
+        "eval".into(),
         "--model".into(),
         model(),
+        "--adapter".into(),
+        out.join("adapter").display().to_string(),
         "--data".into(),
         data.display().to_string(),
-        "--labels".into(),
-        "ham,spam".into(),
-        "--dora".into(),
-        "--out".into(),
-        dir.path().join("o3").display().to_string(),
+        "--json".into(),
     ]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--dora is not implemented"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["accuracy"].as_f64().is_some(), "{v}");
 }
 
 #[test]

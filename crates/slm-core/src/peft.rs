@@ -7,9 +7,11 @@
 //! `lora_B.weight`, `[out, r]`).
 //!
 //! The update is peft's: `y = W x + B A dropout(x) * scaling`, `scaling = lora_alpha / r`, or
-//! `lora_alpha / sqrt(r)` with rsLoRA (`use_rslora`). Settings that would change that meaning
-//! and are not implemented here (DoRA, per-module rank/alpha patterns, LoRA biases,
-//! `fan_in_fan_out`, layer subsets) are refused with an error naming the field, never ignored.
+//! `lora_alpha / sqrt(r)` with rsLoRA (`use_rslora`); with DoRA (`use_dora`) the adapted
+//! weight is renormalised per output by a trained magnitude vector (`lora_magnitude_vector`,
+//! `[out]`; see [`crate::model::linear`]). Settings that would change that meaning and are not
+//! implemented here (per-module rank/alpha patterns, LoRA biases, `fan_in_fan_out`, layer
+//! subsets) are refused with an error naming the field, never ignored.
 //!
 //! ```
 //! use slm_core::peft::{LoraConfig, load_adapter, save_adapter};
@@ -54,6 +56,8 @@ pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 /// The prefix peft puts before module names in its files.
 const PEFT_PREFIX: &str = "base_model.model.";
+/// The name peft gives a DoRA magnitude vector after the module's name.
+const MAGNITUDE: &str = "lora_magnitude_vector";
 
 /// Which modules get an adapter, as peft's `target_modules` says it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +84,8 @@ pub struct LoraConfig {
     pub target_modules: TargetModules,
     /// rsLoRA: scale by `alpha / sqrt(r)`, which keeps high ranks stable (`use_rslora`).
     pub rslora: bool,
+    /// DoRA: weight-decomposed LoRA, a trained magnitude per output (`use_dora`).
+    pub dora: bool,
 }
 
 /// The seven projections of a Llama-family layer.
@@ -104,6 +110,7 @@ impl LoraConfig {
                 ALL_PROJECTIONS.iter().map(|s| s.to_string()).collect(),
             ),
             rslora: false,
+            dora: false,
         }
     }
 
@@ -116,6 +123,12 @@ impl LoraConfig {
     /// The same with rsLoRA on or off.
     pub fn with_rslora(mut self, rslora: bool) -> Self {
         self.rslora = rslora;
+        self
+    }
+
+    /// The same with DoRA on or off.
+    pub fn with_dora(mut self, dora: bool) -> Self {
+        self.dora = dora;
         self
     }
 
@@ -176,8 +189,9 @@ impl LoraConfig {
     }
 
     /// Attaches a fresh adapter to every targeted projection of `decoder` and freezes the base:
-    /// `A` from peft's default (Kaiming-uniform, bound `1/sqrt(in)`), `B` zero, so the model's
-    /// outputs are unchanged until it trains. `seed` makes `A` reproducible.
+    /// `A` from peft's default (Kaiming-uniform, bound `1/sqrt(in)`), `B` zero (and for DoRA the
+    /// magnitude set to the per-output norm of `W`), so the model's outputs are unchanged until
+    /// it trains. `seed` makes `A` reproducible.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad config or targets that match no projection.
@@ -198,7 +212,12 @@ impl LoraConfig {
                 .collect();
             let a = Tensor::<2>::from_data(TensorData::new(a, [d_in, self.r]), &device);
             let b = Tensor::<2>::zeros([self.r, d_out], &device);
-            Ok(proj.with_lora(LoraAdapter::new(a, b, self.scaling(), self.dropout)))
+            let mut adapter = LoraAdapter::new(a, b, self.scaling(), self.dropout);
+            if self.dora {
+                let norm = proj.weight_norm(adapter.delta());
+                adapter = adapter.with_magnitude(norm.reshape([d_out]));
+            }
+            Ok(proj.with_lora(adapter))
         })?;
         self.check_attached(attached)?;
         Ok(model.freeze_base())
@@ -240,6 +259,10 @@ impl LoraConfig {
             }
         }
         // Settings that change what the adapter computes must be at their neutral value.
+        let flag = |field: &str| match v.get(field) {
+            None | Some(Value::Null) => Ok(false),
+            Some(x) => x.as_bool().ok_or_else(|| missing(field)),
+        };
         let neutral = |field: &'static str, ok: &dyn Fn(&Value) -> bool| match v.get(field) {
             None | Some(Value::Null) => Ok(()),
             Some(x) if ok(x) => Ok(()),
@@ -250,7 +273,6 @@ impl LoraConfig {
         };
         let empty = |x: &Value| x.as_object().is_some_and(|m| m.is_empty());
         let falsy = |x: &Value| x == &Value::Bool(false);
-        neutral("use_dora", &falsy)?;
         neutral("fan_in_fan_out", &falsy)?;
         neutral("lora_bias", &falsy)?;
         neutral("bias", &|x| x == "none")?;
@@ -285,16 +307,13 @@ impl LoraConfig {
             ),
             _ => return Err(missing("target_modules")),
         };
-        let rslora = match v.get("use_rslora") {
-            None | Some(Value::Null) => false,
-            Some(x) => x.as_bool().ok_or_else(|| missing("use_rslora"))?,
-        };
         let config = LoraConfig {
             r,
             alpha,
             dropout,
             target_modules,
-            rslora,
+            rslora: flag("use_rslora")?,
+            dora: flag("use_dora")?,
         };
         config.validate()?;
         Ok(config)
@@ -311,7 +330,7 @@ impl LoraConfig {
             "lora_dropout": self.dropout,
             "target_modules": self.target_modules,
             "use_rslora": self.rslora,
-            "use_dora": false,
+            "use_dora": self.dora,
             "bias": "none",
             "fan_in_fan_out": false,
             "init_lora_weights": true,
@@ -351,29 +370,27 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
         weights.tensor_names().into_iter().collect();
     let device = decoder.device();
     let mut attached = 0;
-    let read =
-        |name: &str, expected: [usize; 2], unused: &mut std::collections::BTreeSet<String>| {
-            let info = weights
-                .tensor_info(name)
-                .ok_or_else(|| Error::MissingTensor {
-                    source_name: source.clone(),
-                    name: name.to_string(),
-                })?;
-            if info.shape != expected {
-                return Err(Error::ShapeMismatch {
-                    source_name: source.clone(),
-                    name: name.to_string(),
-                    got: info.shape,
-                    expected: expected.to_vec(),
-                });
-            }
-            unused.remove(name);
-            let values = weights.read_f32(name)?;
-            Ok(Tensor::<2>::from_data(
-                TensorData::new(values, expected),
-                &device,
-            ))
-        };
+    let read = |name: &str, expected: &[usize], unused: &mut std::collections::BTreeSet<String>| {
+        let info = weights
+            .tensor_info(name)
+            .ok_or_else(|| Error::MissingTensor {
+                source_name: source.clone(),
+                name: name.to_string(),
+            })?;
+        if info.shape != expected {
+            return Err(Error::ShapeMismatch {
+                source_name: source.clone(),
+                name: name.to_string(),
+                got: info.shape,
+                expected: expected.to_vec(),
+            });
+        }
+        unused.remove(name);
+        weights.read_f32(name)
+    };
+    let matrix = |values: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<2>::from_data(TensorData::new(values, shape), &device)
+    };
     let model = decoder.map_projections(|name, proj: Projection| {
         if !config.matches(name) {
             return Ok(proj);
@@ -381,14 +398,27 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
         attached += 1;
         let [d_in, d_out] = proj.dims();
         let key = |factor: &str| format!("{PEFT_PREFIX}{name}.{factor}.weight");
-        let a = read(&key("lora_A"), [config.r, d_in], &mut unused)?;
-        let b = read(&key("lora_B"), [d_out, config.r], &mut unused)?;
-        Ok(proj.with_lora(LoraAdapter::new(
+        let a = matrix(
+            read(&key("lora_A"), &[config.r, d_in], &mut unused)?,
+            [config.r, d_in],
+        );
+        let b = matrix(
+            read(&key("lora_B"), &[d_out, config.r], &mut unused)?,
+            [d_out, config.r],
+        );
+        let mut adapter = LoraAdapter::new(
             a.transpose(),
             b.transpose(),
             config.scaling(),
             config.dropout,
-        )))
+        );
+        if config.dora {
+            let m = format!("{PEFT_PREFIX}{name}.{MAGNITUDE}");
+            let m = read(&m, &[d_out], &mut unused)?;
+            adapter =
+                adapter.with_magnitude(Tensor::from_data(TensorData::new(m, [d_out]), &device));
+        }
+        Ok(proj.with_lora(adapter))
     })?;
     config.check_attached(attached)?;
     if !unused.is_empty() {
@@ -424,6 +454,13 @@ pub fn save_adapter(
                 shape,
                 values,
             ));
+        }
+        if let Some(m) = lora.magnitude() {
+            let shape = m.dims().to_vec();
+            let values = m
+                .try_into_vec_as::<f32>()
+                .map_err(|e| Error::Backend(format!("reading {name}.{MAGNITUDE}: {e:?}")))?;
+            tensors.push((format!("{PEFT_PREFIX}{name}.{MAGNITUDE}"), shape, values));
         }
     }
     if tensors.is_empty() {

@@ -60,6 +60,8 @@ pub enum ParamKind {
     LoraA,
     /// A LoRA `B` factor (burn `[r, out]`, peft `lora_B.weight` `[out, r]`).
     LoraB,
+    /// A DoRA magnitude vector (`[out]`, peft `lora_magnitude_vector`).
+    LoraMagnitude,
 }
 
 /// The Hugging Face name of the decoder parameter at burn module path `path`, whose innermost
@@ -69,7 +71,8 @@ pub enum ParamKind {
 /// `model.layers.0.input_layernorm.weight`, `layers.0.mlp.up_proj.dense.weight` ->
 /// `model.layers.0.mlp.up_proj.weight`, `lm_head.dense.weight` -> `lm_head.weight`, and an
 /// adapter's `layers.0.self_attn.q_proj.lora.a` -> `model.layers.0.self_attn.q_proj.lora_A.weight`
-/// (peft prefixes `base_model.model.` in its files).
+/// (`lora.magnitude` -> `...q_proj.lora_magnitude_vector`; peft prefixes `base_model.model.`
+/// in its files).
 pub fn hf_name(path: &[String], container: &str) -> (String, ParamKind) {
     let mut parts: Vec<&str> = path
         .iter()
@@ -79,6 +82,7 @@ pub fn hf_name(path: &[String], container: &str) -> (String, ParamKind) {
     let kind = match parts.as_slice() {
         [.., "lora", "a"] => ParamKind::LoraA,
         [.., "lora", "b"] => ParamKind::LoraB,
+        [.., "lora", "magnitude"] => ParamKind::LoraMagnitude,
         [.., "weight"] => ParamKind::Base {
             transposed: container.ends_with("Linear"),
         },
@@ -93,6 +97,10 @@ pub fn hf_name(path: &[String], container: &str) -> (String, ParamKind) {
                 "lora_B"
             });
             parts.push("weight");
+        }
+        ParamKind::LoraMagnitude => {
+            parts.truncate(parts.len() - 2);
+            parts.push("lora_magnitude_vector");
         }
         ParamKind::Base { .. } => {
             if let Some(last) = parts.last_mut()

@@ -7,20 +7,32 @@
 //! is kept apart from the base weight (unmerged) so it trains alone, is saved alone (PEFT
 //! files, see [`crate::peft`]) and can be folded in ([`Projection::merge`]) or taken out again
 //! ([`Projection::unmerge`]). Quantized weights are the next kind to plug in here.
+//!
+//! An adapter with a magnitude vector `m` (`[out]`) is DoRA (peft's `use_dora=True`,
+//! arXiv:2402.09353): the adapted weight `W + s A B` is renormalised per output to length `m`,
+//! `y = x (W + s A B) diag(m / |W + s A B|) + b`, with the norm `|W + s A B|` (per output, over
+//! the inputs) treated as a constant in the backward pass (the paper's section 4.3, as peft
+//! does). peft computes it as `x W + (m/n - 1) * dropout(x) W + (m/n) * s * dropout(x) A B`,
+//! and so does [`Projection::forward`].
 
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
+use crate::error::{Error, Result};
+
 /// A low-rank adapter on one projection: `A` `[in, r]` and `B` `[r, out]` (burn's layout;
 /// peft stores `lora_A.weight` as `[r, in]` and `lora_B.weight` as `[out, r]`), the scaling
-/// `alpha / r` (or `alpha / sqrt(r)` with rsLoRA) and dropout on the adapter's input.
+/// `alpha / r` (or `alpha / sqrt(r)` with rsLoRA), dropout on the adapter's input and, for
+/// DoRA, the magnitude vector `[out]` (peft's `lora_magnitude_vector`).
 #[derive(Module, Debug)]
 pub struct LoraAdapter {
     /// `A`, `[in, r]`.
     pub(crate) a: Param<Tensor<2>>,
     /// `B`, `[r, out]`.
     pub(crate) b: Param<Tensor<2>>,
+    /// DoRA's magnitude `m`, `[out]`.
+    pub(crate) magnitude: Option<Param<Tensor<1>>>,
     dropout: Dropout,
     #[module(skip)]
     scaling: f64,
@@ -32,14 +44,32 @@ impl LoraAdapter {
         LoraAdapter {
             a: Param::from_tensor(a),
             b: Param::from_tensor(b),
+            magnitude: None,
             dropout: DropoutConfig::new(dropout).init(),
             scaling,
         }
     }
 
+    /// The same adapter as DoRA, with magnitude vector `m` `[out]` (peft initialises it to the
+    /// per-output norm of `W + s A B`: see [`Projection::weight_norm`]).
+    pub fn with_magnitude(mut self, magnitude: Tensor<1>) -> Self {
+        self.magnitude = Some(Param::from_tensor(magnitude));
+        self
+    }
+
     /// The ids of `A` and `B` (to find their gradients or optimizer state).
     pub fn param_ids(&self) -> (burn::module::ParamId, burn::module::ParamId) {
         (self.a.id, self.b.id)
+    }
+
+    /// DoRA's magnitude vector `[out]`, when this adapter is DoRA.
+    pub fn magnitude(&self) -> Option<Tensor<1>> {
+        self.magnitude.as_ref().map(|m| m.val())
+    }
+
+    /// The id of the magnitude vector, when this adapter is DoRA.
+    pub fn magnitude_id(&self) -> Option<burn::module::ParamId> {
+        self.magnitude.as_ref().map(|m| m.id)
     }
 
     /// The rank `r`.
@@ -62,7 +92,7 @@ impl LoraAdapter {
         self.b.val().transpose()
     }
 
-    /// The dense update `scaling * A B`, `[in, out]`.
+    /// The low-rank update `scaling * A B`, `[in, out]` (for DoRA, before renormalisation).
     pub fn delta(&self) -> Tensor<2> {
         self.a.val().matmul(self.b.val()).mul_scalar(self.scaling)
     }
@@ -130,11 +160,28 @@ impl Projection {
         self
     }
 
-    /// Folds the adapter into the dense weight (`W + scaling * A B`) and drops it: peft's
+    /// The per-output norm of `W + delta` over the inputs, `[1, out]`, detached: DoRA's
+    /// `|W + s A B|` (the magnitude vector's initial value, with `delta` the fresh adapter's
+    /// update).
+    pub fn weight_norm(&self, delta: Tensor<2>) -> Tensor<2> {
+        (self.dense.weight.val().detach() + delta.detach())
+            .powi_scalar(2)
+            .sum_dim(0)
+            .sqrt()
+            .detach()
+    }
+
+    /// Folds the adapter into the dense weight (`W + scaling * A B`; for DoRA
+    /// `(W + scaling * A B) diag(m / |W + scaling * A B|)`) and drops it: peft's
     /// `merge_and_unload` for this projection. The weight becomes trainable again.
     pub fn merge(mut self) -> Self {
         if let Some(lora) = self.lora.take() {
-            let merged = self.dense.weight.val() + lora.delta();
+            let delta = lora.delta();
+            let mut merged = self.dense.weight.val() + delta.clone();
+            if let Some(m) = lora.magnitude() {
+                let norm = self.weight_norm(delta);
+                merged = merged * (m.unsqueeze::<2>() / norm);
+            }
             self.dense.weight = Param::from_tensor(merged.detach());
         }
         self
@@ -142,10 +189,24 @@ impl Projection {
 
     /// Takes the adapter out of a weight it was merged into (`W - scaling * A B`), returning the
     /// projection with the adapter attached again: peft's `unmerge_adapter`.
-    pub fn unmerge(mut self, adapter: LoraAdapter) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a DoRA adapter: a merged DoRA weight no longer holds the norm
+    /// its columns were divided by (peft keeps it in a cache of the merging process), so the
+    /// base weight cannot be recovered from it.
+    pub fn unmerge(mut self, adapter: LoraAdapter) -> Result<Self> {
+        if adapter.magnitude.is_some() {
+            return Err(Error::Unsupported {
+                what: "unmerging a merged DoRA adapter",
+                value:
+                    "the merge divided each output by a norm the merged weight no longer holds; \
+                        reload the base weights and attach the adapter instead"
+                        .into(),
+            });
+        }
         let base = self.dense.weight.val() - adapter.delta();
         self.dense.weight = Param::from_tensor(base.detach());
-        self.with_lora(adapter)
+        Ok(self.with_lora(adapter))
     }
 
     /// `x W + b (+ adapter)` for `x` `[B, T, in]`, with batch and time folded into rows: one
@@ -155,17 +216,33 @@ impl Projection {
         let [b, t, d_in] = x.dims();
         let d_out = self.dims()[1];
         let rows = x.reshape([b * t, d_in]);
-        let mut y = rows.clone().matmul(self.dense.weight.val());
-        if let Some(bias) = &self.dense.bias {
-            y = y + bias.val().unsqueeze::<2>();
-        }
+        let xw = rows.clone().matmul(self.dense.weight.val());
+        let mut y = match &self.dense.bias {
+            Some(bias) => xw.clone() + bias.val().unsqueeze::<2>(),
+            None => xw.clone(),
+        };
         if let Some(lora) = &self.lora {
-            let update = lora
-                .dropout
-                .forward(rows)
+            let dropped = lora.dropout.forward(rows);
+            let update = dropped
+                .clone()
                 .matmul(lora.a.val())
-                .matmul(lora.b.val());
-            y = y + update.mul_scalar(lora.scaling);
+                .matmul(lora.b.val())
+                .mul_scalar(lora.scaling);
+            match &lora.magnitude {
+                None => y = y + update,
+                Some(m) => {
+                    // peft's DoraLinearLayer: the base result of the dropped input, bias
+                    // excluded (without dropout, the one already computed).
+                    let base = if lora.dropout.prob == 0.0 {
+                        xw
+                    } else {
+                        dropped.matmul(self.dense.weight.val())
+                    };
+                    let norm = self.weight_norm(lora.delta());
+                    let scale = m.val().unsqueeze::<2>() / norm;
+                    y = y + base * (scale.clone() - 1.0) + update * scale;
+                }
+            }
         }
         y.reshape([b, t, d_out])
     }
@@ -199,8 +276,38 @@ mod tests {
         assert!(merged.lora().is_none());
         let ym: Vec<f32> = merged.forward(x.clone()).try_into_vec_as::<f32>().unwrap();
         assert_eq!(ym, y);
-        let back = merged.unmerge(LoraAdapter::new(a, b, 2.0, 0.0));
+        let back = merged.unmerge(LoraAdapter::new(a, b, 2.0, 0.0)).unwrap();
         let base: Vec<f32> = back.weight_hf().try_into_vec_as::<f32>().unwrap();
         assert_eq!(base, vec![1., 2., 3., 4., 5., 6.]);
+    }
+
+    #[test]
+    fn dora_renormalises_each_output_and_refuses_unmerge() {
+        // W [out=2, in=2] rows (3, 4) and (0, 2); A = 0: the adapted weight is W, so each
+        // output is W's row rescaled to length m.
+        let w = t2(vec![3., 4., 0., 2.], [2, 2]);
+        let lora = LoraAdapter::new(t2(vec![0., 0.], [2, 1]), t2(vec![1., 1.], [1, 2]), 1.0, 0.0)
+            .with_magnitude(Tensor::from_data(
+                TensorData::new(vec![10f32, 1.0], [2]),
+                &Device::flex(),
+            ));
+        let proj = Projection::from_hf(w, None).with_lora(lora.clone());
+        let x = Tensor::<3>::from_data(
+            TensorData::new(vec![1.0f32, 1.0], [1, 1, 2]),
+            &Device::flex(),
+        );
+        let y: Vec<f32> = proj.forward(x).try_into_vec_as::<f32>().unwrap();
+        // Row 0: (3, 4) * 10 / 5 -> 14; row 1: (0, 2) * 1 / 2 -> 1.
+        assert!(
+            (y[0] - 14.0).abs() < 1e-5 && (y[1] - 1.0).abs() < 1e-5,
+            "{y:?}"
+        );
+        let merged = proj.merge();
+        let w: Vec<f32> = merged.weight_hf().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(w, vec![6., 8., 0., 1.]);
+        assert!(matches!(
+            merged.unmerge(lora),
+            Err(Error::Unsupported { .. })
+        ));
     }
 }

@@ -30,9 +30,22 @@ pub fn json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// A file under this crate's `tests/data/` (references made by the scripts kept there).
+pub fn data(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel);
+    assert!(p.exists(), "test data missing: {}", p.display());
+    p
+}
+
 /// All F32 tensors of a safetensors fixture, by name: (shape, values).
 pub fn tensors(rel: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let p = fixture(rel);
+    tensors_at(&fixture(rel))
+}
+
+/// All F32 tensors of a safetensors file, by name: (shape, values).
+pub fn tensors_at(p: &Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors()
