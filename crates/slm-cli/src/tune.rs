@@ -206,8 +206,12 @@ pub struct FinetuneArgs {
     /// Projections that get adapters (q,k,v,o,gate,up,down or their *_proj names).
     #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
     lora_targets: Vec<String>,
+    /// Modules trained fully beside the adapters and saved in the adapter (peft's
+    /// modules_to_save: lm_head, embed_tokens, norm, ...; peft's suffix matching).
+    #[arg(long, value_delimiter = ',')]
+    modules_to_save: Vec<String>,
     /// Full fine-tuning of every parameter instead of LoRA.
-    #[arg(long, conflicts_with_all = ["lora_r", "lora_targets", "dora", "rslora"])]
+    #[arg(long, conflicts_with_all = ["lora_r", "lora_targets", "dora", "rslora", "modules_to_save"])]
     full: bool,
     /// DoRA (weight-decomposed LoRA: a trained magnitude per output, peft's use_dora).
     #[arg(long)]
@@ -332,10 +336,12 @@ fn lora_config(args: &FinetuneArgs) -> Result<LoraConfig> {
         })
         .collect::<Result<Vec<_>>>()?;
     let names: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let saved: Vec<&str> = args.modules_to_save.iter().map(String::as_str).collect();
     Ok(LoraConfig::new(args.lora_r, args.lora_alpha)
         .with_targets(&names)
         .with_rslora(args.rslora)
         .with_dora(args.dora)
+        .with_modules_to_save(&saved)
         .with_dropout(args.lora_dropout))
 }
 

@@ -199,7 +199,7 @@ fn finetune_writes_its_outputs_and_eval_reads_the_task_back() {
 }
 
 #[test]
-fn dora_finetunes_into_a_peft_dora_adapter_that_eval_loads() {
+fn dora_with_a_saved_head_finetunes_into_a_peft_adapter_that_eval_loads() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let out = dir.path().join("dora");
@@ -208,7 +208,15 @@ fn dora_finetunes_into_a_peft_dora_adapter_that_eval_loads() {
         &data,
         &out,
         6,
-        &["--lora-r", "4", "--dora", "--lora-targets", "q,v"],
+        &[
+            "--lora-r",
+            "4",
+            "--dora",
+            "--lora-targets",
+            "q,v",
+            "--modules-to-save",
+            "lm_head",
+        ],
     ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config: serde_json::Value = serde_json::from_str(
@@ -224,6 +232,8 @@ fn dora_finetunes_into_a_peft_dora_adapter_that_eval_loads() {
         .filter(|n| n.ends_with(".lora_magnitude_vector"))
         .collect();
     assert_eq!(magnitudes.len(), 4, "q and v of 2 layers: {magnitudes:?}");
+    assert!(st.names().contains(&"base_model.model.lm_head.weight"));
+    assert_eq!(config["modules_to_save"], serde_json::json!(["lm_head"]));
     let l = losses(&out);
     assert_eq!(l.len(), 6);
     assert!(l[5] < l[0], "DoRA training lowers the loss: {l:?}");

@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use burn::prelude::*;
@@ -47,6 +48,7 @@ use serde_json::{Value, json};
 
 use crate::checkpoint::{SaveDtype, write_safetensors};
 use crate::error::{Error, Result};
+use crate::model::hf_names::in_saved_module;
 use crate::model::{Decoder, LoraAdapter, Projection};
 use crate::weights::{SafetensorsWeights, WeightSource};
 
@@ -86,6 +88,12 @@ pub struct LoraConfig {
     pub rslora: bool,
     /// DoRA: weight-decomposed LoRA, a trained magnitude per output (`use_dora`).
     pub dora: bool,
+    /// Modules trained fully beside the adapters and saved whole (`modules_to_save`, e.g.
+    /// `lm_head`, `embed_tokens`), matched by peft's rule: a module whose name, or an
+    /// ancestor's, ends with one of these strings (see [`in_saved_module`]). A tied LM head
+    /// named here gets a copy of its own (as peft's wrapper does), so it trains apart from the
+    /// embedding.
+    pub modules_to_save: Vec<String>,
 }
 
 /// The seven projections of a Llama-family layer.
@@ -111,6 +119,7 @@ impl LoraConfig {
             ),
             rslora: false,
             dora: false,
+            modules_to_save: Vec::new(),
         }
     }
 
@@ -129,6 +138,12 @@ impl LoraConfig {
     /// The same with DoRA on or off.
     pub fn with_dora(mut self, dora: bool) -> Self {
         self.dora = dora;
+        self
+    }
+
+    /// The same with these modules trained fully and saved beside the adapters.
+    pub fn with_modules_to_save(mut self, modules: &[&str]) -> Self {
+        self.modules_to_save = modules.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -220,7 +235,54 @@ impl LoraConfig {
             Ok(proj.with_lora(adapter))
         })?;
         self.check_attached(attached)?;
-        Ok(model.freeze_base())
+        self.attach_saved_modules(model.freeze_base(), HashMap::new(), "LoraConfig")
+    }
+
+    /// Whether the base parameter `name` (Hugging Face naming) belongs to a module in
+    /// `modules_to_save`.
+    pub fn saves(&self, name: &str) -> bool {
+        in_saved_module(name, &self.modules_to_save)
+    }
+
+    /// Makes the `modules_to_save` trainable (untying a tied LM head they name first), with
+    /// values from `values` where given.
+    fn attach_saved_modules(
+        &self,
+        model: Decoder,
+        values: HashMap<String, (Vec<usize>, Vec<f32>)>,
+        source: &str,
+    ) -> Result<Decoder> {
+        if self.modules_to_save.is_empty() {
+            return Ok(model);
+        }
+        let model = if self.saves("lm_head.weight") {
+            model.untie_lm_head()
+        } else {
+            model
+        };
+        if let Some((name, _)) = model
+            .projections()
+            .into_iter()
+            .find(|(name, p)| p.lora().is_some() && self.saves(&format!("{name}.weight")))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "LoRA: `{name}` is both a LoRA target and inside modules_to_save {:?}; \
+                 choose one",
+                self.modules_to_save
+            )));
+        }
+        let select = |name: &str| self.saves(name);
+        let (model, trained) = model.train_selected(&select, values, source)?;
+        if trained.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "LoRA modules_to_save {:?} match no module of this model (its modules are \
+                 model.embed_tokens, model.layers.N.input_layernorm, \
+                 model.layers.N.post_attention_layernorm, model.norm, lm_head and the \
+                 projections)",
+                self.modules_to_save
+            )));
+        }
+        Ok(model)
     }
 
     fn check_attached(&self, attached: usize) -> Result<()> {
@@ -279,9 +341,6 @@ impl LoraConfig {
         neutral("rank_pattern", &empty)?;
         neutral("alpha_pattern", &empty)?;
         neutral("layers_to_transform", &|_| false)?;
-        neutral("modules_to_save", &|x| {
-            x.as_array().is_some_and(Vec::is_empty)
-        })?;
         let r = v
             .get("r")
             .and_then(Value::as_u64)
@@ -307,6 +366,15 @@ impl LoraConfig {
             ),
             _ => return Err(missing("target_modules")),
         };
+        let modules_to_save = match v.get("modules_to_save") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| missing("modules_to_save"))?,
+            Some(_) => return Err(missing("modules_to_save")),
+        };
         let config = LoraConfig {
             r,
             alpha,
@@ -314,6 +382,7 @@ impl LoraConfig {
             target_modules,
             rslora: flag("use_rslora")?,
             dora: flag("use_dora")?,
+            modules_to_save,
         };
         config.validate()?;
         Ok(config)
@@ -335,7 +404,7 @@ impl LoraConfig {
             "fan_in_fan_out": false,
             "init_lora_weights": true,
             "inference_mode": true,
-            "modules_to_save": null,
+            "modules_to_save": (!self.modules_to_save.is_empty()).then_some(&self.modules_to_save),
             "rank_pattern": {},
             "alpha_pattern": {},
             "layers_to_transform": null,
@@ -421,13 +490,25 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
         Ok(proj.with_lora(adapter))
     })?;
     config.check_attached(attached)?;
+    // The saved modules' tensors: every tensor left that names a base parameter of one.
+    let mut saved = HashMap::new();
+    for key in unused.clone() {
+        if let Some(name) = key.strip_prefix(PEFT_PREFIX)
+            && config.saves(name)
+            && let Some(info) = weights.tensor_info(&key)
+        {
+            saved.insert(name.to_string(), (info.shape, weights.read_f32(&key)?));
+            unused.remove(&key);
+        }
+    }
     if !unused.is_empty() {
         return Err(Error::UnexpectedTensors {
             source_name: source,
             names: unused.into_iter().take(8).collect(),
         });
     }
-    Ok((model.freeze_base(), config))
+    let model = config.attach_saved_modules(model.freeze_base(), saved, &source)?;
+    Ok((model, config))
 }
 
 /// Writes the adapters of `decoder` as a peft adapter directory: `adapter_config.json`
@@ -467,6 +548,13 @@ pub fn save_adapter(
         return Err(Error::InvalidInput(
             "the model carries no LoRA adapter to save".into(),
         ));
+    }
+    if !config.modules_to_save.is_empty() {
+        for (name, shape, values) in decoder.named_parameters()? {
+            if config.saves(&name) {
+                tensors.push((format!("{PEFT_PREFIX}{name}"), shape, values));
+            }
+        }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     write_safetensors(&dir.join(ADAPTER_WEIGHTS), &tensors, SaveDtype::F32)?;

@@ -149,3 +149,121 @@ fn fresh_adapters_leave_the_model_unchanged_and_match_targets() {
     let none = lora.clone().with_targets(&["qkv"]);
     assert!(matches!(none.init(base(), 0), Err(Error::InvalidConfig(_))));
 }
+
+/// `tests/data/modules_to_save/<model>` (made by the script there with peft 0.21).
+fn saved_modules_dir(model: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/modules_to_save")
+        .join(model)
+}
+
+fn logits_on_step_batch(model: &Decoder) -> Vec<f32> {
+    let spec = json("lora/train_step/train_step.json");
+    let ids: Vec<Vec<u32>> = spec["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let batch = TokenBatch {
+        ids,
+        attention_mask: None,
+        scope: LogitsScope::All,
+    };
+    model
+        .forward(&batch, &mut model.new_cache())
+        .unwrap()
+        .values
+}
+
+#[test]
+fn modules_to_save_load_save_and_merge_as_peft_does() {
+    for name in ["llama-tiny", "smollm-tiny"] {
+        let open = || {
+            Checkpoint::open(&fixture(&format!("models/{name}")))
+                .unwrap()
+                .load_decoder(&Device::flex())
+                .unwrap()
+        };
+        let dir = saved_modules_dir(name);
+        let (model, config) = load_adapter(open(), &dir).unwrap();
+        assert_eq!(config.modules_to_save, vec!["lm_head", "norm"]);
+        // peft's suffix rule: `norm` is the final norm and every *_layernorm.
+        for module in [
+            "model.norm",
+            "model.layers.1.post_attention_layernorm",
+            "lm_head",
+        ] {
+            assert!(config.saves(&format!("{module}.weight")), "{module}");
+        }
+        assert!(!config.saves("model.embed_tokens.weight"));
+        assert!(
+            !model.config().tie_word_embeddings,
+            "{name}: the head is its own"
+        );
+        let file = dir.join("logits.safetensors");
+        let (_, want) = read_tensor(&file, "logits");
+        let d = max_abs_diff(&logits_on_step_batch(&model), &want);
+        eprintln!("{name}: modules_to_save adapter logits vs peft {d:e}");
+        assert!(d <= TINY_LOGITS_ATOL, "{name}: {d}");
+        // Without the saved modules the logits differ: they were really read.
+        let plain = LoraConfig::new(4, 8.0).with_targets(&["q_proj", "v_proj"]);
+        assert!(
+            max_abs_diff(
+                &logits_on_step_batch(&plain.init(open(), 0).unwrap()),
+                &want
+            ) > 0.01
+        );
+
+        // Saved again, the file holds what peft wrote.
+        let out = tempfile::tempdir().unwrap();
+        save_adapter(&model, &config, name, out.path()).unwrap();
+        let original = dir.join(ADAPTER_WEIGHTS);
+        let written = out.path().join(ADAPTER_WEIGHTS);
+        let names = |p: &std::path::Path| {
+            let bytes = std::fs::read(p).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut n: Vec<String> = st.names().into_iter().map(String::from).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&written), names(&original), "{name}");
+        for key in names(&original) {
+            let (_, a) = read_tensor(&original, &key);
+            let (_, b) = read_tensor(&written, &key);
+            assert!(max_abs_diff(&a, &b) <= 1e-7, "{name}: {key}");
+        }
+
+        let (_, want) = read_tensor(&file, "merged_logits");
+        let merged = model.merge_adapters();
+        let d = max_abs_diff(&logits_on_step_batch(&merged), &want);
+        eprintln!("{name}: merged vs peft merge_and_unload {d:e}");
+        assert!(d <= TINY_LOGITS_ATOL, "{name} merged: {d}");
+    }
+}
+
+#[test]
+fn a_tied_head_in_modules_to_save_starts_as_the_embedding_and_trains_apart() {
+    let base = || {
+        Checkpoint::open(&fixture("models/smollm-tiny"))
+            .unwrap()
+            .load_decoder(&Device::flex())
+            .unwrap()
+    };
+    assert!(base().config().tie_word_embeddings);
+    let lora = LoraConfig::new(4, 8.0).with_modules_to_save(&["lm_head"]);
+    let model = lora.init(base(), 1).unwrap();
+    assert!(!model.config().tie_word_embeddings);
+    // Unchanged outputs until it trains.
+    let d = max_abs_diff(
+        &logits_on_step_batch(&model),
+        &logits_on_step_batch(&base()),
+    );
+    assert!(d <= 1e-5, "{d}");
+    let bad = LoraConfig::new(4, 8.0).with_modules_to_save(&["nothing_here"]);
+    let e = bad.init(base(), 1).unwrap_err();
+    assert!(e.to_string().contains("match no module"), "{e}");
+    let overlap = LoraConfig::new(4, 8.0).with_modules_to_save(&["mlp"]);
+    let e = overlap.init(base(), 1).unwrap_err();
+    assert!(e.to_string().contains("both a LoRA target"), "{e}");
+}

@@ -186,7 +186,7 @@ pub fn load(
         })
     })?;
     let model = match mode {
-        TuneMode::Lora(_) => load_adapter(base, &dir.join("adapter"))?.0.freeze_base(),
+        TuneMode::Lora(_) => load_adapter(base, &dir.join("adapter"))?.0,
         TuneMode::Full => {
             let device = base.device();
             Checkpoint::open(&dir.join("model"))?.load_decoder(&device)?

@@ -236,3 +236,53 @@ fn max_steps_runs_past_one_epoch() {
     let (_, report) = trainer.run(base(), &examples(8), None, false).unwrap();
     assert_eq!(report.steps, 9);
 }
+
+#[test]
+fn modules_to_save_train_beside_the_adapters_and_resume() {
+    // SmolLM's head is tied to the embedding: modules_to_save gives it a copy that trains.
+    let tiny = || {
+        Checkpoint::open(&fixture("models/smollm-tiny"))
+            .unwrap()
+            .load_decoder(&Device::flex().autodiff())
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lora = LoraConfig::new(4, 8.0)
+        .with_targets(&["q_proj", "v_proj"])
+        .with_modules_to_save(&["lm_head"]);
+    let config = TrainConfig {
+        eval_every: None,
+        ..config()
+    };
+    let trainer = Trainer::new(config, TuneMode::Lora(lora), dir.path(), "smollm-tiny");
+    let (_, report) = trainer.run(tiny(), &examples(16), None, false).unwrap();
+    let saved = tensors_at(&report.output.join("adapter_model.safetensors"));
+    let (shape, head) = &saved["base_model.model.lm_head.weight"];
+    let embed = tensors_at(&fixture("models/smollm-tiny/model.safetensors"));
+    let (_, embedding) = &embed["model.embed_tokens.weight"];
+    assert_eq!(shape, &vec![768, 64]);
+    let moved = max_abs_diff(head, embedding);
+    assert!(moved > 1e-3, "the head did not train: {moved}");
+    let opt = tensors_at(
+        &dir.path()
+            .join("checkpoints/step-000012/optimizer.safetensors"),
+    );
+    assert!(
+        opt.contains_key("lm_head.weight.exp_avg"),
+        "{:?}",
+        opt.keys()
+    );
+
+    // Resumed from step 10, the curve (head included) is the same.
+    let curve = losses(&dir.path().join("metrics.jsonl"));
+    let ckpts = dir.path().join("checkpoints");
+    std::fs::remove_dir_all(ckpts.join("step-000012")).unwrap();
+    std::fs::write(ckpts.join("latest"), "step-000010").unwrap();
+    let (_, resumed) = trainer.run(tiny(), &examples(16), None, true).unwrap();
+    assert_eq!(resumed.resumed_from, 10);
+    let again = losses(&dir.path().join("metrics.jsonl"));
+    assert_eq!(curve.len(), again.len());
+    for ((s, a), (_, b)) in curve.iter().zip(&again) {
+        assert!((a - b).abs() <= 1e-5, "step {s}: {a} then {b}");
+    }
+}

@@ -314,6 +314,39 @@ impl Decoder {
         infallible(self.map_projections(|_, p| Ok(p.freeze_base())))
     }
 
+    /// Gives a model whose LM head is tied to the embedding a head of its own, initialised to
+    /// the embedding (the config then says `tie_word_embeddings: false`), so the two can train
+    /// apart; a model with its own head is returned as is. peft does this when `modules_to_save`
+    /// names a tied `lm_head`.
+    pub fn untie_lm_head(mut self) -> Self {
+        if self.lm_head.is_none() {
+            let weight = self.embed_tokens.weight.val();
+            self.lm_head = Some(Projection::from_hf(weight, None));
+            self.config.tie_word_embeddings = false;
+        }
+        self
+    }
+
+    /// Makes the base parameters `select` picks (by Hugging Face name) trainable, replacing the
+    /// values of those `values` holds (Hugging Face name, layout and shape; read from
+    /// `source_name`); the names made trainable come back with the model. peft's
+    /// `modules_to_save`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for a value of the wrong shape, [`Error::UnexpectedTensors`]
+    /// for values no selected parameter takes.
+    pub fn train_selected(
+        self,
+        select: &dyn Fn(&str) -> bool,
+        values: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+        source_name: &str,
+    ) -> Result<(Self, Vec<String>)> {
+        let device = self.device();
+        let mut mapper = hf_names::TrainSelected::new(select, values, source_name, device);
+        let model = self.map(&mut mapper);
+        Ok((model, mapper.finish()?))
+    }
+
     /// Folds every adapter into its dense weight and drops it (peft's `merge_and_unload`).
     pub fn merge_adapters(self) -> Self {
         infallible(self.map_projections(|_, p| Ok(p.merge())))

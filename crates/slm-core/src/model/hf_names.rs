@@ -310,6 +310,125 @@ impl ModuleMapper for Binder {
     }
 }
 
+/// Whether the module of parameter `name` (a Hugging Face name such as
+/// `model.layers.0.input_layernorm.weight`) or one of its ancestors ends with one of
+/// `modules`: peft's rule for `modules_to_save` (plain suffixes, so `norm` picks `model.norm`
+/// and every `*_layernorm`; `mlp` picks a whole MLP).
+pub fn in_saved_module(name: &str, modules: &[String]) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    (1..parts.len()).any(|n| {
+        let module = parts[..n].join(".");
+        modules.iter().any(|m| module.ends_with(m.as_str()))
+    })
+}
+
+/// A module mapper making the base parameters that `select` picks (by Hugging Face name)
+/// trainable, each with its value replaced from `values` (Hugging Face name, layout and shape)
+/// where `values` holds it: how peft's `modules_to_save` are attached and loaded. Adapter
+/// parameters are left alone.
+pub struct TrainSelected<'a> {
+    tracker: PathTracker,
+    select: &'a dyn Fn(&str) -> bool,
+    values: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    source_name: String,
+    device: Device,
+    selected: Vec<String>,
+    error: Option<Error>,
+}
+
+impl std::fmt::Debug for TrainSelected<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainSelected")
+            .field("values", &self.values.keys().collect::<Vec<_>>())
+            .field("selected", &self.selected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> TrainSelected<'a> {
+    /// A mapper for the parameters `select` picks, replacing values from `values` (read from
+    /// `source_name`, named in errors) on `device`.
+    pub fn new(
+        select: &'a dyn Fn(&str) -> bool,
+        values: HashMap<String, (Vec<usize>, Vec<f32>)>,
+        source_name: impl Into<String>,
+        device: Device,
+    ) -> Self {
+        TrainSelected {
+            tracker: PathTracker::default(),
+            select,
+            values,
+            source_name: source_name.into(),
+            device,
+            selected: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The names of the parameters made trainable, in module order.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for a value whose shape is not its parameter's, and
+    /// [`Error::UnexpectedTensors`] for values no selected parameter took.
+    pub fn finish(self) -> Result<Vec<String>> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if !self.values.is_empty() {
+            let mut names: Vec<String> = self.values.into_keys().collect();
+            names.sort();
+            names.truncate(8);
+            return Err(Error::UnexpectedTensors {
+                source_name: self.source_name,
+                names,
+            });
+        }
+        Ok(self.selected)
+    }
+}
+
+impl ModuleMapper for TrainSelected<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.tracker.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.tracker.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (name, kind) = self.tracker.name();
+        let ParamKind::Base { transposed } = kind else {
+            return param;
+        };
+        if !(self.select)(&name) {
+            return param;
+        }
+        self.selected.push(name.clone());
+        let Some((shape, values)) = self.values.remove(&name) else {
+            return param.set_require_grad(true);
+        };
+        let mut expected = param.lazy_shape().dims::<D>().to_vec();
+        if transposed {
+            expected.reverse();
+        }
+        if shape != expected {
+            self.error.get_or_insert(Error::ShapeMismatch {
+                source_name: self.source_name.clone(),
+                name,
+                got: shape,
+                expected,
+            });
+            return param;
+        }
+        let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.device);
+        let t = if transposed { t.transpose() } else { t };
+        let mut replaced = Param::from_tensor(t);
+        replaced.id = param.id;
+        replaced
+    }
+}
+
 /// The tensors a checkpoint of `config` holds, in transformers' naming and layout: the
 /// decoder's own parameters ([`Decoder::parameter_shapes`](crate::model::Decoder::parameter_shapes)
 /// of the lazy, unallocated structure), fused where the architecture fuses.

@@ -46,7 +46,7 @@ pub fn tensors(rel: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec<
 
 /// All F32 tensors of a safetensors file, by name: (shape, values).
 pub fn tensors_at(p: &Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensors()
         .into_iter()
