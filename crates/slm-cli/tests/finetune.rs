@@ -1,6 +1,7 @@
 //! `slm finetune` and `slm eval` end to end on the tiny fixture model: the output directory's
-//! files, the JSON contracts, and a run killed with SIGKILL that `--resume` continues on the
-//! same loss curve as a run never interrupted.
+//! files, the JSON contracts, a run killed with SIGKILL that `--resume` continues on the
+//! same loss curve as a run never interrupted, and a disk that fills up while a checkpoint is
+//! written (a small tmpfs), which keeps the previous checkpoint whole.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -349,4 +350,100 @@ fn distill_writes_a_smaller_student_and_refuses_another_vocabulary() {
         e.contains("share the tokenizer") && e.contains("768") && e.contains("500"),
         "{e}"
     );
+}
+
+/// A small tmpfs mounted for the test (unmounted on drop); `None` where mounting is not
+/// permitted (not root, no CAP_SYS_ADMIN), which the test then says.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<SmallDisk> {
+        let at = dir.join("disk");
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+
+    fn available(&self) -> u64 {
+        let o = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_while_checkpointing_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let Some(disk) = SmallDisk::mount(dir.path(), "2m") else {
+        eprintln!("skipping: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let out = disk.0.join("run");
+    let o = slm(&finetune_args(&data, &out, 10));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let latest = out.join("checkpoints/latest");
+    assert_eq!(std::fs::read_to_string(&latest).unwrap(), "step-000010");
+    // Fill the disk but for 40 KB: less than one checkpoint (~124 KB), more than the metrics.
+    let filler = disk.0.join("filler");
+    let room = disk.available().saturating_sub(40 * 1024);
+    std::fs::write(&filler, vec![0u8; room as usize]).unwrap();
+    let mut args = finetune_args(&data, &out, 20);
+    args.push("--resume".into());
+    let o = slm(&args);
+    assert_eq!(o.status.code(), Some(1), "the full disk went unnoticed");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(
+        e.contains(".tmp-step-000015"),
+        "it stopped while checkpointing: {e}"
+    );
+    // The previous checkpoint is whole, `latest` still names it, nothing half-written is one.
+    assert_eq!(std::fs::read_to_string(&latest).unwrap(), "step-000010");
+    assert!(!out.join("checkpoints/step-000015").exists());
+    let o = slm(&[
+        "eval".into(),
+        "--model".into(),
+        model(),
+        "--adapter".into(),
+        out.join("checkpoints/step-000010/adapter")
+            .display()
+            .to_string(),
+        "--data".into(),
+        data.display().to_string(),
+        "--labels".into(),
+        "ham,spam".into(),
+        "--json".into(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // With room again, the run resumes from it and finishes.
+    std::fs::remove_file(&filler).unwrap();
+    let o = slm(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["resumed_from"].as_u64(), v["steps"].as_u64()),
+        (Some(10), Some(20))
+    );
+    assert_eq!(losses(&out).len(), 20);
 }
