@@ -11,7 +11,8 @@ use slm_core::prelude::*;
 use slm_data::Example;
 use slm_data::inputs::{TASK_FILE, TaskSpec, TemplateSpec, TokenizedExample, Truncation};
 use slm_train::{
-    DistillConfig, DistillLoss, ScheduleKind, TrainConfig, Trainer, TuneMode, evaluate_classifier,
+    DistillConfig, DistillLoss, ScheduleKind, TeacherCache, TrainConfig, Trainer, TuneMode,
+    evaluate_classifier,
 };
 
 use crate::ModelArgs;
@@ -258,6 +259,10 @@ pub struct DistillArgs {
     /// The teacher's weight in the JSD mixture.
     #[arg(long, default_value_t = 0.5)]
     beta: f64,
+    /// Run the teacher on every batch instead of caching its top-k soft labels once in
+    /// OUT/teacher_topk.safetensors (the default; --top-k 0 needs --online).
+    #[arg(long)]
+    online: bool,
     /// Where to run: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu", value_parser = crate::parse_device)]
     device: crate::DeviceArg,
@@ -367,12 +372,15 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
 pub fn distill(args: DistillArgs) -> Result<()> {
     let ckpt = Checkpoint::open(&args.teacher)?;
     let plain = args.device.device()?;
-    let mut teacher = ckpt.load_decoder(&plain)?;
-    if let Some(dir) = &args.teacher_adapter {
-        teacher = slm_core::peft::load_adapter(teacher, dir)?
-            .0
-            .merge_adapters();
-    }
+    let tuned = |decoder: Decoder| -> Result<Decoder> {
+        Ok(match &args.teacher_adapter {
+            Some(dir) => slm_core::peft::load_adapter(decoder, dir)?
+                .0
+                .merge_adapters(),
+            None => decoder,
+        })
+    };
+    let teacher = tuned(ckpt.load_decoder(&plain)?)?;
     let device = plain.autodiff();
     let student = match (&args.student_layers, &args.student_config) {
         (Some(n), _) => {
@@ -388,7 +396,12 @@ pub fn distill(args: DistillArgs) -> Result<()> {
                     keep.len()
                 );
             }
-            ckpt.load_decoder(&device)?.keep_layers(&keep)?
+            // The (tuned) teacher's layers, every parameter trainable.
+            let all = |_: &str| true;
+            tuned(ckpt.load_decoder(&device)?)?
+                .train_selected(&all, Default::default(), "the teacher")?
+                .0
+                .keep_layers(&keep)?
         }
         (None, Some(path)) => {
             let config = slm_core::config::hf::HfConfig::load(path)?;
@@ -417,23 +430,44 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         alpha: args.alpha,
         top_k: (args.top_k > 0).then_some(args.top_k),
     };
+    if distill.top_k.is_none() && !args.online {
+        bail!("--top-k 0 (the whole vocabulary) cannot be cached: add --online");
+    }
     let name = args.teacher.display().to_string();
+    let teacher = TeacherArg {
+        model: teacher,
+        distill,
+        online: args.online,
+        name: name.clone(),
+    };
     train(
         &ckpt,
         student,
         TuneMode::Full,
-        Some((&teacher, distill)),
+        Some(teacher),
         &args.train,
         &name,
     )
 }
+
+/// The teacher of `slm distill`, handed to [`train`] (which drops it once its soft labels are
+/// cached, unless `online`).
+struct TeacherArg {
+    model: Decoder,
+    distill: DistillConfig,
+    online: bool,
+    name: String,
+}
+
+/// The file `slm distill` caches the teacher's top-k soft labels in, under OUT.
+pub const TEACHER_CACHE_FILE: &str = "teacher_topk.safetensors";
 
 /// The shared run: task, data, trainer with energy and progress, outputs, summary line.
 fn train(
     ckpt: &Checkpoint,
     base: Decoder,
     mode: TuneMode,
-    teacher: Option<(&Decoder, DistillConfig)>,
+    teacher: Option<TeacherArg>,
     flags: &TrainFlags,
     base_name: &str,
 ) -> Result<()> {
@@ -478,14 +512,58 @@ fn train(
         ]
         .into())
     };
+    // The teacher's soft labels: cached once under OUT (reused while the data and settings
+    // match), then the teacher is dropped; or the teacher kept for every batch.
+    let mut online = None;
+    let mut cache = None;
+    if let Some(t) = teacher {
+        if t.online {
+            online = Some((t.model, t.distill));
+        } else {
+            let path = flags.out.join(TEACHER_CACHE_FILE);
+            let vocab = base.config().vocab_size;
+            let reused = TeacherCache::load(&path)
+                .ok()
+                .filter(|c| c.check(&train_tokens, &t.distill, vocab).is_ok());
+            let c = match reused {
+                Some(c) => c,
+                None => {
+                    let _phase = slm_energy::ObservedPhase::new(
+                        &tracker,
+                        format!("{}/teacher-cache", slm_energy::Lifecycle::Distillation),
+                    );
+                    eprintln!(
+                        "caching the teacher's top-{} soft labels over {} examples ...",
+                        t.distill.top_k.unwrap_or(0),
+                        train_tokens.len()
+                    );
+                    let c = TeacherCache::build(
+                        &t.model,
+                        &train_tokens,
+                        &t.distill,
+                        flags.batch_size,
+                        flags.seq_len,
+                        &t.name,
+                    )?;
+                    c.save(&path)?;
+                    c
+                }
+            };
+            cache = Some((c, t.distill));
+            // t.model is dropped here: the student trains without the teacher in memory.
+        }
+    }
     let (_, report) = {
         let progress = crate::progress::TrainProgress::new(&tracker);
         let mut trainer = Trainer::new(flags.config(), mode, &flags.out, base_name)
             .with_tokenizer(&tokenizer)
             .with_observer(&progress)
             .with_eval_callback(&callback);
-        if let Some((t, d)) = teacher {
-            trainer = trainer.with_teacher(t, d);
+        if let Some((t, d)) = &online {
+            trainer = trainer.with_teacher(t, *d);
+        }
+        if let Some((c, d)) = &cache {
+            trainer = trainer.with_teacher_cache(c, *d);
         }
         trainer.run(base, &train_tokens, eval_tokens.as_deref(), flags.resume)?
     };

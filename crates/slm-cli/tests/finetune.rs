@@ -311,7 +311,7 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
 }
 
 #[test]
-fn distill_writes_a_smaller_student_and_refuses_another_vocabulary() {
+fn distill_caches_the_teacher_writes_a_smaller_student_and_refuses_another_vocabulary() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path());
     let out = dir.path().join("student");
@@ -329,6 +329,31 @@ fn distill_writes_a_smaller_student_and_refuses_another_vocabulary() {
             .unwrap();
     assert_eq!(config["num_hidden_layers"], 1);
     assert!(out.join("model/task.json").is_file() && out.join("energy.json").is_file());
+    // The teacher's soft labels were cached once; the online teacher gives the same curve.
+    let cache = out.join("teacher_topk.safetensors");
+    assert!(cache.is_file());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("caching the teacher"));
+    let online = dir.path().join("online");
+    let o = slm(&common(&["--student-layers", "1", "--online"], &online));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!online.join("teacher_topk.safetensors").exists());
+    for (a, b) in losses(&out).iter().zip(losses(&online)) {
+        assert!((a - b).abs() <= 1e-5, "cached {a} vs online {b}");
+    }
+    // Run again, the cache is reused; the whole vocabulary cannot be cached.
+    let o = slm(&common(&["--student-layers", "1"], &out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("caching the teacher"));
+    let mut whole = train_args(
+        "distill",
+        &data,
+        &dir.path().join("s3"),
+        2,
+        &["--top-k", "0"],
+    );
+    whole.extend(["--student-layers".to_string(), "1".to_string()]);
+    let o = slm(&whole);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("add --online"));
     // A student config with another vocabulary names both sides.
     let mut other: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("models/llama-tiny/config.json")).unwrap(),

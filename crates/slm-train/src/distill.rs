@@ -134,21 +134,37 @@ pub fn divergence_top_k(
     )?;
     let (w, n) = checked_pair(&student, &teacher, labels, temperature)?;
     let lt_full = log_softmax(teacher.div_scalar(temperature), 2);
+    let (lt_top, ids) = lt_full.topk_with_indices(k, 2);
+    divergence_at_ids(student, ids, lt_top, (w, n), loss, temperature)
+}
+
+/// `log(1 - sum(exp(top)))` appended to `top` `[B, T, k]`: the rest bucket.
+fn with_rest(top: Tensor<3>) -> Tensor<3> {
+    let rest = top
+        .clone()
+        .exp()
+        .sum_dim(2)
+        .neg()
+        .add_scalar(1.0)
+        .clamp_min(1e-12)
+        .log();
+    Tensor::cat(vec![top, rest], 2)
+}
+
+/// The top-k estimator of [`divergence_top_k`] from the teacher's softened log-probabilities
+/// `teacher_top` at token ids `ids` (both `[B, T, k]`: computed now, or read from a
+/// [`TeacherCache`](crate::TeacherCache)), weighted by the position weights `(w, n)`.
+fn divergence_at_ids(
+    student: Tensor<3>,
+    ids: Tensor<3, Int>,
+    teacher_top: Tensor<3>,
+    (w, n): (Tensor<3>, usize),
+    loss: DistillLoss,
+    temperature: f64,
+) -> Result<Tensor<1>> {
     let ls_full = log_softmax(student.div_scalar(temperature), 2);
-    let (_, ids) = lt_full.clone().topk_with_indices(k, 2);
-    let buckets = |full: Tensor<3>| {
-        let top = full.gather(2, ids.clone());
-        let rest = top
-            .clone()
-            .exp()
-            .sum_dim(2)
-            .neg()
-            .add_scalar(1.0)
-            .clamp_min(1e-12)
-            .log();
-        Tensor::cat(vec![top, rest], 2)
-    };
-    let per_token = bucket_divergence(buckets(ls_full), buckets(lt_full), loss, temperature)?;
+    let ls = with_rest(ls_full.gather(2, ids));
+    let per_token = bucket_divergence(ls, with_rest(teacher_top), loss, temperature)?;
     Ok((per_token * w).sum().div_scalar(n as f64).reshape([1]))
 }
 
@@ -271,6 +287,73 @@ impl DistillConfig {
         teacher: Tensor<3>,
         labels: &[Vec<i64>],
     ) -> Result<Tensor<1>> {
+        if student.dims() != teacher.dims() {
+            return Err(Error::InvalidBatch(format!(
+                "student logits {:?} and teacher logits {:?} differ (do they share a tokenizer?)",
+                student.dims(),
+                teacher.dims()
+            )));
+        }
+        self.mix(student, labels, |s, shifted, t| {
+            let te = teacher.narrow(1, 0, t - 1);
+            match self.top_k {
+                Some(k) => divergence_top_k(s, te, shifted, self.loss, self.temperature, k),
+                None => divergence(s, te, shifted, self.loss, self.temperature),
+            }
+        })
+    }
+
+    /// [`loss`](Self::loss) from the teacher's top-k softened log-probabilities `logprobs` at
+    /// token ids `ids` (`[B, T, k]`, position `t` predicting `t + 1`, as a
+    /// [`TeacherCache`](crate::TeacherCache) gives them) instead of its logits: the same value
+    /// as [`loss`](Self::loss) with `top_k: Some(k)` on the logits they came from.
+    ///
+    /// # Errors
+    /// As [`loss`](Self::loss); shapes that disagree with the student's.
+    pub fn loss_top_k(
+        &self,
+        student: Tensor<3>,
+        ids: Tensor<3, Int>,
+        logprobs: Tensor<3>,
+        labels: &[Vec<i64>],
+    ) -> Result<Tensor<1>> {
+        let [b, t, _] = student.dims();
+        let [bi, ti, k] = ids.dims();
+        if [bi, ti] != [b, t] || logprobs.dims() != [b, t, k] || k == 0 {
+            return Err(Error::InvalidBatch(format!(
+                "teacher top-k ids {:?} and log-probs {:?} do not fit student logits {:?}",
+                ids.dims(),
+                logprobs.dims(),
+                student.dims()
+            )));
+        }
+        self.mix(student, labels, |s, shifted, t| {
+            crate::error::check(
+                self.temperature > 0.0 && self.temperature.is_finite(),
+                "temperature",
+                self.temperature,
+                "positive",
+            )?;
+            let weights = valid_positions(shifted, s.dims(), &s.device())?;
+            divergence_at_ids(
+                s,
+                ids.narrow(1, 0, t - 1),
+                logprobs.narrow(1, 0, t - 1),
+                weights,
+                self.loss,
+                self.temperature,
+            )
+        })
+    }
+
+    /// `alpha * soft + (1 - alpha) * hard CE` over the shifted positions, with `soft` computed
+    /// by `soft(student[:, :-1], shifted labels, T)`.
+    fn mix(
+        &self,
+        student: Tensor<3>,
+        labels: &[Vec<i64>],
+        soft: impl FnOnce(Tensor<3>, &[Vec<i64>], usize) -> Result<Tensor<1>>,
+    ) -> Result<Tensor<1>> {
         crate::error::check(
             (0.0..=1.0).contains(&self.alpha),
             "alpha",
@@ -287,11 +370,8 @@ impl DistillConfig {
             .iter()
             .map(|r| r.iter().skip(1).copied().collect())
             .collect();
-        let (s, te) = (student.narrow(1, 0, t - 1), teacher.narrow(1, 0, t - 1));
-        let soft = match self.top_k {
-            Some(k) => divergence_top_k(s.clone(), te, &shifted, self.loss, self.temperature, k)?,
-            None => divergence(s.clone(), te, &shifted, self.loss, self.temperature)?,
-        };
+        let s = student.narrow(1, 0, t - 1);
+        let soft = soft(s.clone(), &shifted, t)?;
         if self.alpha == 1.0 {
             return Ok(soft);
         }

@@ -10,7 +10,8 @@
 //!   linear/cosine/constant schedule, [`TensorAdamW`], `metrics.jsonl`, evaluation with early
 //!   stopping, atomic checkpoints and `--resume` on the same loss curve
 //!   ([`checkpoint`]), energy phases (`training/epoch-N`, `evaluation`).
-//! - [`distill`]: forward/reverse KL with temperature, TRL GKD's generalized JSD, hard CE.
+//! - [`distill`]: forward/reverse KL with temperature, TRL GKD's generalized JSD, hard CE;
+//!   the teacher online or its top-k soft labels cached on disk once ([`TeacherCache`]).
 //! - [`evaluate_classifier`]: label scoring on a labelled dataset (accuracy, macro-F1, ...).
 //! - The pure-Rust references the burn pieces are checked against: learning-rate schedules
 //!   matching transformers' `get_*_schedule_with_warmup` ([`LrSchedule`]), PyTorch's AdamW over a
@@ -55,6 +56,7 @@ pub mod forward;
 pub mod loss;
 pub mod optim;
 mod schedule;
+pub mod teacher_cache;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
@@ -69,8 +71,9 @@ pub use forward::batch_logits;
 pub use loss::causal_lm_loss;
 pub use optim::{Grads, OptimizerState, ParamMoments, TensorAdamW};
 pub use schedule::LrSchedule;
+pub use teacher_cache::TeacherCache;
 pub use trainer::{
-    EvalCallback, EvalMetrics, StepMetrics, TrainObserver, TrainReport, Trainer, TuneMode,
+    EvalCallback, EvalMetrics, StepMetrics, Teacher, TrainObserver, TrainReport, Trainer, TuneMode,
 };
 
 /// The names most programs need: `use slm_train::prelude::*;`.

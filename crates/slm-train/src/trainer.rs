@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::forward::batch_logits;
 use crate::loss::causal_lm_loss;
 use crate::optim::{Grads, TensorAdamW};
+use crate::teacher_cache::TeacherCache;
 
 /// What is trained.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +119,16 @@ pub struct TrainReport {
     pub output: PathBuf,
 }
 
+/// Where a distilled student's soft targets come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Teacher<'a> {
+    /// The teacher runs on every batch (without autodiff, on its own device).
+    Online(&'a Decoder),
+    /// Its top-k soft labels, computed once ([`TeacherCache::build`]) for the training set
+    /// the run is given: the teacher need not be in memory.
+    Cached(&'a TeacherCache),
+}
+
 /// A training run: settings, mode, output folder.
 pub struct Trainer<'a> {
     config: TrainConfig,
@@ -127,7 +138,7 @@ pub struct Trainer<'a> {
     tokenizer: Option<&'a Tokenizer>,
     observer: &'a dyn TrainObserver,
     eval_callback: Option<&'a EvalCallback<'a>>,
-    teacher: Option<(&'a Decoder, DistillConfig)>,
+    teacher: Option<(Teacher<'a>, DistillConfig)>,
 }
 
 impl<'a> Trainer<'a> {
@@ -155,7 +166,14 @@ impl<'a> Trainer<'a> {
     /// without autodiff) as `distill` says, instead of the labels alone. Teacher and student
     /// must share the tokenizer (same vocabulary).
     pub fn with_teacher(mut self, teacher: &'a Decoder, distill: DistillConfig) -> Self {
-        self.teacher = Some((teacher, distill));
+        self.teacher = Some((Teacher::Online(teacher), distill));
+        self
+    }
+
+    /// Distillation from a teacher's cached top-k soft labels (built from the same training
+    /// examples, with `distill`'s `top_k` and temperature: [`run`](Self::run) checks).
+    pub fn with_teacher_cache(mut self, cache: &'a TeacherCache, distill: DistillConfig) -> Self {
+        self.teacher = Some((Teacher::Cached(cache), distill));
         self
     }
 
@@ -210,15 +228,21 @@ impl<'a> Trainer<'a> {
         resume: bool,
     ) -> Result<(Decoder, TrainReport)> {
         self.config.validate()?;
-        if let Some((teacher, _)) = &self.teacher
-            && teacher.config().vocab_size != base.config().vocab_size
-        {
-            return Err(Error::InvalidBatch(format!(
-                "teacher and student must share the tokenizer: the teacher's vocabulary has {} \
-                 tokens, the student's {}",
-                teacher.config().vocab_size,
-                base.config().vocab_size
-            )));
+        match &self.teacher {
+            Some((Teacher::Online(teacher), _))
+                if teacher.config().vocab_size != base.config().vocab_size =>
+            {
+                return Err(Error::InvalidBatch(format!(
+                    "teacher and student must share the tokenizer: the teacher's vocabulary \
+                     has {} tokens, the student's {}",
+                    teacher.config().vocab_size,
+                    base.config().vocab_size
+                )));
+            }
+            Some((Teacher::Cached(cache), distill)) => {
+                cache.check(train, distill, base.config().vocab_size)?;
+            }
+            _ => {}
         }
         if train.is_empty() {
             return Err(Error::InvalidBatch("the training set is empty".into()));
@@ -430,9 +454,13 @@ impl<'a> Trainer<'a> {
             }
             let logits = batch_logits(model, batch)?;
             let loss = match &self.teacher {
-                Some((teacher, distill)) => {
+                Some((Teacher::Online(teacher), distill)) => {
                     let t = batch_logits(teacher, batch)?;
                     distill.loss(logits, t, &batch.labels)?
+                }
+                Some((Teacher::Cached(cache), distill)) => {
+                    let (ids, lp) = cache.targets(batch, &logits.device())?;
+                    distill.loss_top_k(logits, ids, lp, &batch.labels)?
                 }
                 None => causal_lm_loss(logits, &batch.labels)?.0,
             };
