@@ -241,6 +241,14 @@ pub struct DistillArgs {
     /// With --student-layers: take every k-th layer of the teacher instead of the first N.
     #[arg(long, requires = "student_layers")]
     every: Option<usize>,
+    /// With --student-layers: keep this many MLP neurons per layer (the most important by
+    /// weight magnitude), initialised from the teacher's.
+    #[arg(long, requires = "student_layers")]
+    student_intermediate_size: Option<usize>,
+    /// With --student-layers: keep this many query heads per layer (a multiple of the
+    /// key/value heads; the best of each group).
+    #[arg(long, requires = "student_layers")]
+    student_heads: Option<usize>,
     /// The student is a fresh model of this config.json (same vocabulary as the teacher).
     #[arg(long)]
     student_config: Option<PathBuf>,
@@ -398,10 +406,11 @@ pub fn distill(args: DistillArgs) -> Result<()> {
             }
             // The (tuned) teacher's layers, every parameter trainable.
             let all = |_: &str| true;
-            tuned(ckpt.load_decoder(&device)?)?
+            let layers = tuned(ckpt.load_decoder(&device)?)?
                 .train_selected(&all, Default::default(), "the teacher")?
                 .0
-                .keep_layers(&keep)?
+                .keep_layers(&keep)?;
+            narrowed(layers, args.student_intermediate_size, args.student_heads)?
         }
         (None, Some(path)) => {
             let config = slm_core::config::hf::HfConfig::load(path)?;
@@ -448,6 +457,32 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         &args.train,
         &name,
     )
+}
+
+/// `student` narrowed to `intermediate_size` MLP neurons and `heads` query heads per layer
+/// (weight-magnitude importance), or as it is when neither is given.
+fn narrowed(
+    student: Decoder,
+    intermediate_size: Option<usize>,
+    heads: Option<usize>,
+) -> Result<Decoder> {
+    if intermediate_size.is_none() && heads.is_none() {
+        return Ok(student);
+    }
+    let kv = student.config().num_key_value_heads;
+    let heads_per_group = match heads {
+        Some(h) if h == 0 || h % kv != 0 => {
+            bail!("--student-heads {h}: must be a positive multiple of the {kv} key/value heads")
+        }
+        Some(h) => Some(h / kv),
+        None => None,
+    };
+    let to = slm_core::model::Narrowing {
+        intermediate_size,
+        heads_per_group,
+    };
+    let importance = slm_core::model::NarrowImportance::from_weights(&student)?;
+    Ok(slm_core::model::narrow(&student, &to, &importance)?)
 }
 
 /// The teacher of `slm distill`, handed to [`train`] (which drops it once its soft labels are

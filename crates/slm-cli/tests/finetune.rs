@@ -354,6 +354,32 @@ fn distill_caches_the_teacher_writes_a_smaller_student_and_refuses_another_vocab
     whole.extend(["--student-layers".to_string(), "1".to_string()]);
     let o = slm(&whole);
     assert!(String::from_utf8_lossy(&o.stderr).contains("add --online"));
+    // A narrowed student: fewer MLP neurons and heads, from the teacher's weights.
+    let narrow = dir.path().join("narrow");
+    let o = slm(&common(
+        &[
+            "--student-layers",
+            "2",
+            "--student-intermediate-size",
+            "64",
+            "--student-heads",
+            "2",
+        ],
+        &narrow,
+    ));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(narrow.join("model/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&config["intermediate_size"], &config["num_attention_heads"]),
+        (&64.into(), &2.into())
+    );
+    let o = slm(&common(
+        &["--student-layers", "2", "--student-heads", "3"],
+        &narrow,
+    ));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("multiple of the 2 key/value heads"));
     // A student config with another vocabulary names both sides.
     let mut other: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("models/llama-tiny/config.json")).unwrap(),
