@@ -79,6 +79,30 @@ fn lora_step(c: &mut Criterion) {
         ..AdamWConfig::default()
     })
     .expect("AdamW");
+    // Where a step's time goes: forward (to the loss value), backward, optimizer update.
+    let (mut fwd, mut bwd, mut upd) = (0f64, 0f64, 0f64);
+    let runs = 3;
+    for _ in 0..runs {
+        let m = model.take().expect("model");
+        let t0 = std::time::Instant::now();
+        let (loss, _) = causal_lm_loss(batch_logits(&m, &batch).unwrap(), &batch.labels).unwrap();
+        let _ = loss.clone().into_scalar::<f32>();
+        let t1 = std::time::Instant::now();
+        let grads = Grads::from_backward(&loss, &m);
+        let t2 = std::time::Instant::now();
+        model = Some(optim.step(2e-4, m, grads));
+        let t3 = std::time::Instant::now();
+        fwd += (t1 - t0).as_secs_f64();
+        bwd += (t2 - t1).as_secs_f64();
+        upd += (t3 - t2).as_secs_f64();
+    }
+    let n = runs as f64;
+    eprintln!(
+        "step breakdown (mean of {runs}): forward {:.0} ms, backward {:.0} ms, update {:.0} ms",
+        fwd / n * 1e3,
+        bwd / n * 1e3,
+        upd / n * 1e3
+    );
     let mut group = c.benchmark_group("smollm2-135m/lora-r16-all/flex");
     group.sample_size(10);
     group.throughput(Throughput::Elements((rows * len) as u64));

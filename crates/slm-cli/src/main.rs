@@ -3,6 +3,7 @@
 //! Every subcommand prints JSON (or plain text) on stdout; on bad input it prints one line
 //! starting with `error:` on stderr and exits with status 1.
 
+mod perplexity;
 mod progress;
 mod summary;
 mod tune;
@@ -172,6 +173,9 @@ enum Command {
     /// Evaluate a classifier by label scoring: accuracy, macro-F1, per-label precision and
     /// recall, confusion matrix, predictions/s.
     Eval(tune::EvalArgs),
+    /// Perplexity of a model on a text, by llama.cpp's llama-perplexity method (chunks of
+    /// --ctx tokens, the second half of each scored).
+    Perplexity(perplexity::PerplexityArgs),
     /// LoRA adapters.
     Lora {
         #[command(subcommand)]
@@ -559,6 +563,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Finetune(args) => tune::finetune(args)?,
         Command::Eval(args) => tune::eval(args)?,
+        Command::Perplexity(args) => perplexity::run(args)?,
         Command::Distill(args) => tune::distill(args)?,
         Command::Lora {
             command:

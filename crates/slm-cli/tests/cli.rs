@@ -696,3 +696,54 @@ fn tokenizer_train_writes_a_loadable_tokenizer() {
         out.to_str().unwrap(),
     ]);
 }
+
+#[test]
+fn perplexity_prints_the_llama_cpp_json_and_refuses_short_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    let words = "the quick brown fox jumps over the lazy dog and then it rests in the sun ";
+    std::fs::write(&text, words.repeat(20)).unwrap();
+    let path = text.display().to_string();
+    let m = model("llama-tiny");
+    let v = ok_json(&[
+        "perplexity",
+        "--model",
+        &m,
+        "--text",
+        &path,
+        "--ctx",
+        "32",
+        "--json",
+    ]);
+    let (ppl, stderr) = (v["ppl"].as_f64().unwrap(), v["stderr"].as_f64().unwrap());
+    assert!(ppl > 1.0 && ppl.is_finite() && stderr > 0.0, "{v}");
+    let chunks = v["chunks"].as_u64().unwrap();
+    assert!(chunks >= 2, "{v}");
+    assert_eq!(v["tokens"].as_u64().unwrap(), chunks * (32 - 16 - 1));
+    // At most two chunks: the same method on fewer tokens.
+    let two = ok_json(&[
+        "perplexity",
+        "--model",
+        &m,
+        "--text",
+        &path,
+        "--ctx",
+        "32",
+        "--chunks",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(two["chunks"], 2);
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, "too short").unwrap();
+    let e = one_line_error(&[
+        "perplexity",
+        "--model",
+        &m,
+        "--text",
+        short.to_str().unwrap(),
+        "--ctx",
+        "32",
+    ]);
+    assert!(e.contains("needs at least 64 tokens"), "{e}");
+}

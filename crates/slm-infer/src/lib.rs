@@ -1,7 +1,8 @@
 //! # slm-infer
 //!
 //! Generation over any [`slm_core::CausalLm`]: greedy or seeded temperature / top-k / top-p
-//! sampling, prefill once and decode through the model's KV cache. Continuous batching and the
+//! sampling, prefill once and decode through the model's KV cache; label scoring
+//! ([`score_labels`]) and llama.cpp-compatible [`perplexity`]. Continuous batching and the
 //! OpenAI-compatible server come later in this crate.
 //!
 //! ```
@@ -29,11 +30,13 @@
 pub mod classify;
 mod error;
 mod generate;
+pub mod perplexity;
 pub mod sampling;
 
 pub use classify::{ClassificationReport, LabelMetrics, LabelScores, score_labels};
 pub use error::{Error, Result};
 pub use generate::{DEFAULT_MAX_NEW_TOKENS, Generation, GenerationConfig, generate};
+pub use perplexity::{Perplexity, PerplexityConfig, perplexity};
 pub use sampling::{Sampler, Sampling};
 
 /// The names most programs need.
