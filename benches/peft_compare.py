@@ -108,7 +108,8 @@ def run_slm():
     m = re.search(r"peak RSS ([0-9.]+) GiB", proc.stderr)
     if not m:
         sys.exit(f"the bench printed no peak RSS:\n{proc.stderr[-2000:]}")
-    return seconds, float(m.group(1)) * (1 << 30)
+    breakdown = re.search(r"step breakdown[^\n]*", proc.stderr)
+    return seconds, float(m.group(1)) * (1 << 30), breakdown.group(0) if breakdown else ""
 
 
 def main():
@@ -132,13 +133,15 @@ def main():
     if child.returncode != 0:
         sys.exit(f"the PyTorch run failed:\n{child.stderr[-3000:]}")
     torch_run = json.loads(child.stdout.strip().splitlines()[-1])
-    slm_seconds, slm_rss = run_slm()
+    slm_seconds, slm_rss, breakdown = run_slm()
     tokens = ROWS * LEN
     gib = 1 << 30
     print(f"one LoRA step, r=16 on all projections, batch {ROWS} x {LEN}, {os.cpu_count()} threads each")
     label = f"PyTorch {torch_run['torch']} + peft {torch_run['peft']}"
     print(f"{label:34} {tokens / torch_run['seconds']:8.1f} tokens/s  peak RSS {torch_run['peak_rss'] / gib:5.2f} GiB")
     print(f"{'slm (burn flex)':34} {tokens / slm_seconds:8.1f} tokens/s  peak RSS {slm_rss / gib:5.2f} GiB")
+    if breakdown:
+        print(f"slm {breakdown}")
     print(f"speed,  slm / PyTorch: {torch_run['seconds'] / slm_seconds:.2f}x")
     print(f"memory, slm / PyTorch: {slm_rss / torch_run['peak_rss']:.2f}x")
 
