@@ -328,12 +328,7 @@ impl DistillConfig {
             )));
         }
         self.mix(student, labels, |s, shifted, t| {
-            crate::error::check(
-                self.temperature > 0.0 && self.temperature.is_finite(),
-                "temperature",
-                self.temperature,
-                "positive",
-            )?;
+            self.check_temperature()?;
             let weights = valid_positions(shifted, s.dims(), &s.device())?;
             divergence_at_ids(
                 s,
@@ -346,6 +341,71 @@ impl DistillConfig {
         })
     }
 
+    /// The loss at a batch's target positions only: `student` from
+    /// [`target_logits`](crate::forward::target_logits) and the teacher's signal at the same
+    /// rows (its logits there, or its cached top-k). The same value as [`loss`](Self::loss) /
+    /// [`loss_top_k`](Self::loss_top_k) on the whole batch.
+    ///
+    /// # Errors
+    /// As [`loss`](Self::loss); a teacher signal whose rows do not match the student's.
+    pub fn loss_at_targets(
+        &self,
+        student: &crate::forward::TargetLogits,
+        teacher: TeacherRows,
+    ) -> Result<Tensor<1>> {
+        let [n, v] = student.logits.dims();
+        let s = student.logits.clone().reshape([1, n, v]);
+        let labels = vec![student.labels.clone()];
+        match teacher {
+            TeacherRows::Logits(t) => {
+                if t.dims() != [n, v] {
+                    return Err(Error::InvalidBatch(format!(
+                        "teacher logits {:?} at the targets do not match the student's {:?} \
+                         (do they share a tokenizer?)",
+                        t.dims(),
+                        [n, v]
+                    )));
+                }
+                let t = t.reshape([1, n, v]);
+                self.mix_aligned(s, &labels, |s, labels| match self.top_k {
+                    Some(k) => divergence_top_k(s, t, labels, self.loss, self.temperature, k),
+                    None => divergence(s, t, labels, self.loss, self.temperature),
+                })
+            }
+            TeacherRows::TopK { ids, logprobs } => {
+                let [ni, k] = ids.dims();
+                if ni != n || logprobs.dims() != [n, k] || k == 0 {
+                    return Err(Error::InvalidBatch(format!(
+                        "teacher top-k ids {:?} and log-probs {:?} do not match {n} target rows",
+                        ids.dims(),
+                        logprobs.dims()
+                    )));
+                }
+                self.mix_aligned(s, &labels, |s, labels| {
+                    self.check_temperature()?;
+                    let weights = valid_positions(labels, s.dims(), &s.device())?;
+                    divergence_at_ids(
+                        s,
+                        ids.reshape([1, n, k]),
+                        logprobs.reshape([1, n, k]),
+                        weights,
+                        self.loss,
+                        self.temperature,
+                    )
+                })
+            }
+        }
+    }
+
+    fn check_temperature(&self) -> Result<()> {
+        crate::error::check(
+            self.temperature > 0.0 && self.temperature.is_finite(),
+            "temperature",
+            self.temperature,
+            "positive",
+        )
+    }
+
     /// `alpha * soft + (1 - alpha) * hard CE` over the shifted positions, with `soft` computed
     /// by `soft(student[:, :-1], shifted labels, T)`.
     fn mix(
@@ -354,12 +414,6 @@ impl DistillConfig {
         labels: &[Vec<i64>],
         soft: impl FnOnce(Tensor<3>, &[Vec<i64>], usize) -> Result<Tensor<1>>,
     ) -> Result<Tensor<1>> {
-        crate::error::check(
-            (0.0..=1.0).contains(&self.alpha),
-            "alpha",
-            self.alpha,
-            "a number in [0, 1]",
-        )?;
         let t = student.dims()[1];
         if t < 2 {
             return Err(Error::InvalidBatch(
@@ -371,11 +425,41 @@ impl DistillConfig {
             .map(|r| r.iter().skip(1).copied().collect())
             .collect();
         let s = student.narrow(1, 0, t - 1);
-        let soft = soft(s.clone(), &shifted, t)?;
+        self.mix_aligned(s, &shifted, |s, labels| soft(s, labels, t))
+    }
+
+    /// `alpha * soft + (1 - alpha) * hard CE` with labels aligned to the student's positions.
+    fn mix_aligned(
+        &self,
+        student: Tensor<3>,
+        labels: &[Vec<i64>],
+        soft: impl FnOnce(Tensor<3>, &[Vec<i64>]) -> Result<Tensor<1>>,
+    ) -> Result<Tensor<1>> {
+        crate::error::check(
+            (0.0..=1.0).contains(&self.alpha),
+            "alpha",
+            self.alpha,
+            "a number in [0, 1]",
+        )?;
+        let soft = soft(student.clone(), labels)?;
         if self.alpha == 1.0 {
             return Ok(soft);
         }
-        let hard = hard_ce(s, &shifted)?;
+        let hard = hard_ce(student, labels)?;
         Ok(soft.mul_scalar(self.alpha) + hard.mul_scalar(1.0 - self.alpha))
     }
+}
+
+/// The teacher's side of [`DistillConfig::loss_at_targets`], at the student's target rows.
+#[derive(Debug, Clone)]
+pub enum TeacherRows {
+    /// The teacher's logits `[N, vocab]` at those rows.
+    Logits(Tensor<2>),
+    /// Its cached top-k: token ids and softened log-probabilities, `[N, k]` each.
+    TopK {
+        /// Token ids.
+        ids: Tensor<2, Int>,
+        /// Log-probabilities at temperature `T`.
+        logprobs: Tensor<2>,
+    },
 }

@@ -64,11 +64,11 @@ pub use classify::{ClassifierEval, Prediction, evaluate_classifier};
 pub use clip::{CLIP_EPS, clip_grad_norm};
 pub use config::{ScheduleKind, TrainConfig};
 pub use distill::{
-    DistillConfig, DistillLoss, distill_loss, divergence, divergence_top_k, hard_ce,
+    DistillConfig, DistillLoss, TeacherRows, distill_loss, divergence, divergence_top_k, hard_ce,
 };
 pub use error::{Error, Result};
-pub use forward::batch_logits;
-pub use loss::causal_lm_loss;
+pub use forward::{TargetLogits, batch_logits, target_logits, target_rows};
+pub use loss::{causal_lm_loss, target_loss};
 pub use optim::{Grads, OptimizerState, ParamMoments, TensorAdamW};
 pub use schedule::LrSchedule;
 pub use teacher_cache::TeacherCache;

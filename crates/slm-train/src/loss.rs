@@ -54,3 +54,16 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: &[Vec<i64>]) -> Result<(Tensor<
     let picked = logp.gather(2, index) * weight;
     Ok((picked.sum().neg().div_scalar(n as f64).reshape([1]), n))
 }
+
+/// [`causal_lm_loss`] from logits at the target positions only
+/// ([`TargetLogits`](crate::forward::TargetLogits)): the same mean over the same targets.
+///
+/// # Errors
+/// [`Error::InvalidBatch`] for labels outside the vocabulary or no target.
+pub fn target_loss(targets: &crate::forward::TargetLogits) -> Result<Tensor<1>> {
+    let [n, v] = targets.logits.dims();
+    crate::distill::hard_ce(
+        targets.logits.clone().reshape([1, n, v]),
+        &[targets.labels.clone()],
+    )
+}

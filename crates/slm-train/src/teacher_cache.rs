@@ -266,6 +266,40 @@ impl TeacherCache {
         ))
     }
 
+    /// The teacher's top-k ids and log-probabilities at positions `rows` (`(row, position)` of
+    /// `batch`, as [`target_logits`](crate::forward::target_logits) lists them), `[N, k]` each.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBatch`] when the cache holds no distribution for one of them.
+    pub fn target_rows(
+        &self,
+        batch: &Batch,
+        rows: &[(usize, usize)],
+        device: &Device,
+    ) -> Result<(Tensor<2, Int>, Tensor<2>)> {
+        let k = self.top_k;
+        let mut ids = Vec::with_capacity(rows.len() * k);
+        let mut lp = Vec::with_capacity(rows.len() * k);
+        for &(row, pos) in rows {
+            let r = locate(batch, row, pos)
+                .and_then(|(e, p)| self.row_of(e, p))
+                .ok_or_else(|| {
+                    Error::InvalidBatch(format!(
+                        "the teacher cache has no distribution for row {row}, position {pos} of \
+                         this batch (examples {:?}): built from other data?",
+                        batch.example_indices.get(row)
+                    ))
+                })?;
+            ids.extend_from_slice(&self.ids[r * k..(r + 1) * k]);
+            lp.extend_from_slice(&self.logprobs[r * k..(r + 1) * k]);
+        }
+        let n = rows.len();
+        Ok((
+            Tensor::from_data(TensorData::new(ids, [n, k]), device),
+            Tensor::from_data(TensorData::new(lp, [n, k]), device),
+        ))
+    }
+
     /// The stored row of example `e` at position `p`.
     fn row_of(&self, e: usize, p: usize) -> Option<usize> {
         let (lo, hi) = (*self.offsets.get(e)?, *self.offsets.get(e + 1)?);

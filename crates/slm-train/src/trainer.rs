@@ -32,9 +32,10 @@ use slm_energy::{Lifecycle, NoopObserver, ObservedPhase, PhaseObserver};
 use crate::checkpoint::{self, TrainerState};
 use crate::config::TrainConfig;
 use crate::distill::DistillConfig;
+use crate::distill::TeacherRows;
 use crate::error::{Error, Result};
-use crate::forward::batch_logits;
-use crate::loss::causal_lm_loss;
+use crate::forward::target_logits;
+use crate::loss::target_loss;
 use crate::optim::{Grads, TensorAdamW};
 use crate::teacher_cache::TeacherCache;
 
@@ -452,17 +453,19 @@ impl<'a> Trainer<'a> {
             if n == 0 {
                 continue;
             }
-            let logits = batch_logits(model, batch)?;
+            // Logits at the target positions only: the LM head and its softmax skip the rest.
+            let student = target_logits(model, batch)?;
             let loss = match &self.teacher {
                 Some((Teacher::Online(teacher), distill)) => {
-                    let t = batch_logits(teacher, batch)?;
-                    distill.loss(logits, t, &batch.labels)?
+                    let t = target_logits(teacher, batch)?;
+                    distill.loss_at_targets(&student, TeacherRows::Logits(t.logits))?
                 }
                 Some((Teacher::Cached(cache), distill)) => {
-                    let (ids, lp) = cache.targets(batch, &logits.device())?;
-                    distill.loss_top_k(logits, ids, lp, &batch.labels)?
+                    let device = student.logits.device();
+                    let (ids, logprobs) = cache.target_rows(batch, &student.rows, &device)?;
+                    distill.loss_at_targets(&student, TeacherRows::TopK { ids, logprobs })?
                 }
-                None => causal_lm_loss(logits, &batch.labels)?.0,
+                None => target_loss(&student)?,
             };
             let value = loss
                 .clone()
@@ -506,7 +509,9 @@ impl<'a> Trainer<'a> {
             if shifted_targets(&batch) == 0 {
                 continue;
             }
-            let (loss, k) = causal_lm_loss(batch_logits(&inference, &batch)?, &batch.labels)?;
+            let targets = target_logits(&inference, &batch)?;
+            let k = targets.labels.len();
+            let loss = target_loss(&targets)?;
             let v = loss
                 .try_into_vec_as::<f32>()
                 .map_err(|e| Error::Backend(format!("reading the eval loss: {e:?}")))?[0];

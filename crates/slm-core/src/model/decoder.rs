@@ -435,8 +435,29 @@ impl Decoder {
         ids: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         mask: Tensor<4, Bool>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         scope: LogitsScope,
+    ) -> Tensor<3> {
+        let mut h = self.hidden_states(ids, positions, mask, cache);
+        if scope == LogitsScope::Last {
+            let t = h.dims()[1];
+            h = h.narrow(1, t - 1, 1);
+        }
+        let [b, t, d] = h.dims();
+        let logits = self.lm_head(h.reshape([b * t, d]));
+        let vocab = logits.dims()[1];
+        logits.reshape([b, t, vocab])
+    }
+
+    /// The final hidden states `[B, T, hidden]` (after the last norm, before the LM head) of
+    /// [`forward_tensors`](Self::forward_tensors): what the head maps to logits, for callers
+    /// that need logits at a few positions only (training on sparse targets).
+    pub fn hidden_states(
+        &self,
+        ids: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        mask: Tensor<4, Bool>,
+        mut cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let (cos, sin) = self.rope.tables(positions);
         let mut h = self.embed_tokens.forward(ids);
@@ -447,21 +468,22 @@ impl Decoder {
             let x = layer.post_attention_layernorm.forward(h.clone());
             h = h + layer.mlp.forward(x);
         }
-        if scope == LogitsScope::Last {
-            let t = h.dims()[1];
-            h = h.narrow(1, t - 1, 1);
-        }
-        let h = self.norm.forward(h);
+        self.norm.forward(h)
+    }
+
+    /// The LM head on rows of final hidden states: `[N, hidden]` to `[N, vocab]` logits (the
+    /// transposed embedding when tied).
+    pub fn lm_head(&self, h: Tensor<2>) -> Tensor<2> {
         match &self.lm_head {
-            Some(head) => head.forward(h),
-            None => {
-                // Tied head: fold batch and time into rows so this is one 2-D matmul against
-                // the transposed embedding view (a batched 3-D matmul copies the whole matrix).
-                let [b, t, d] = h.dims();
-                let w = self.embed_tokens.weight.val().transpose();
-                let vocab = w.dims()[1];
-                h.reshape([b * t, d]).matmul(w).reshape([b, t, vocab])
+            Some(head) => {
+                let [n, d] = h.dims();
+                let out = head.forward(h.reshape([1, n, d]));
+                let vocab = out.dims()[2];
+                out.reshape([n, vocab])
             }
+            // A 2-D matmul against the transposed embedding view (a batched 3-D matmul copies
+            // the whole matrix).
+            None => h.matmul(self.embed_tokens.weight.val().transpose()),
         }
     }
 }
