@@ -64,6 +64,6 @@ pub fn target_loss(targets: &crate::forward::TargetLogits) -> Result<Tensor<1>> 
     let [n, v] = targets.logits.dims();
     crate::distill::hard_ce(
         targets.logits.clone().reshape([1, n, v]),
-        &[targets.labels.clone()],
+        std::slice::from_ref(&targets.labels),
     )
 }

@@ -30,6 +30,9 @@ use crate::forward::batch_logits;
 
 const FORMAT: &str = "slm-teacher-topk-v1";
 
+/// One stored position of an example: (position, top-k ids, their log-probabilities).
+type StoredRow = (u32, Vec<i32>, Vec<f32>);
+
 /// A teacher's top-k soft labels over a set of examples (see the [module docs](self)).
 #[derive(Debug)]
 pub struct TeacherCache {
@@ -103,8 +106,7 @@ impl TeacherCache {
         let config = BatcherConfig::new(batch_size, seq_len, pad).with_shuffle(false);
         let mut batcher = BucketBatcher::new(examples.to_vec(), &config, 1)
             .map_err(|e| Error::InvalidBatch(e.to_string()))?;
-        // (position, ids, log-probs) per example.
-        let mut rows: Vec<Vec<(u32, Vec<i32>, Vec<f32>)>> = vec![Vec::new(); examples.len()];
+        let mut rows: Vec<Vec<StoredRow>> = vec![Vec::new(); examples.len()];
         while let Some(batch) = batcher.next_batch() {
             let batch = batch.map_err(|e| Error::InvalidBatch(e.to_string()))?;
             let logits = batch_logits(teacher, &batch)?;
