@@ -125,17 +125,21 @@ pub fn divergence_top_k(
     temperature: f64,
     k: usize,
 ) -> Result<Tensor<1>> {
-    let v = student.dims()[2];
-    crate::error::check(
-        k > 0 && k <= v,
-        "top_k",
-        k as f64,
-        "between 1 and the vocabulary size",
-    )?;
+    check_top_k(k, student.dims()[2])?;
     let (w, n) = checked_pair(&student, &teacher, labels, temperature)?;
     let lt_full = log_softmax(teacher.div_scalar(temperature), 2);
     let (lt_top, ids) = lt_full.topk_with_indices(k, 2);
     divergence_at_ids(student, ids, lt_top, (w, n), loss, temperature)
+}
+
+/// [`Error::InvalidHyperParameter`] unless `1 <= k <= vocab`.
+pub(crate) fn check_top_k(k: usize, vocab: usize) -> Result<()> {
+    crate::error::check(
+        k > 0 && k <= vocab,
+        "top_k",
+        k as f64,
+        "between 1 and the vocabulary size",
+    )
 }
 
 /// `log(1 - sum(exp(top)))` appended to `top` `[B, T, k]`: the rest bucket.

@@ -89,12 +89,7 @@ impl TeacherCache {
                     .into(),
             )
         })?;
-        crate::error::check(
-            top_k > 0 && top_k <= vocab,
-            "top_k",
-            top_k as f64,
-            "between 1 and the vocabulary size",
-        )?;
+        crate::distill::check_top_k(top_k, vocab)?;
         let t = distill.temperature;
         crate::error::check(t > 0.0 && t.is_finite(), "temperature", t, "positive")?;
         if examples.is_empty() {

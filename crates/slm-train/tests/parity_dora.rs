@@ -14,7 +14,7 @@ use slm_core::model::LoraAdapter;
 use slm_core::model::hf_names::parameter_names;
 use slm_core::peft::{LoraConfig, load_adapter, save_adapter};
 use slm_core::prelude::*;
-use slm_train::{AdamWConfig, Grads, TensorAdamW, batch_logits, causal_lm_loss};
+use slm_train::{Grads, batch_logits, causal_lm_loss};
 
 const LOGITS_ATOL: f32 = 1e-4;
 const TENSOR_RTOL: f32 = 1e-4;
@@ -25,33 +25,11 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-fn rows<T>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> Vec<Vec<T>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(&f).collect())
-        .collect()
-}
-
 fn base(device: &Device) -> Decoder {
     Checkpoint::open(&fixture("models/llama-tiny"))
         .unwrap()
         .load_decoder(device)
         .unwrap()
-}
-
-fn batch(spec: &serde_json::Value) -> slm_data::inputs::Batch {
-    let input_ids = rows(&spec["input_ids"], |x| x.as_u64().unwrap() as u32);
-    let labels = rows(&spec["labels"], |x| x.as_i64().unwrap());
-    let (b, t) = (input_ids.len(), input_ids[0].len());
-    slm_data::inputs::Batch {
-        attention_mask: vec![vec![true; t]; b],
-        position_ids: vec![(0..t as u32).collect(); b],
-        segment_ids: vec![vec![1; t]; b],
-        example_indices: (0..b).map(|i| vec![i]).collect(),
-        input_ids,
-        labels,
-    }
 }
 
 fn logits_diff(model: &Decoder, spec: &serde_json::Value, key: &str) -> f32 {
@@ -66,11 +44,6 @@ fn logits_diff(model: &Decoder, spec: &serde_json::Value, key: &str) -> f32 {
     let (shape, want) = &want[key];
     assert_eq!(shape, &vec![got.batch, got.positions, got.vocab]);
     max_abs_diff(&got.values, want)
-}
-
-fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    max_abs_diff(got, want) / scale
 }
 
 /// Every trainable parameter of `model` by its peft key, with its values.
@@ -137,20 +110,9 @@ fn dora_training_steps_match_peft_and_torch() {
     let spec = reference();
     let device = Device::flex().autodiff();
     let (mut model, _) = load_adapter(base(&device), &data("dora/adapter")).unwrap();
-    let batch = batch(&spec);
-    let mut optim = TensorAdamW::new(AdamWConfig {
-        lr: 1e-3,
-        betas: (0.9, 0.999),
-        eps: 1e-8,
-        weight_decay: 0.0,
-    })
-    .unwrap();
-    let want_losses: Vec<f64> = spec["loss_per_step"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let batch = spec_batch(&spec);
+    let mut optim = torch_adamw();
+    let want_losses = f64s(&spec["loss_per_step"]);
     let want_grads = tensors_at(&data("dora/grads_step0.safetensors"));
     for (step, want) in want_losses.iter().enumerate() {
         let (loss, _) =

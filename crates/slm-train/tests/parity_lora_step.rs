@@ -7,39 +7,7 @@ use burn::prelude::*;
 use common::*;
 use slm_core::peft::load_adapter;
 use slm_core::prelude::*;
-use slm_data::inputs::Batch;
-use slm_train::{AdamWConfig, Grads, TensorAdamW, batch_logits, causal_lm_loss};
-
-fn rows<T: Copy>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> Vec<Vec<T>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(&f).collect())
-        .collect()
-}
-
-fn fixture_batch(spec: &serde_json::Value) -> Batch {
-    let input_ids = rows(&spec["input_ids"], |x| x.as_u64().unwrap() as u32);
-    let labels = rows(&spec["labels"], |x| x.as_i64().unwrap());
-    let t = input_ids[0].len();
-    Batch {
-        attention_mask: vec![vec![true; t]; input_ids.len()],
-        position_ids: vec![(0..t as u32).collect(); input_ids.len()],
-        segment_ids: vec![vec![1; t]; input_ids.len()],
-        example_indices: (0..input_ids.len()).map(|i| vec![i]).collect(),
-        input_ids,
-        labels,
-    }
-}
-
-fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max)
-        / scale
-}
+use slm_train::{Grads, batch_logits, causal_lm_loss};
 
 #[test]
 fn lora_step_matches_peft_and_torch() {
@@ -50,20 +18,9 @@ fn lora_step_matches_peft_and_torch() {
         .load_decoder(&device)
         .unwrap();
     let (mut model, _) = load_adapter(base, &fixture("lora/adapter_a")).unwrap();
-    let batch = fixture_batch(&spec);
-    let mut optim = TensorAdamW::new(AdamWConfig {
-        lr: 1e-3,
-        betas: (0.9, 0.999),
-        eps: 1e-8,
-        weight_decay: 0.0,
-    })
-    .unwrap();
-    let want_losses: Vec<f64> = spec["loss_per_step"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let batch = spec_batch(&spec);
+    let mut optim = torch_adamw();
+    let want_losses = f64s(&spec["loss_per_step"]);
     let want_grads = tensors("lora/train_step/grads_step0.safetensors");
     for (step, want) in want_losses.iter().enumerate() {
         let (loss, n) =

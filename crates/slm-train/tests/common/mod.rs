@@ -75,3 +75,55 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Rows of a JSON array of arrays, each element through `f`.
+pub fn rows<T>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> Vec<Vec<T>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(&f).collect())
+        .collect()
+}
+
+/// A JSON array of numbers.
+pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// The unpadded batch of a reference spec's `input_ids` and `labels` (positions 0..T, one
+/// example per row).
+pub fn spec_batch(spec: &serde_json::Value) -> slm_data::inputs::Batch {
+    let input_ids = rows(&spec["input_ids"], |x| x.as_u64().unwrap() as u32);
+    let labels = rows(&spec["labels"], |x| x.as_i64().unwrap());
+    let (b, t) = (input_ids.len(), input_ids[0].len());
+    slm_data::inputs::Batch {
+        attention_mask: vec![vec![true; t]; b],
+        position_ids: vec![(0..t as u32).collect(); b],
+        segment_ids: vec![vec![1; t]; b],
+        example_indices: (0..b).map(|i| vec![i]).collect(),
+        input_ids,
+        labels,
+    }
+}
+
+/// max |got - want| over max |want|.
+pub fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    max_abs_diff(got, want) / scale
+}
+
+/// The optimizer of the peft + torch references: `torch.optim.AdamW(lr=1e-3, betas=(0.9,
+/// 0.999), eps=1e-8, weight_decay=0)`.
+pub fn torch_adamw() -> slm_train::TensorAdamW {
+    slm_train::TensorAdamW::new(slm_train::AdamWConfig {
+        lr: 1e-3,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.0,
+    })
+    .unwrap()
+}
