@@ -5,6 +5,7 @@
 
 mod perplexity;
 mod progress;
+mod prune;
 mod summary;
 mod tune;
 
@@ -176,6 +177,9 @@ enum Command {
     /// Perplexity of a model on a text, by llama.cpp's llama-perplexity method (chunks of
     /// --ctx tokens, the second half of each scored).
     Perplexity(perplexity::PerplexityArgs),
+    /// Prune a model's projections (magnitude, 2:4, or structured MLP neurons) and write it as
+    /// a Hugging Face directory with prune_report.json.
+    Prune(prune::PruneArgs),
     /// LoRA adapters.
     Lora {
         #[command(subcommand)]
@@ -564,6 +568,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Finetune(args) => tune::finetune(args)?,
         Command::Eval(args) => tune::eval(args)?,
         Command::Perplexity(args) => perplexity::run(args)?,
+        Command::Prune(args) => prune::run(args)?,
         Command::Distill(args) => tune::distill(args)?,
         Command::Lora {
             command:

@@ -747,3 +747,83 @@ fn perplexity_prints_the_llama_cpp_json_and_refuses_short_texts() {
     ]);
     assert!(e.contains("needs at least 64 tokens"), "{e}");
 }
+
+#[test]
+fn prune_writes_a_loadable_model_with_the_requested_sparsity() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model("llama-tiny");
+    for (method, sparsity, want) in [("magnitude", "0.5", 0.5), ("2:4", "0.5", 0.5)] {
+        let out = dir.path().join(method.replace(':', "-"));
+        let v = ok_json(&[
+            "prune",
+            "--model",
+            &m,
+            "--method",
+            method,
+            "--sparsity",
+            sparsity,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            (v["projection_sparsity"].as_f64().unwrap() - want).abs() < 1e-9,
+            "{v}"
+        );
+        assert_eq!(v["params_before"], v["params_after"]);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("prune_report.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            report["tensors"].as_array().unwrap().len(),
+            14,
+            "7 projections x 2 layers"
+        );
+        // The pruned directory loads and runs.
+        let logits = out.join("logits.safetensors");
+        let o = slm(&[
+            "logits",
+            "--model",
+            out.to_str().unwrap(),
+            "--ids",
+            "0,5,9",
+            "--out",
+            logits.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let out = dir.path().join("structured");
+    let v = ok_json(&[
+        "prune",
+        "--model",
+        &m,
+        "--method",
+        "structured",
+        "--sparsity",
+        "0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        v["params_after"].as_u64() < v["params_before"].as_u64(),
+        "{v}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["intermediate_size"], 96,
+        "128 neurons less a quarter"
+    );
+    ok_json(&["info", "--model", out.to_str().unwrap()]);
+    let e = one_line_error(&[
+        "prune",
+        "--model",
+        &m,
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "1.5",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(e.contains("sparsity must be in [0, 1)"), "{e}");
+}

@@ -52,6 +52,9 @@ pub enum Error {
     /// A format name that is not one of `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`.
     #[error("unknown block format `{0}` (expected Q8_0, Q4_0, Q4_1, Q5_0 or Q5_1)")]
     UnknownFormat(String),
+    /// Pruning settings that cannot be met (a sparsity outside [0, 1), an impossible N:M).
+    #[error("pruning: {0}")]
+    InvalidPruning(String),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -32,9 +32,13 @@
 //! undefined. Here those levels saturate. The stored f16 scale of such a block is zero, so the
 //! dequantized values (all zero) are the same either way; only the unused level bits may differ.
 //!
+//! [`prune`] zeros projection weights by magnitude (per output row) or N:M (2:4), or removes
+//! whole MLP neurons (structured), with a per-tensor [`PruneReport`].
+//!
 //! ## Later
-//! Later issues add the `Quantizer`/`Pruner` traits with their reports, a `QuantizedLinear`
-//! with CPU kernels (a scalar reference beside every SIMD version) and a GGUF writer.
+//! Later issues add Wanda (activation-weighted) pruning, the `Quantizer` trait, a
+//! `QuantizedLinear` with CPU kernels (a scalar reference beside every SIMD version) and a GGUF
+//! writer.
 //!
 //! This crate has no features.
 
@@ -42,10 +46,12 @@ mod blocks;
 mod codec;
 mod error;
 mod format;
+pub mod prune;
 
 pub use codec::{dequantize, quantize};
 pub use error::{Error, Result};
 pub use format::{BLOCK_SIZE, BlockFormat};
+pub use prune::{PruneMethod, PruneReport, TensorSparsity, prune};
 
 /// The names most programs need: `use slm_compress::prelude::*;`.
 pub mod prelude {

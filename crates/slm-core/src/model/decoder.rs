@@ -236,6 +236,54 @@ impl Decoder {
         Decoder::from_bound(config, &mut bound, device)
     }
 
+    /// Builds the decoder from canonical parameters held in memory (as
+    /// [`named_parameters`](Self::named_parameters) returns them, edited by a caller: pruning,
+    /// surgery), strictly as [`from_weights`](Self::from_weights) does; `source_name` names
+    /// them in errors.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`] and [`Error::ShapeMismatch`]-style errors for parameters that
+    /// do not fit `config`.
+    pub fn from_named_parameters(
+        config: &ModelConfig,
+        params: Vec<hf_names::NamedTensor>,
+        source_name: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        for (name, shape, values) in &params {
+            if shape.iter().product::<usize>() != values.len() {
+                return Err(Error::InvalidInput(format!(
+                    "{source_name}: `{name}` has shape {shape:?} but {} values",
+                    values.len()
+                )));
+            }
+        }
+        let expected: std::collections::HashMap<String, Vec<usize>> =
+            config.init(device).parameter_shapes().into_iter().collect();
+        for (name, shape, _) in &params {
+            match expected.get(name) {
+                Some(want) if want == shape => {}
+                Some(want) => {
+                    return Err(Error::ShapeMismatch {
+                        source_name: source_name.to_string(),
+                        name: name.clone(),
+                        got: shape.clone(),
+                        expected: want.clone(),
+                    });
+                }
+                None => {
+                    return Err(Error::UnexpectedTensors {
+                        source_name: source_name.to_string(),
+                        names: vec![name.clone()],
+                    });
+                }
+            }
+        }
+        let mut bound = hf_names::BoundWeights::from_parameters(source_name, params);
+        Decoder::from_bound(config, &mut bound, device)
+    }
+
     /// Builds the decoder from canonical parameters whose names and shapes fit `config` (as
     /// [`hf_names::bind`] checks them, or as [`Decoder::named_parameters`] returns them),
     /// taking them out of `bound`.

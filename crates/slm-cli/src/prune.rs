@@ -1,0 +1,64 @@
+//! `slm prune`: slm-compress's [`prune`] on any model slm loads, written as a Hugging Face
+//! directory with `prune_report.json` beside the weights.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use slm_compress::{PruneMethod, prune};
+use slm_core::prelude::*;
+
+use crate::ModelArgs;
+
+/// The flags of `slm prune`.
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// magnitude (smallest weights per output row), 2:4 (two of every four inputs kept), or
+    /// structured (whole MLP neurons removed: a smaller model).
+    #[arg(long, value_parser = ["magnitude", "2:4", "structured"])]
+    method: String,
+    /// The fraction pruned, in [0, 1) (2:4 is 0.5 by construction).
+    #[arg(long, default_value_t = 0.5)]
+    sparsity: f64,
+    /// Output directory (a Hugging Face model directory).
+    #[arg(long)]
+    out: PathBuf,
+    /// Tensor dtype of the output [default: the checkpoint's own for HF dirs, f32 for GGUF].
+    #[arg(long, value_parser = ["f32", "f16", "bf16"])]
+    dtype: Option<String>,
+}
+
+/// Runs `slm prune`, printing `{"out","method","requested","projection_sparsity",
+/// "params_before","params_after","report"}`.
+pub fn run(args: PruneArgs) -> Result<()> {
+    let method = match args.method.as_str() {
+        "magnitude" => PruneMethod::Magnitude,
+        "2:4" => PruneMethod::NofM { n: 2, m: 4 },
+        "structured" => PruneMethod::Structured,
+        other => bail!("unknown pruning method `{other}`"),
+    };
+    let (ckpt, model) = crate::load(&args.model)?;
+    let (pruned, report) = prune(&model.merge_adapters(), method, args.sparsity)?;
+    let dtype = crate::save_dtype(&ckpt, args.dtype)?;
+    save_hf_dir(&pruned, ckpt.tokenizer.as_ref(), &args.out, dtype)?;
+    let report_path = args.out.join("prune_report.json");
+    slm_core::io::write_atomic(
+        &report_path,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    println!(
+        "{}",
+        json!({
+            "out": args.out,
+            "method": args.method,
+            "requested": report.requested,
+            "projection_sparsity": report.projection_sparsity,
+            "params_before": report.params_before,
+            "params_after": report.params_after,
+            "report": report_path,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Pruning the decoder's projections: [`prune`] with a [`PruneMethod`] returns the pruned model
+//! and a [`PruneReport`] (per tensor and in total: parameters, zeros, sparsity, and the bytes
+//! the dense f32 weights take).
+//!
+//! - [`PruneMethod::Magnitude`]: in every output row of every projection (`q, k, v, o, gate,
+//!   up, down`; not the embedding, the norms nor the LM head, as Wanda and SparseGPT leave them),
+//!   the `round(sparsity * in)` weights of smallest magnitude become zero, so every row has the
+//!   requested sparsity exactly (the per-output comparison group Wanda uses).
+//! - [`PruneMethod::NofM`]: semi-structured N:M (2:4 is what sparse tensor cores run): in every
+//!   group of `m` consecutive input weights of a row, only the `n` largest in magnitude stay.
+//! - [`PruneMethod::Structured`]: removes `round(sparsity * intermediate_size)` MLP neurons in
+//!   every layer (the least important by weight magnitude, [`slm_core::model::narrow`]), so the
+//!   matrices really shrink and the result is a smaller valid checkpoint (same count in every
+//!   layer).
+//!
+//! Ties between equal magnitudes keep the earlier weight, so results are deterministic.
+
+use serde::Serialize;
+use slm_core::model::{Decoder, NarrowImportance, Narrowing, narrow};
+
+use crate::error::{Error, Result};
+
+/// How to prune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PruneMethod {
+    /// Smallest magnitudes per output row.
+    Magnitude,
+    /// `n` of every `m` consecutive input weights kept (2:4).
+    NofM {
+        /// Weights kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+    /// Whole MLP neurons removed.
+    Structured,
+}
+
+/// One pruned tensor's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorSparsity {
+    /// Hugging Face name.
+    pub name: String,
+    /// Parameters after pruning.
+    pub params: usize,
+    /// Zeros among them.
+    pub zeros: usize,
+    /// `zeros / params`.
+    pub sparsity: f64,
+}
+
+/// What [`prune`] did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PruneReport {
+    /// The method.
+    pub method: PruneMethod,
+    /// The sparsity asked for.
+    pub requested: f64,
+    /// Every projection weight, in model order.
+    pub tensors: Vec<TensorSparsity>,
+    /// Parameters of the projection weights after pruning.
+    pub projection_params: usize,
+    /// Zeros among them.
+    pub projection_zeros: usize,
+    /// `projection_zeros / projection_params`.
+    pub projection_sparsity: f64,
+    /// Every parameter of the model before and after.
+    pub params_before: usize,
+    /// After.
+    pub params_after: usize,
+    /// Bytes of the dense f32 weights before and after (structured pruning shrinks them; the
+    /// others only zero weights, which a sparse or quantized format can exploit).
+    pub f32_bytes_before: usize,
+    /// After.
+    pub f32_bytes_after: usize,
+}
+
+/// Whether `name` is a projection weight that pruning touches.
+fn is_projection(name: &str) -> bool {
+    name.starts_with("model.layers.")
+        && name.ends_with("_proj.weight")
+        && ["self_attn.", "mlp."].iter().any(|p| name.contains(p))
+}
+
+/// Zeros the `k` smallest-magnitude values of `row` (ties keep the earlier value).
+pub fn prune_row_magnitude(row: &mut [f32], k: usize) {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[a].abs().total_cmp(&row[b].abs()).then(b.cmp(&a)));
+    for &i in order.iter().take(k) {
+        row[i] = 0.0;
+    }
+}
+
+/// Keeps the `n` largest-magnitude values of every group of `m` consecutive values of `row`
+/// (a row whose length is not a multiple of `m` keeps its last, partial group whole).
+pub fn prune_row_n_of_m(row: &mut [f32], n: usize, m: usize) {
+    for group in row.chunks_exact_mut(m) {
+        prune_row_magnitude(group, m - n);
+    }
+}
+
+/// `decoder` pruned by `method` to `sparsity` (a fraction in `[0, 1)`; 2:4 is sparsity 0.5 by
+/// construction and takes `n/m` from the method), on the same device, with its report.
+///
+/// # Errors
+/// [`Error::InvalidPruning`] for a sparsity outside `[0, 1)`, an N:M with `n == 0` or
+/// `n >= m`, or input widths that are not a multiple of `m`; model errors as they come.
+pub fn prune(
+    decoder: &Decoder,
+    method: PruneMethod,
+    sparsity: f64,
+) -> Result<(Decoder, PruneReport)> {
+    if !(0.0..1.0).contains(&sparsity) {
+        return Err(Error::InvalidPruning(format!(
+            "sparsity must be in [0, 1), got {sparsity}"
+        )));
+    }
+    let before = decoder.parameter_shapes();
+    let count = |shapes: &[(String, Vec<usize>)]| -> usize {
+        shapes
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    };
+    let params_before = count(&before);
+    let config = decoder.config().clone();
+    let pruned = match method {
+        PruneMethod::Structured => {
+            let keep = config.intermediate_size
+                - (sparsity * config.intermediate_size as f64).round() as usize;
+            let to = Narrowing {
+                intermediate_size: Some(keep.max(1)),
+                heads_per_group: None,
+            };
+            narrow(decoder, &to, &NarrowImportance::from_weights(decoder)?)?
+        }
+        PruneMethod::Magnitude | PruneMethod::NofM { .. } => {
+            if let PruneMethod::NofM { n, m } = method
+                && (n == 0 || n >= m)
+            {
+                return Err(Error::InvalidPruning(format!(
+                    "{n}:{m} keeps {n} of every {m} weights: need 0 < n < m"
+                )));
+            }
+            let mut params = decoder.named_parameters()?;
+            for (name, shape, values) in params.iter_mut() {
+                if !is_projection(name) {
+                    continue;
+                }
+                let cols = shape[1];
+                match method {
+                    PruneMethod::NofM { n, m } => {
+                        if cols % m != 0 {
+                            return Err(Error::InvalidPruning(format!(
+                                "{name}: {cols} inputs per row are not groups of {m}"
+                            )));
+                        }
+                        for row in values.chunks_exact_mut(cols) {
+                            prune_row_n_of_m(row, n, m);
+                        }
+                    }
+                    _ => {
+                        let k = (sparsity * cols as f64).round() as usize;
+                        for row in values.chunks_exact_mut(cols) {
+                            prune_row_magnitude(row, k);
+                        }
+                    }
+                }
+            }
+            Decoder::from_named_parameters(
+                &config,
+                params,
+                "pruned weights (in memory)",
+                &decoder.device(),
+            )?
+        }
+    };
+    let mut tensors = Vec::new();
+    for (name, shape, values) in pruned.named_parameters()? {
+        if !is_projection(&name) {
+            continue;
+        }
+        let zeros = values.iter().filter(|v| **v == 0.0).count();
+        let params: usize = shape.iter().product();
+        tensors.push(TensorSparsity {
+            name,
+            params,
+            zeros,
+            sparsity: zeros as f64 / params.max(1) as f64,
+        });
+    }
+    let projection_params: usize = tensors.iter().map(|t| t.params).sum();
+    let projection_zeros: usize = tensors.iter().map(|t| t.zeros).sum();
+    let params_after = count(&pruned.parameter_shapes());
+    let report = PruneReport {
+        method,
+        requested: match method {
+            PruneMethod::NofM { n, m } => 1.0 - n as f64 / m as f64,
+            _ => sparsity,
+        },
+        tensors,
+        projection_params,
+        projection_zeros,
+        projection_sparsity: projection_zeros as f64 / projection_params.max(1) as f64,
+        params_before,
+        params_after,
+        f32_bytes_before: params_before * 4,
+        f32_bytes_after: params_after * 4,
+    };
+    Ok((pruned, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn magnitude_zeros_the_smallest_and_two_of_four_keeps_the_largest() {
+        let mut row = vec![0.5, -3.0, 0.1, 2.0, -0.2, 1.0, 4.0, -0.05];
+        prune_row_magnitude(&mut row, 3);
+        assert_eq!(row, vec![0.5, -3.0, 0.0, 2.0, 0.0, 1.0, 4.0, 0.0]);
+        let mut row = vec![0.5, -3.0, 0.1, 2.0, -0.2, 1.0, 4.0, -0.05];
+        prune_row_n_of_m(&mut row, 2, 4);
+        assert_eq!(row, vec![0.0, -3.0, 0.0, 2.0, 0.0, 1.0, 4.0, 0.0]);
+    }
+
+    proptest! {
+        /// Every row gets exactly round(s * len) new zeros, and the survivors are the largest.
+        #[test]
+        fn magnitude_sparsity_is_exact(
+            row in proptest::collection::vec(
+                prop_oneof![-100.0f32..-1e-3, 1e-3f32..100.0], 1..200),
+            s in 0.0f64..1.0,
+        ) {
+            let k = (s * row.len() as f64).round() as usize;
+            let mut pruned = row.clone();
+            prune_row_magnitude(&mut pruned, k);
+            prop_assert_eq!(pruned.iter().filter(|v| **v == 0.0).count(), k);
+            let smallest_kept = pruned.iter().filter(|v| **v != 0.0).map(|v| v.abs()).fold(f32::INFINITY, f32::min);
+            let largest_cut = row.iter().zip(&pruned).filter(|(_, p)| **p == 0.0).map(|(v, _)| v.abs()).fold(0.0f32, f32::max);
+            prop_assert!(k == 0 || k == row.len() || largest_cut <= smallest_kept);
+            for (a, b) in row.iter().zip(&pruned) {
+                prop_assert!(*b == 0.0 || a == b);
+            }
+        }
+
+        /// The 2:4 pattern holds in every group of 4.
+        #[test]
+        fn two_of_four_holds_in_every_group(
+            groups in proptest::collection::vec(
+                proptest::collection::vec(prop_oneof![-10.0f32..-1e-3, 1e-3f32..10.0], 4), 1..50),
+        ) {
+            let mut row: Vec<f32> = groups.concat();
+            prune_row_n_of_m(&mut row, 2, 4);
+            for g in row.chunks_exact(4) {
+                prop_assert_eq!(g.iter().filter(|v| **v != 0.0).count(), 2);
+            }
+        }
+    }
+}
