@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use slm_compress::{PruneMethod, prune};
 use slm_core::prelude::*;
@@ -15,10 +15,20 @@ use crate::ModelArgs;
 pub struct PruneArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// magnitude (smallest weights per output row), 2:4 (two of every four inputs kept), or
-    /// structured (whole MLP neurons removed: a smaller model).
-    #[arg(long, value_parser = ["magnitude", "2:4", "structured"])]
+    /// magnitude (smallest weights per output row), wanda (smallest |weight| x input norm over
+    /// --calib, per output row), 2:4 (two of every four inputs kept), or structured (whole MLP
+    /// neurons removed: a smaller model).
+    #[arg(long, value_parser = ["magnitude", "wanda", "2:4", "structured"])]
     method: String,
+    /// Calibration text for wanda (UTF-8; cut into --calib-ctx-token chunks).
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Tokens per calibration chunk.
+    #[arg(long, default_value_t = 512)]
+    calib_ctx: usize,
+    /// Calibration chunks used at most.
+    #[arg(long, default_value_t = 32)]
+    calib_chunks: usize,
     /// The fraction pruned, in [0, 1) (2:4 is 0.5 by construction).
     #[arg(long, default_value_t = 0.5)]
     sparsity: f64,
@@ -37,10 +47,28 @@ pub fn run(args: PruneArgs) -> Result<()> {
         "magnitude" => PruneMethod::Magnitude,
         "2:4" => PruneMethod::NofM { n: 2, m: 4 },
         "structured" => PruneMethod::Structured,
+        "wanda" => PruneMethod::Wanda,
         other => bail!("unknown pruning method `{other}`"),
     };
     let (ckpt, model) = crate::load(&args.model)?;
-    let (pruned, report) = prune(&model.merge_adapters(), method, args.sparsity)?;
+    let calibration = match (&args.calib, method) {
+        (Some(path), _) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            let tokenizer = ckpt
+                .tokenizer
+                .as_ref()
+                .context("the model has no tokenizer")?;
+            let ids = tokenizer.encode(&text, true)?;
+            ids.chunks(args.calib_ctx.max(1))
+                .take(args.calib_chunks)
+                .map(<[u32]>::to_vec)
+                .collect()
+        }
+        (None, PruneMethod::Wanda) => bail!("--method wanda needs --calib TEXT"),
+        (None, _) => Vec::new(),
+    };
+    let (pruned, report) = prune(&model.merge_adapters(), method, args.sparsity, &calibration)?;
     let dtype = crate::save_dtype(&ckpt, args.dtype)?;
     save_hf_dir(&pruned, ckpt.tokenizer.as_ref(), &args.out, dtype)?;
     let report_path = args.out.join("prune_report.json");

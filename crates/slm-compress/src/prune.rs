@@ -6,6 +6,10 @@
 //!   up, down`; not the embedding, the norms nor the LM head, as Wanda and SparseGPT leave them),
 //!   the `round(sparsity * in)` weights of smallest magnitude become zero, so every row has the
 //!   requested sparsity exactly (the per-output comparison group Wanda uses).
+//! - [`PruneMethod::Wanda`] (Sun et al. 2023, "A Simple and Effective Pruning Approach for
+//!   LLMs"): the same per-row comparison on `|W_ij| * ||X_j||`, the weight times the L2 norm of
+//!   its input channel over calibration tokens ([`capture_input_sq_norms`] during forwards of
+//!   the calibration chunks), so weights that meet large activations are kept.
 //! - [`PruneMethod::NofM`]: semi-structured N:M (2:4 is what sparse tensor cores run): in every
 //!   group of `m` consecutive input weights of a row, only the `n` largest in magnitude stay.
 //! - [`PruneMethod::Structured`]: removes `round(sparsity * intermediate_size)` MLP neurons in
@@ -16,7 +20,8 @@
 //! Ties between equal magnitudes keep the earlier weight, so results are deterministic.
 
 use serde::Serialize;
-use slm_core::model::{Decoder, NarrowImportance, Narrowing, narrow};
+use slm_core::model::{Decoder, NarrowImportance, Narrowing, capture_input_sq_norms, narrow};
+use slm_core::{CausalLm, LogitsScope, TokenBatch};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +31,8 @@ use crate::error::{Error, Result};
 pub enum PruneMethod {
     /// Smallest magnitudes per output row.
     Magnitude,
+    /// Smallest `|W| * ||X||` per output row, from calibration activations.
+    Wanda,
     /// `n` of every `m` consecutive input weights kept (2:4).
     NofM {
         /// Weights kept per group.
@@ -85,11 +92,66 @@ fn is_projection(name: &str) -> bool {
 
 /// Zeros the `k` smallest-magnitude values of `row` (ties keep the earlier value).
 pub fn prune_row_magnitude(row: &mut [f32], k: usize) {
+    let scores: Vec<f32> = row.iter().map(|v| v.abs()).collect();
+    prune_row_by_score(row, &scores, k);
+}
+
+/// Zeros the `k` values of `row` with the smallest `scores` (ties keep the earlier value).
+pub fn prune_row_by_score(row: &mut [f32], scores: &[f32], k: usize) {
     let mut order: Vec<usize> = (0..row.len()).collect();
-    order.sort_by(|&a, &b| row[a].abs().total_cmp(&row[b].abs()).then(b.cmp(&a)));
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
     for &i in order.iter().take(k) {
         row[i] = 0.0;
     }
+}
+
+/// The L2 norm of every projection's input channels over `calibration` (token sequences run
+/// through `decoder` one at a time), by Hugging Face weight name.
+///
+/// # Errors
+/// [`Error::InvalidPruning`] for no calibration tokens; model errors as they come.
+pub fn input_norms(
+    decoder: &Decoder,
+    calibration: &[Vec<u32>],
+) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+    if calibration.iter().all(Vec::is_empty) {
+        return Err(Error::InvalidPruning(
+            "activation-aware pruning needs calibration text".into(),
+        ));
+    }
+    let names: Vec<String> = decoder
+        .projections()
+        .into_iter()
+        .map(|(n, _)| format!("{n}.weight"))
+        .collect();
+    let mut sums: Vec<Vec<f32>> = Vec::new();
+    for ids in calibration.iter().filter(|c| !c.is_empty()) {
+        let batch = TokenBatch::single(ids.clone(), LogitsScope::Last);
+        let (out, calls) =
+            capture_input_sq_norms(|| decoder.forward(&batch, &mut decoder.new_cache()));
+        out?;
+        if calls.len() != names.len() {
+            return Err(Error::InvalidPruning(format!(
+                "captured {} projection inputs for a model of {} projections",
+                calls.len(),
+                names.len()
+            )));
+        }
+        if sums.is_empty() {
+            sums = calls;
+        } else {
+            for (s, c) in sums.iter_mut().zip(calls) {
+                for (a, b) in s.iter_mut().zip(c) {
+                    *a += b;
+                }
+            }
+        }
+    }
+    Ok(names
+        .into_iter()
+        .zip(sums)
+        .map(|(n, s)| (n, s.into_iter().map(f32::sqrt).collect()))
+        .collect())
 }
 
 /// Keeps the `n` largest-magnitude values of every group of `m` consecutive values of `row`
@@ -102,14 +164,18 @@ pub fn prune_row_n_of_m(row: &mut [f32], n: usize, m: usize) {
 
 /// `decoder` pruned by `method` to `sparsity` (a fraction in `[0, 1)`; 2:4 is sparsity 0.5 by
 /// construction and takes `n/m` from the method), on the same device, with its report.
+/// `calibration` (token sequences, e.g. chunks of a text) feeds [`PruneMethod::Wanda`]; the
+/// other methods ignore it.
 ///
 /// # Errors
 /// [`Error::InvalidPruning`] for a sparsity outside `[0, 1)`, an N:M with `n == 0` or
-/// `n >= m`, or input widths that are not a multiple of `m`; model errors as they come.
+/// `n >= m`, input widths that are not a multiple of `m`, or Wanda without calibration
+/// tokens; model errors as they come.
 pub fn prune(
     decoder: &Decoder,
     method: PruneMethod,
     sparsity: f64,
+    calibration: &[Vec<u32>],
 ) -> Result<(Decoder, PruneReport)> {
     if !(0.0..1.0).contains(&sparsity) {
         return Err(Error::InvalidPruning(format!(
@@ -135,7 +201,7 @@ pub fn prune(
             };
             narrow(decoder, &to, &NarrowImportance::from_weights(decoder)?)?
         }
-        PruneMethod::Magnitude | PruneMethod::NofM { .. } => {
+        PruneMethod::Magnitude | PruneMethod::Wanda | PruneMethod::NofM { .. } => {
             if let PruneMethod::NofM { n, m } = method
                 && (n == 0 || n >= m)
             {
@@ -143,6 +209,10 @@ pub fn prune(
                     "{n}:{m} keeps {n} of every {m} weights: need 0 < n < m"
                 )));
             }
+            let norms = match method {
+                PruneMethod::Wanda => input_norms(decoder, calibration)?,
+                _ => Default::default(),
+            };
             let mut params = decoder.named_parameters()?;
             for (name, shape, values) in params.iter_mut() {
                 if !is_projection(name) {
@@ -158,6 +228,20 @@ pub fn prune(
                         }
                         for row in values.chunks_exact_mut(cols) {
                             prune_row_n_of_m(row, n, m);
+                        }
+                    }
+                    PruneMethod::Wanda => {
+                        let k = (sparsity * cols as f64).round() as usize;
+                        let norm = norms
+                            .get(name.as_str())
+                            .filter(|n| n.len() == cols)
+                            .ok_or_else(|| {
+                                Error::InvalidPruning(format!("no input statistics for {name}"))
+                            })?;
+                        for row in values.chunks_exact_mut(cols) {
+                            let scores: Vec<f32> =
+                                row.iter().zip(norm).map(|(w, x)| w.abs() * x).collect();
+                            prune_row_by_score(row, &scores, k);
                         }
                     }
                     _ => {
@@ -215,6 +299,17 @@ pub fn prune(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn wanda_scores_weigh_magnitudes_by_their_inputs() {
+        // |w| alone would cut 0.1 and -0.2; with input norms (10, 10, 0.1, 0.1) the weights that
+        // meet the large inputs stay.
+        let mut row = vec![0.1, -0.2, 3.0, 2.0];
+        let x = [10.0, 10.0, 0.1, 0.1];
+        let scores: Vec<f32> = row.iter().zip(&x).map(|(w, x)| f32::abs(*w) * x).collect();
+        prune_row_by_score(&mut row, &scores, 2);
+        assert_eq!(row, vec![0.1, -0.2, 0.0, 0.0]);
+    }
 
     #[test]
     fn magnitude_zeros_the_smallest_and_two_of_four_keeps_the_largest() {

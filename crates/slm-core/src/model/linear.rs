@@ -21,6 +21,35 @@ use burn::prelude::*;
 
 use crate::error::{Error, Result};
 
+thread_local! {
+    /// Per-call input statistics while [`capture_input_sq_norms`] runs on this thread.
+    static CAPTURE: std::cell::RefCell<Option<Vec<Vec<f32>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with input capture on: every [`Projection::forward`] called on this thread while
+/// `f` runs records the sum of squares of each input channel over its rows (`[in]`), one entry
+/// per call, in call order. The decoder calls its projections in [`Decoder::projections`]
+/// (crate::model::Decoder::projections) order (`q, k, v, o, gate, up, down` per layer, then an
+/// untied LM head), so entry `i` of a forward is projection `i % n`. Calibration statistics
+/// for activation-aware pruning and quantization (Wanda, importance matrices); capture costs
+/// one reduction and one host read per projection call, so it is off otherwise.
+pub fn capture_input_sq_norms<R>(f: impl FnOnce() -> R) -> (R, Vec<Vec<f32>>) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let captured = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, captured)
+}
+
+fn record_input(rows: &Tensor<2>) {
+    CAPTURE.with(|c| {
+        if let Some(list) = c.borrow_mut().as_mut() {
+            let sq = rows.clone().detach().powi_scalar(2).sum_dim(0);
+            list.push(sq.try_into_vec_as::<f32>().unwrap_or_default());
+        }
+    });
+}
+
 /// A low-rank adapter on one projection: `A` `[in, r]` and `B` `[r, out]` (burn's layout;
 /// peft stores `lora_A.weight` as `[r, in]` and `lora_B.weight` as `[out, r]`), the scaling
 /// `alpha / r` (or `alpha / sqrt(r)` with rsLoRA), dropout on the adapter's input and, for
@@ -216,6 +245,7 @@ impl Projection {
         let [b, t, d_in] = x.dims();
         let d_out = self.dims()[1];
         let rows = x.reshape([b * t, d_in]);
+        record_input(&rows);
         let xw = rows.clone().matmul(self.dense.weight.val());
         let mut y = match &self.dense.bias {
             Some(bias) => xw.clone() + bias.val().unsqueeze::<2>(),

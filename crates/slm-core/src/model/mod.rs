@@ -10,6 +10,6 @@ mod resize;
 
 pub use decoder::{Attention, Decoder, DecoderLayer, Mlp, Rope, repeat_kv};
 pub use kv_cache::KvCache;
-pub use linear::{LoraAdapter, Projection};
+pub use linear::{LoraAdapter, Projection, capture_input_sq_norms};
 pub use narrow::{NarrowImportance, Narrowing, narrow};
 pub use resize::{NewRow, resize_vocab};
