@@ -16,9 +16,10 @@ pub struct PruneArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// magnitude (smallest weights per output row), wanda (smallest |weight| x input norm over
-    /// --calib, per output row), 2:4 (two of every four inputs kept), or structured (whole MLP
+    /// --calib, per output row), 2:4 (two of every four inputs kept), wanda-2:4 (2:4 by wanda's
+    /// score), or structured (whole MLP
     /// neurons removed: a smaller model).
-    #[arg(long, value_parser = ["magnitude", "wanda", "2:4", "structured"])]
+    #[arg(long, value_parser = ["magnitude", "wanda", "2:4", "wanda-2:4", "structured"])]
     method: String,
     /// Calibration text for wanda (UTF-8; cut into --calib-ctx-token chunks).
     #[arg(long)]
@@ -48,6 +49,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         "2:4" => PruneMethod::NofM { n: 2, m: 4 },
         "structured" => PruneMethod::Structured,
         "wanda" => PruneMethod::Wanda,
+        "wanda-2:4" => PruneMethod::WandaNofM { n: 2, m: 4 },
         other => bail!("unknown pruning method `{other}`"),
     };
     let (ckpt, model) = crate::load(&args.model)?;
@@ -65,7 +67,9 @@ pub fn run(args: PruneArgs) -> Result<()> {
                 .map(<[u32]>::to_vec)
                 .collect()
         }
-        (None, PruneMethod::Wanda) => bail!("--method wanda needs --calib TEXT"),
+        (None, PruneMethod::Wanda | PruneMethod::WandaNofM { .. }) => {
+            bail!("--method {} needs --calib TEXT", args.method)
+        }
         (None, _) => Vec::new(),
     };
     let (pruned, report) = prune(&model.merge_adapters(), method, args.sparsity, &calibration)?;

@@ -12,6 +12,7 @@
 //!   the calibration chunks), so weights that meet large activations are kept.
 //! - [`PruneMethod::NofM`]: semi-structured N:M (2:4 is what sparse tensor cores run): in every
 //!   group of `m` consecutive input weights of a row, only the `n` largest in magnitude stay.
+//! - [`PruneMethod::WandaNofM`]: N:M by Wanda's score (the paper's 2:4 setting).
 //! - [`PruneMethod::Structured`]: removes `round(sparsity * intermediate_size)` MLP neurons in
 //!   every layer (the least important by weight magnitude, [`slm_core::model::narrow`]), so the
 //!   matrices really shrink and the result is a smaller valid checkpoint (same count in every
@@ -33,6 +34,14 @@ pub enum PruneMethod {
     Magnitude,
     /// Smallest `|W| * ||X||` per output row, from calibration activations.
     Wanda,
+    /// `n` of every `m` consecutive input weights kept by Wanda's score (2:4 as the Wanda
+    /// paper runs it).
+    WandaNofM {
+        /// Weights kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
     /// `n` of every `m` consecutive input weights kept (2:4).
     NofM {
         /// Weights kept per group.
@@ -157,8 +166,14 @@ pub fn input_norms(
 /// Keeps the `n` largest-magnitude values of every group of `m` consecutive values of `row`
 /// (a row whose length is not a multiple of `m` keeps its last, partial group whole).
 pub fn prune_row_n_of_m(row: &mut [f32], n: usize, m: usize) {
-    for group in row.chunks_exact_mut(m) {
-        prune_row_magnitude(group, m - n);
+    let scores: Vec<f32> = row.iter().map(|v| v.abs()).collect();
+    prune_row_n_of_m_by_score(row, &scores, n, m);
+}
+
+/// Keeps the `n` values with the largest `scores` of every group of `m` consecutive values.
+pub fn prune_row_n_of_m_by_score(row: &mut [f32], scores: &[f32], n: usize, m: usize) {
+    for (group, s) in row.chunks_exact_mut(m).zip(scores.chunks_exact(m)) {
+        prune_row_by_score(group, s, m - n);
     }
 }
 
@@ -201,8 +216,11 @@ pub fn prune(
             };
             narrow(decoder, &to, &NarrowImportance::from_weights(decoder)?)?
         }
-        PruneMethod::Magnitude | PruneMethod::Wanda | PruneMethod::NofM { .. } => {
-            if let PruneMethod::NofM { n, m } = method
+        PruneMethod::Magnitude
+        | PruneMethod::Wanda
+        | PruneMethod::NofM { .. }
+        | PruneMethod::WandaNofM { .. } => {
+            if let PruneMethod::NofM { n, m } | PruneMethod::WandaNofM { n, m } = method
                 && (n == 0 || n >= m)
             {
                 return Err(Error::InvalidPruning(format!(
@@ -210,7 +228,9 @@ pub fn prune(
                 )));
             }
             let norms = match method {
-                PruneMethod::Wanda => input_norms(decoder, calibration)?,
+                PruneMethod::Wanda | PruneMethod::WandaNofM { .. } => {
+                    input_norms(decoder, calibration)?
+                }
                 _ => Default::default(),
             };
             let mut params = decoder.named_parameters()?;
@@ -219,13 +239,33 @@ pub fn prune(
                     continue;
                 }
                 let cols = shape[1];
+                let norm = || {
+                    norms
+                        .get(name.as_str())
+                        .filter(|n| n.len() == cols)
+                        .ok_or_else(|| {
+                            Error::InvalidPruning(format!("no input statistics for {name}"))
+                        })
+                };
+                let wanda = |row: &[f32], norm: &[f32]| -> Vec<f32> {
+                    row.iter().zip(norm).map(|(w, x)| w.abs() * x).collect()
+                };
+                if let PruneMethod::NofM { m, .. } | PruneMethod::WandaNofM { m, .. } = method
+                    && cols % m != 0
+                {
+                    return Err(Error::InvalidPruning(format!(
+                        "{name}: {cols} inputs per row are not groups of {m}"
+                    )));
+                }
                 match method {
-                    PruneMethod::NofM { n, m } => {
-                        if cols % m != 0 {
-                            return Err(Error::InvalidPruning(format!(
-                                "{name}: {cols} inputs per row are not groups of {m}"
-                            )));
+                    PruneMethod::WandaNofM { n, m } => {
+                        let norm = norm()?.clone();
+                        for row in values.chunks_exact_mut(cols) {
+                            let scores = wanda(row, &norm);
+                            prune_row_n_of_m_by_score(row, &scores, n, m);
                         }
+                    }
+                    PruneMethod::NofM { n, m } => {
                         for row in values.chunks_exact_mut(cols) {
                             prune_row_n_of_m(row, n, m);
                         }
@@ -280,7 +320,9 @@ pub fn prune(
     let report = PruneReport {
         method,
         requested: match method {
-            PruneMethod::NofM { n, m } => 1.0 - n as f64 / m as f64,
+            PruneMethod::NofM { n, m } | PruneMethod::WandaNofM { n, m } => {
+                1.0 - n as f64 / m as f64
+            }
             _ => sparsity,
         },
         tensors,

@@ -25,7 +25,11 @@ fn calibration_norms_follow_the_projections_inputs() {
         vec![0, 423, 481, 691],
     ];
     let norms = input_norms(&model, &calib).unwrap();
-    assert_eq!(norms.len(), 15, "7 projections x 2 layers and the untied LM head");
+    assert_eq!(
+        norms.len(),
+        15,
+        "7 projections x 2 layers and the untied LM head"
+    );
     for l in 0..2 {
         let n = |p: &str| norms[&format!("model.layers.{l}.{p}.weight")].clone();
         assert_eq!(n("self_attn.q_proj"), n("self_attn.k_proj"));
@@ -49,4 +53,18 @@ fn calibration_norms_follow_the_projections_inputs() {
         .unwrap();
     assert!(out.values.iter().all(|v| v.is_finite()));
     assert!(prune(&model, PruneMethod::Wanda, 0.25, &[]).is_err());
+    // 2:4 by Wanda's score: the pattern holds in every group of every projection.
+    let (pruned, report) =
+        prune(&model, PruneMethod::WandaNofM { n: 2, m: 4 }, 0.5, &calib).unwrap();
+    assert!((report.requested - 0.5).abs() < 1e-12);
+    for (name, shape, values) in pruned.named_parameters().unwrap() {
+        if name.ends_with("_proj.weight") && name.starts_with("model.layers.") {
+            for g in values.chunks_exact(4) {
+                assert!(
+                    g.iter().filter(|v| **v != 0.0).count() <= 2,
+                    "{name} {shape:?}"
+                );
+            }
+        }
+    }
 }
