@@ -215,6 +215,9 @@ enum LoraCommand {
         /// Tensor dtype of the output [default: the base checkpoint's, f32 for GGUF].
         #[arg(long, value_parser = ["f32", "f16", "bf16"])]
         dtype: Option<String>,
+        /// Keep the base's zero weights zero (a pruned base stays sparse after the merge).
+        #[arg(long)]
+        keep_sparsity: bool,
     },
 }
 
@@ -352,15 +355,20 @@ fn load(args: &ModelArgs) -> Result<(Checkpoint, Decoder)> {
 
 /// Loads `args` (an adapter merged in) and writes it as a Hugging Face directory, printing
 /// `{"out","dtype","architecture"}`: `slm convert` and `slm lora merge`.
-fn write_hf_dir(args: &ModelArgs, out: &Path, dtype: Option<String>) -> Result<()> {
+fn write_hf_dir(
+    args: &ModelArgs,
+    out: &Path,
+    dtype: Option<String>,
+    keep_sparsity: bool,
+) -> Result<()> {
     let (ckpt, decoder) = load(args)?;
     let dtype = save_dtype(&ckpt, dtype)?;
-    save_hf_dir(
-        &decoder.merge_adapters(),
-        ckpt.tokenizer.as_ref(),
-        out,
-        dtype,
-    )?;
+    let merged = if keep_sparsity {
+        decoder.merge_adapters_keeping_zeros()
+    } else {
+        decoder.merge_adapters()
+    };
+    save_hf_dir(&merged, ckpt.tokenizer.as_ref(), out, dtype)?;
     println!(
         "{}",
         json!({ "out": out, "dtype": dtype.torch_name(), "architecture": ckpt.config.architecture.hf_class() })
@@ -577,6 +585,7 @@ fn run(cli: Cli) -> Result<()> {
                     adapter,
                     out,
                     dtype,
+                    keep_sparsity,
                 },
         } => {
             let args = ModelArgs {
@@ -584,11 +593,11 @@ fn run(cli: Cli) -> Result<()> {
                 adapter: Some(adapter),
                 device: DeviceArg::Cpu,
             };
-            write_hf_dir(&args, &out, dtype)?;
+            write_hf_dir(&args, &out, dtype, keep_sparsity)?;
         }
         // Quantized GGUF tensors are dequantized to f32; HF checkpoints keep their dtype. An
         // --adapter is merged in.
-        Command::Convert { model, out, dtype } => write_hf_dir(&model, &out, dtype)?,
+        Command::Convert { model, out, dtype } => write_hf_dir(&model, &out, dtype, false)?,
     }
     Ok(())
 }

@@ -827,3 +827,64 @@ fn prune_writes_a_loadable_model_with_the_requested_sparsity() {
     ]);
     assert!(e.contains("sparsity must be in [0, 1)"), "{e}");
 }
+
+#[test]
+fn a_pruned_base_stays_sparse_through_a_merge_that_keeps_sparsity() {
+    let dir = tempfile::tempdir().unwrap();
+    let pruned = dir.path().join("pruned");
+    ok_json(&[
+        "prune",
+        "--model",
+        &model("llama-tiny"),
+        "--method",
+        "2:4",
+        "--out",
+        pruned.to_str().unwrap(),
+    ]);
+    let adapter = fixtures().join("lora/adapter_a").display().to_string();
+    let zeros = |d: &std::path::Path, name: &str| -> (usize, Vec<f32>) {
+        let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let v: Vec<f32> = st
+            .tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (v.iter().filter(|x| **x == 0.0).count(), v)
+    };
+    let q = "model.layers.0.self_attn.q_proj.weight";
+    let (base_zeros, base) = zeros(&pruned, q);
+    assert_eq!(base_zeros, base.len() / 2);
+    for (keep, out) in [(true, "kept"), (false, "dense")] {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "lora",
+            "merge",
+            "--model",
+            pruned.to_str().unwrap(),
+            "--adapter",
+            &adapter,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if keep {
+            args.push("--keep-sparsity");
+        }
+        ok_json(&args);
+        let (n, merged) = zeros(&out, q);
+        if keep {
+            assert_eq!(n, base_zeros, "the pruned weights stay zero");
+            for (b, m) in base.iter().zip(&merged) {
+                assert_eq!(*b == 0.0, *m == 0.0);
+            }
+            assert_ne!(merged, base, "the adapter was merged");
+        } else {
+            assert!(
+                n < base_zeros / 10,
+                "a plain merge fills them: {n} zeros left"
+            );
+        }
+    }
+}

@@ -400,6 +400,12 @@ impl Decoder {
         infallible(self.map_projections(|_, p| Ok(p.merge())))
     }
 
+    /// [`merge_adapters`](Self::merge_adapters) keeping every zero of the base weights zero
+    /// (see [`Projection::merge_keeping_zeros`]): a pruned model stays pruned.
+    pub fn merge_adapters_keeping_zeros(self) -> Self {
+        infallible(self.map_projections(|_, p| Ok(p.merge_keeping_zeros())))
+    }
+
     /// Replaces every projection with `f(name, projection)` (names as [`projections`]
     /// (Self::projections)): how adapters are attached, merged or taken out.
     pub fn map_projections<E>(

@@ -216,6 +216,17 @@ impl Projection {
         self
     }
 
+    /// [`merge`](Self::merge) that keeps the dense weight's zeros zero: a pruned base (2:4,
+    /// Wanda) stays sparse after a recovery adapter is folded in, where a plain merge would
+    /// fill every pruned weight with the adapter's update.
+    pub fn merge_keeping_zeros(self) -> Self {
+        let keep = self.dense.weight.val().not_equal_elem(0.0).float();
+        let mut merged = self.merge();
+        let w = merged.dense.weight.val() * keep;
+        merged.dense.weight = Param::from_tensor(w.detach());
+        merged
+    }
+
     /// Takes the adapter out of a weight it was merged into (`W - scaling * A B`), returning the
     /// projection with the adapter attached again: peft's `unmerge_adapter`.
     ///
