@@ -13,16 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use slm::prelude::*;
 
 fn model_path() -> Option<PathBuf> {
-    let p = std::env::var_os("SLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("SLM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/slm")
-                })
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let p = slm::core::cache::smollm2_gguf();
     p.is_file().then_some(p)
 }
 

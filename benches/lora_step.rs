@@ -17,16 +17,7 @@ use slm::prelude::*;
 use slm::train::{AdamWConfig, Grads, TensorAdamW, batch_logits, causal_lm_loss};
 
 fn model_path() -> Option<PathBuf> {
-    let p = std::env::var_os("SLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("SLM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/slm")
-                })
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let p = slm::core::cache::smollm2_gguf();
     p.is_file().then_some(p)
 }
 

@@ -1,5 +1,7 @@
 //! The `slm` binary end to end: its JSON contracts and its one-line errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -127,23 +129,27 @@ fn logits_row0_diff(model_args: &[&str], expected: &str) -> f32 {
     args.extend(["--ids", ids, "--out", out.to_str().unwrap()]);
     let o = slm(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bytes = std::fs::read(&out).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("logits").unwrap();
-    assert_eq!(t.shape(), &[12, 768]);
-    assert_eq!(t.dtype(), safetensors::Dtype::F32);
-    let exp_bytes = std::fs::read(fixtures().join(expected)).unwrap();
-    let exp = safetensors::SafeTensors::deserialize(&exp_bytes).unwrap();
-    let f = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let (got, want) = (f(t.data()), f(exp.tensor("logits").unwrap().data()));
+    let (shape, got) = f32_tensor(&out, "logits");
+    assert_eq!(shape, vec![12, 768]);
+    let (_, want) = f32_tensor(&fixtures().join(expected), "logits");
     got.iter()
         .zip(&want[..12 * 768])
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max)
+}
+
+/// Shape and values of the F32 tensor `name` of a safetensors file.
+fn f32_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (t.shape().to_vec(), values)
 }
 
 #[test]
@@ -395,30 +401,11 @@ fn bad_input_is_one_clear_line() {
     assert!(e.contains("shape"), "{e}");
 }
 
-/// The SmolLM2 GGUF when cached (see slm-core's tests/common for the rules; CI requires it).
-fn smollm2() -> Option<PathBuf> {
-    let p = std::env::var_os("SLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/slm/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    if p.is_file() {
-        return Some(p);
-    }
-    assert_ne!(
-        std::env::var("SLM_REQUIRE_SMOLLM2").as_deref(),
-        Ok("1"),
-        "{} is absent",
-        p.display()
-    );
-    eprintln!("skipping: {} is absent", p.display());
-    None
-}
-
 #[test]
 fn smollm2_gguf_info_tokenize_and_generate() {
-    let Some(path) = smollm2() else { return };
+    let Some(path) = common::smollm2() else {
+        return;
+    };
     let m = path.to_str().unwrap();
     let info = ok_json(&["info", "--model", m]);
     assert_eq!(info["parameters"], 134_515_008);
@@ -843,15 +830,7 @@ fn a_pruned_base_stays_sparse_through_a_merge_that_keeps_sparsity() {
     ]);
     let adapter = fixtures().join("lora/adapter_a").display().to_string();
     let zeros = |d: &std::path::Path, name: &str| -> (usize, Vec<f32>) {
-        let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let v: Vec<f32> = st
-            .tensor(name)
-            .unwrap()
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let (_, v) = f32_tensor(&d.join("model.safetensors"), name);
         (v.iter().filter(|x| **x == 0.0).count(), v)
     };
     let q = "model.layers.0.self_attn.q_proj.weight";

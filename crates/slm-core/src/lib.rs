@@ -46,6 +46,7 @@
 //! The `slm` command line (`slm info`, `tokenize`, `logits`, `generate`, `convert`) is a thin
 //! layer over this crate.
 
+pub mod cache;
 pub mod causal_lm;
 pub mod checkpoint;
 pub mod config;

@@ -7,7 +7,8 @@
 //! scripts/fetch-smollm2.sh
 //! cargo run --example synth_spam -p slm-data -- [COUNT] [SEED]
 //! ```
-//! The model comes from `$SLM_SMOLLM2_GGUF` or `~/.cache/slm/SmolLM2-135M-Instruct.Q4_1.gguf`.
+//! The model comes from `slm_core::cache::smollm2_gguf()` (`$SLM_SMOLLM2_GGUF`, else the cache
+//! `scripts/fetch-smollm2.sh` fills).
 //! It measures how useful a 135M teacher is, not a tuned recipe: the label check is the
 //! teacher scoring `ham` and `spam` zero-shot.
 
@@ -29,12 +30,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let count: usize = args.next().map_or(Ok(12), |a| a.parse())?;
     let seed: u64 = args.next().map_or(Ok(0), |a| a.parse())?;
-    let model = std::env::var_os("SLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/slm/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let model = slm_core::cache::smollm2_gguf();
     let ck = Checkpoint::open(&model)
         .with_context(|| format!("{} (run scripts/fetch-smollm2.sh)", model.display()))?;
     let teacher = ck.load_decoder(&Device::flex())?;

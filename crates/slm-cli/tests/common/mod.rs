@@ -11,19 +11,12 @@ pub fn root() -> PathBuf {
         .unwrap()
 }
 
-/// The cached SmolLM2 GGUF, where `scripts/fetch-smollm2.sh` keeps it (`$SLM_SMOLLM2_GGUF`,
-/// else `${SLM_CACHE:-$HOME/.cache/slm}`); `None` with a note when absent, unless
+/// The cached SmolLM2 GGUF, where `scripts/fetch-smollm2.sh` keeps it
+/// ([`slm_core::cache::smollm2_gguf`]); `None` with a note when absent, unless
 /// `SLM_REQUIRE_SMOLLM2=1`, which makes absence a failure.
 #[allow(dead_code)]
 pub fn smollm2() -> Option<PathBuf> {
-    let path = match std::env::var_os("SLM_SMOLLM2_GGUF") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("SLM_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/slm")))
-            .unwrap_or_default()
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
+    let path = slm_core::cache::smollm2_gguf();
     if path.is_file() {
         return Some(path);
     }

@@ -57,18 +57,10 @@ pub(crate) mod test_support {
         path
     }
 
-    /// The SmolLM2-135M-Instruct Q4_1 GGUF: `$SLM_SMOLLM2_GGUF`, else
-    /// `${SLM_CACHE:-$HOME/.cache/slm}/SmolLM2-135M-Instruct.Q4_1.gguf`. `None` (with a note on
+    /// The SmolLM2-135M-Instruct Q4_1 GGUF ([`crate::cache::smollm2_gguf`]). `None` (with a note on
     /// stderr) when absent, unless `SLM_REQUIRE_SMOLLM2=1`, which makes absence a failure.
     pub(crate) fn smollm2_gguf() -> Option<PathBuf> {
-        let path = match std::env::var_os("SLM_SMOLLM2_GGUF") {
-            Some(p) => PathBuf::from(p),
-            None => std::env::var_os("SLM_CACHE")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/slm")))
-                .unwrap_or_default()
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        };
+        let path = crate::cache::smollm2_gguf();
         if path.is_file() {
             return Some(path);
         }

@@ -72,26 +72,10 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-/// The SmolLM2-135M-Instruct GGUF, when present: `$SLM_SMOLLM2_GGUF`, else
-/// `${SLM_CACHE:-$HOME/.cache/slm}/SmolLM2-135M-Instruct.Q4_1.gguf`. With
+/// The SmolLM2-135M-Instruct GGUF ([`slm_core::cache::smollm2_gguf`]), when present. With
 /// `SLM_REQUIRE_SMOLLM2=1` (set by .ci/run) its absence fails the test instead of skipping it.
 pub fn smollm2_gguf() -> Option<PathBuf> {
-    let path = std::env::var_os("SLM_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("SLM_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| {
-                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                                .join(".cache")
-                        })
-                        .join("slm")
-                });
-            cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let path = slm_core::cache::smollm2_gguf();
     if path.is_file() {
         return Some(path);
     }
