@@ -550,10 +550,8 @@ pub fn save_adapter(
         ));
     }
     if !config.modules_to_save.is_empty() {
-        for (name, shape, values) in decoder.named_parameters()? {
-            if config.saves(&name) {
-                tensors.push((format!("{PEFT_PREFIX}{name}"), shape, values));
-            }
+        for (name, shape, values) in decoder.named_parameters_where(|n| config.saves(n))? {
+            tensors.push((format!("{PEFT_PREFIX}{name}"), shape, values));
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;

@@ -308,6 +308,23 @@ impl Decoder {
         collect.finish()
     }
 
+    /// [`named_parameters`](Self::named_parameters) of the parameters `select` picks by name,
+    /// without reading the others' values (a few saved modules of a large model).
+    pub fn named_parameters_where(
+        &self,
+        select: impl Fn(&str) -> bool,
+    ) -> Result<Vec<hf_names::NamedTensor>> {
+        let names = self
+            .parameter_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| select(n))
+            .collect();
+        let mut collect = hf_names::Collect::values_of(names);
+        self.visit(&mut collect);
+        collect.finish()
+    }
+
     /// The name and Hugging Face shape of every parameter, as [`named_parameters`]
     /// (Self::named_parameters) would return them, without reading (or allocating) any value.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {

@@ -180,6 +180,7 @@ pub fn parameter_names<M: burn::module::Module>(
 pub struct Collect {
     tracker: PathTracker,
     values: bool,
+    only: Option<BTreeSet<String>>,
     out: Vec<NamedTensor>,
     error: Option<Error>,
 }
@@ -190,8 +191,18 @@ impl Collect {
         Collect {
             tracker: PathTracker::default(),
             values: true,
+            only: None,
             out: Vec::new(),
             error: None,
+        }
+    }
+
+    /// Names, shapes and values of the parameters named in `names` only (the others are not
+    /// read).
+    pub fn values_of(names: BTreeSet<String>) -> Self {
+        Collect {
+            only: Some(names),
+            ..Collect::values()
         }
     }
 
@@ -226,6 +237,9 @@ impl ModuleVisitor for Collect {
         let ParamKind::Base { transposed } = kind else {
             return;
         };
+        if self.only.as_ref().is_some_and(|only| !only.contains(&name)) {
+            return;
+        }
         let mut shape = param.lazy_shape().dims::<D>().to_vec();
         if transposed {
             shape.reverse();
@@ -246,6 +260,23 @@ impl ModuleVisitor for Collect {
         };
         self.out.push((name, shape, values));
     }
+}
+
+/// A trainable parameter with id `id` from values in Hugging Face layout (`transposed`: the
+/// checkpoint keeps it `[out, in]`, burn `[in, out]`, so it becomes a zero-copy transposed
+/// view). Trainable as `Param::from_tensor` makes it: freezing is the caller's choice.
+fn hf_param<const D: usize>(
+    values: Vec<f32>,
+    shape: Vec<usize>,
+    transposed: bool,
+    device: &Device,
+    id: burn::module::ParamId,
+) -> Param<Tensor<D>> {
+    let t = Tensor::<D>::from_data(TensorData::new(values, shape), device);
+    let t = if transposed { t.transpose() } else { t };
+    let mut param = Param::from_tensor(t);
+    param.id = id;
+    param
 }
 
 /// A module mapper setting every base parameter from [`BoundWeights`] by its Hugging Face name
@@ -294,14 +325,7 @@ impl ModuleMapper for Binder {
             return param;
         };
         match self.bound.take(&name) {
-            Ok((values, shape)) => {
-                let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.device);
-                let t = if transposed { t.transpose() } else { t };
-                // Trainable, as Param::from_tensor makes it (freezing is the caller's choice).
-                let mut bound = Param::from_tensor(t);
-                bound.id = param.id;
-                bound
-            }
+            Ok((values, shape)) => hf_param(values, shape, transposed, &self.device, param.id),
             Err(e) => {
                 self.error.get_or_insert(e);
                 param
@@ -421,11 +445,7 @@ impl ModuleMapper for TrainSelected<'_> {
             });
             return param;
         }
-        let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.device);
-        let t = if transposed { t.transpose() } else { t };
-        let mut replaced = Param::from_tensor(t);
-        replaced.id = param.id;
-        replaced
+        hf_param(values, shape, transposed, &self.device, param.id)
     }
 }
 

@@ -12,7 +12,6 @@
 //! original order.
 
 use super::decoder::Decoder;
-use super::hf_names::BoundWeights;
 use crate::error::{Error, Result};
 
 /// The target width of [`narrow`]; `None` keeps a dimension as it is.
@@ -201,9 +200,12 @@ pub fn narrow(decoder: &Decoder, to: &Narrowing, importance: &NarrowImportance) 
     let mut config = c.clone();
     config.intermediate_size = inter;
     config.num_attention_heads = per_group * n_kv;
-    config.validate()?;
-    let mut bound = BoundWeights::from_parameters("narrowed weights (in memory)", params);
-    Decoder::from_bound(&config, &mut bound, &decoder.device())
+    Decoder::from_named_parameters(
+        &config,
+        params,
+        "narrowed weights (in memory)",
+        &decoder.device(),
+    )
 }
 
 #[cfg(test)]
@@ -282,8 +284,9 @@ mod tests {
                 }
             }
         }
-        let mut bound = BoundWeights::from_parameters("test", params);
-        let model = Decoder::from_bound(&c, &mut bound, &burn::prelude::Device::flex()).unwrap();
+        let model =
+            Decoder::from_named_parameters(&c, params, "test", &burn::prelude::Device::flex())
+                .unwrap();
         let scores = NarrowImportance::from_weights(&model).unwrap();
         assert!(scores.mlp.iter().all(|l| l[5] == 0.0));
         assert!(scores.heads.iter().all(|l| l[1] == 0.0 && l[2] == 0.0));

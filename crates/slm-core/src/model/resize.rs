@@ -3,7 +3,6 @@
 //! the model side of adding tokens to a tokenizer.
 
 use super::decoder::Decoder;
-use super::hf_names::BoundWeights;
 use crate::error::{Error, Result};
 
 /// The parameters a vocabulary resize changes: one row per token.
@@ -79,9 +78,12 @@ pub fn resize_vocab(decoder: &Decoder, vocab_size: usize, rows: &[NewRow]) -> Re
     }
     let mut new_config = config.clone();
     new_config.vocab_size = vocab_size;
-    new_config.validate()?;
-    let mut bound = BoundWeights::from_parameters("resized embeddings (in memory)", params);
-    Decoder::from_bound(&new_config, &mut bound, &decoder.device())
+    Decoder::from_named_parameters(
+        &new_config,
+        params,
+        "resized embeddings (in memory)",
+        &decoder.device(),
+    )
 }
 
 /// The mean of rows `ids` of a row-major `[_, hidden]` matrix: rows summed in order in f32,
