@@ -298,13 +298,10 @@ impl DistillConfig {
                 teacher.dims()
             )));
         }
-        self.mix(student, labels, |s, shifted, t| {
-            let te = teacher.narrow(1, 0, t - 1);
-            match self.top_k {
-                Some(k) => divergence_top_k(s, te, shifted, self.loss, self.temperature, k),
-                None => divergence(s, te, shifted, self.loss, self.temperature),
-            }
-        })
+        let t = student.dims()[1];
+        let shifted = shift(t, labels)?;
+        let teacher = Aligned::Logits(teacher.narrow(1, 0, t - 1));
+        self.aligned(student.narrow(1, 0, t - 1), teacher, &shifted)
     }
 
     /// [`loss`](Self::loss) from the teacher's top-k softened log-probabilities `logprobs` at
@@ -331,18 +328,9 @@ impl DistillConfig {
                 student.dims()
             )));
         }
-        self.mix(student, labels, |s, shifted, t| {
-            self.check_temperature()?;
-            let weights = valid_positions(shifted, s.dims(), &s.device())?;
-            divergence_at_ids(
-                s,
-                ids.narrow(1, 0, t - 1),
-                logprobs.narrow(1, 0, t - 1),
-                weights,
-                self.loss,
-                self.temperature,
-            )
-        })
+        let shifted = shift(t, labels)?;
+        let teacher = Aligned::TopK(ids.narrow(1, 0, t - 1), logprobs.narrow(1, 0, t - 1));
+        self.aligned(student.narrow(1, 0, t - 1), teacher, &shifted)
     }
 
     /// The loss at a batch's target positions only: `student` from
@@ -358,9 +346,7 @@ impl DistillConfig {
         teacher: TeacherRows,
     ) -> Result<Tensor<1>> {
         let [n, v] = student.logits.dims();
-        let s = student.logits.clone().reshape([1, n, v]);
-        let labels = vec![student.labels.clone()];
-        match teacher {
+        let teacher = match teacher {
             TeacherRows::Logits(t) => {
                 if t.dims() != [n, v] {
                     return Err(Error::InvalidBatch(format!(
@@ -370,11 +356,7 @@ impl DistillConfig {
                         [n, v]
                     )));
                 }
-                let t = t.reshape([1, n, v]);
-                self.mix_aligned(s, &labels, |s, labels| match self.top_k {
-                    Some(k) => divergence_top_k(s, t, labels, self.loss, self.temperature, k),
-                    None => divergence(s, t, labels, self.loss, self.temperature),
-                })
+                Aligned::Logits(t.reshape([1, n, v]))
             }
             TeacherRows::TopK { ids, logprobs } => {
                 let [ni, k] = ids.dims();
@@ -385,59 +367,20 @@ impl DistillConfig {
                         logprobs.dims()
                     )));
                 }
-                self.mix_aligned(s, &labels, |s, labels| {
-                    self.check_temperature()?;
-                    let weights = valid_positions(labels, s.dims(), &s.device())?;
-                    divergence_at_ids(
-                        s,
-                        ids.reshape([1, n, k]),
-                        logprobs.reshape([1, n, k]),
-                        weights,
-                        self.loss,
-                        self.temperature,
-                    )
-                })
+                Aligned::TopK(ids.reshape([1, n, k]), logprobs.reshape([1, n, k]))
             }
-        }
+        };
+        let s = student.logits.clone().reshape([1, n, v]);
+        self.aligned(s, teacher, std::slice::from_ref(&student.labels))
     }
 
-    fn check_temperature(&self) -> Result<()> {
-        crate::error::check(
-            self.temperature > 0.0 && self.temperature.is_finite(),
-            "temperature",
-            self.temperature,
-            "positive",
-        )
-    }
-
-    /// `alpha * soft + (1 - alpha) * hard CE` over the shifted positions, with `soft` computed
-    /// by `soft(student[:, :-1], shifted labels, T)`.
-    fn mix(
+    /// `alpha * divergence + (1 - alpha) * hard CE` with `labels` aligned to the student's
+    /// positions (no shift) and the teacher's signal at the same positions.
+    fn aligned(
         &self,
         student: Tensor<3>,
+        teacher: Aligned,
         labels: &[Vec<i64>],
-        soft: impl FnOnce(Tensor<3>, &[Vec<i64>], usize) -> Result<Tensor<1>>,
-    ) -> Result<Tensor<1>> {
-        let t = student.dims()[1];
-        if t < 2 {
-            return Err(Error::InvalidBatch(
-                "rows of one token have nothing to predict".into(),
-            ));
-        }
-        let shifted: Vec<Vec<i64>> = labels
-            .iter()
-            .map(|r| r.iter().skip(1).copied().collect())
-            .collect();
-        let s = student.narrow(1, 0, t - 1);
-        self.mix_aligned(s, &shifted, |s, labels| soft(s, labels, t))
-    }
-
-    /// `alpha * soft + (1 - alpha) * hard CE` with labels aligned to the student's positions.
-    fn mix_aligned(
-        &self,
-        student: Tensor<3>,
-        labels: &[Vec<i64>],
-        soft: impl FnOnce(Tensor<3>, &[Vec<i64>]) -> Result<Tensor<1>>,
     ) -> Result<Tensor<1>> {
         crate::error::check(
             (0.0..=1.0).contains(&self.alpha),
@@ -445,13 +388,48 @@ impl DistillConfig {
             self.alpha,
             "a number in [0, 1]",
         )?;
-        let soft = soft(student.clone(), labels)?;
+        let (s, t) = (student.clone(), self.temperature);
+        let soft = match teacher {
+            Aligned::Logits(te) => match self.top_k {
+                Some(k) => divergence_top_k(s, te, labels, self.loss, t, k)?,
+                None => divergence(s, te, labels, self.loss, t)?,
+            },
+            Aligned::TopK(ids, logprobs) => {
+                crate::error::check(t > 0.0 && t.is_finite(), "temperature", t, "positive")?;
+                let weights = valid_positions(labels, s.dims(), &s.device())?;
+                divergence_at_ids(s, ids, logprobs, weights, self.loss, t)?
+            }
+        };
         if self.alpha == 1.0 {
             return Ok(soft);
         }
         let hard = hard_ce(student, labels)?;
         Ok(soft.mul_scalar(self.alpha) + hard.mul_scalar(1.0 - self.alpha))
     }
+}
+
+/// The teacher's side of [`DistillConfig::aligned`], at the student's positions.
+// Built and consumed once per loss: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Aligned {
+    /// Logits `[B, T, vocab]`.
+    Logits(Tensor<3>),
+    /// Top-k ids and softened log-probabilities, `[B, T, k]` each.
+    TopK(Tensor<3, Int>, Tensor<3>),
+}
+
+/// `labels` shifted by one (position `t` scored on the label at `t + 1`) for rows of `t`
+/// tokens.
+fn shift(t: usize, labels: &[Vec<i64>]) -> Result<Vec<Vec<i64>>> {
+    if t < 2 {
+        return Err(Error::InvalidBatch(
+            "rows of one token have nothing to predict".into(),
+        ));
+    }
+    Ok(labels
+        .iter()
+        .map(|r| r.iter().skip(1).copied().collect())
+        .collect())
 }
 
 /// The teacher's side of [`DistillConfig::loss_at_targets`], at the student's target rows.

@@ -236,26 +236,15 @@ impl TeacherCache {
     /// teacher distribution for (a cache of other data).
     pub fn targets(&self, batch: &Batch, device: &Device) -> Result<(Tensor<3, Int>, Tensor<3>)> {
         let (b, len, k) = (batch.rows(), batch.seq_len(), self.top_k);
+        let (rows, _) = crate::forward::target_rows(batch);
+        let (row_ids, row_lp) = self.host_rows(batch, &rows)?;
         let filler = -((k + 1) as f32).ln();
         let mut ids = vec![0i32; b * len * k];
         let mut lp = vec![filler; b * len * k];
-        for row in 0..b {
-            for pos in 0..len.saturating_sub(1) {
-                if batch.labels[row][pos + 1] == slm_data::inputs::IGNORE_INDEX {
-                    continue;
-                }
-                let found = locate(batch, row, pos).and_then(|(e, p)| self.row_of(e, p));
-                let Some(r) = found else {
-                    return Err(Error::InvalidBatch(format!(
-                        "the teacher cache has no distribution for row {row}, position {pos} \
-                         of this batch (examples {:?}): built from other data?",
-                        batch.example_indices[row]
-                    )));
-                };
-                let at = (row * len + pos) * k;
-                ids[at..at + k].copy_from_slice(&self.ids[r * k..(r + 1) * k]);
-                lp[at..at + k].copy_from_slice(&self.logprobs[r * k..(r + 1) * k]);
-            }
+        for (i, &(row, pos)) in rows.iter().enumerate() {
+            let at = (row * len + pos) * k;
+            ids[at..at + k].copy_from_slice(&row_ids[i * k..(i + 1) * k]);
+            lp[at..at + k].copy_from_slice(&row_lp[i * k..(i + 1) * k]);
         }
         Ok((
             Tensor::from_data(TensorData::new(ids, [b, len, k]), device),
@@ -274,6 +263,16 @@ impl TeacherCache {
         rows: &[(usize, usize)],
         device: &Device,
     ) -> Result<(Tensor<2, Int>, Tensor<2>)> {
+        let (ids, lp) = self.host_rows(batch, rows)?;
+        let (n, k) = (rows.len(), self.top_k);
+        Ok((
+            Tensor::from_data(TensorData::new(ids, [n, k]), device),
+            Tensor::from_data(TensorData::new(lp, [n, k]), device),
+        ))
+    }
+
+    /// The stored ids and log-probabilities of `rows`, `k` each, concatenated in order.
+    fn host_rows(&self, batch: &Batch, rows: &[(usize, usize)]) -> Result<(Vec<i32>, Vec<f32>)> {
         let k = self.top_k;
         let mut ids = Vec::with_capacity(rows.len() * k);
         let mut lp = Vec::with_capacity(rows.len() * k);
@@ -284,17 +283,13 @@ impl TeacherCache {
                     Error::InvalidBatch(format!(
                         "the teacher cache has no distribution for row {row}, position {pos} of \
                          this batch (examples {:?}): built from other data?",
-                        batch.example_indices.get(row)
+                        batch.example_indices.get(row).cloned().unwrap_or_default()
                     ))
                 })?;
             ids.extend_from_slice(&self.ids[r * k..(r + 1) * k]);
             lp.extend_from_slice(&self.logprobs[r * k..(r + 1) * k]);
         }
-        let n = rows.len();
-        Ok((
-            Tensor::from_data(TensorData::new(ids, [n, k]), device),
-            Tensor::from_data(TensorData::new(lp, [n, k]), device),
-        ))
+        Ok((ids, lp))
     }
 
     /// The stored row of example `e` at position `p`.
