@@ -9,9 +9,10 @@
 //! |---|---|---|---|
 //! | [`core`] | `slm-core` | config, decoder, safetensors/GGUF I/O, tokenizer, chat templates, [`core::CausalLm`] | always |
 //! | `data` | `slm-data` | dataset records and readers | `data` |
-//! | `train` | `slm-train` | schedules, optimiser references, (later) LoRA and distillation | `train` |
-//! | `compress` | `slm-compress` | GGML block quantization, (later) pruning and export | `compress` |
-//! | `infer` | `slm-infer` | sampling and generation | `infer` |
+//! | [`ggml`] | `slm-ggml` | the GGML type enum and block codecs (no burn) | always |
+//! | `train` | `slm-train` | LoRA/DoRA, full fine-tuning, distillation, AdamW, schedules | `train` |
+//! | `compress` | `slm-compress` | pruning (magnitude, Wanda, 2:4, structured), quantization | `compress` |
+//! | `infer` | `slm-infer` | sampling, generation, perplexity | `infer` |
 //! | `energy` | `slm-energy` | energy, power meters, carbon | `energy` |
 //!
 //! Example programs live in `examples/` (`cargo run --example smollm2`).
@@ -29,6 +30,7 @@ pub use slm_core as core;
 pub use slm_data as data;
 #[cfg(feature = "energy")]
 pub use slm_energy as energy;
+pub use slm_ggml as ggml;
 #[cfg(feature = "infer")]
 pub use slm_infer as infer;
 #[cfg(feature = "train")]

@@ -37,6 +37,10 @@ pub enum Error {
         "unsupported architecture `{0}` (supported: LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, GGUF `llama`/`qwen2`)"
     )]
     UnsupportedArchitecture(String),
+    /// A GGML block codec refused its input (a truncated tensor, a partial block, an
+    /// unsupported type).
+    #[error(transparent)]
+    Ggml(#[from] slm_ggml::Error),
     /// A config value is present but not supported (a rope type, an activation, ...).
     #[error("unsupported {what}: `{value}`")]
     Unsupported {

@@ -215,7 +215,7 @@ impl LoraConfig {
         let device = decoder.device();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut attached = 0;
-        let model = decoder.map_projections(|name, proj| {
+        let model = decoder.map_projections(|name, proj| -> Result<Projection> {
             if !self.matches(name) {
                 return Ok(proj);
             }
@@ -460,7 +460,7 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
     let matrix = |values: Vec<f32>, shape: [usize; 2]| {
         Tensor::<2>::from_data(TensorData::new(values, shape), &device)
     };
-    let model = decoder.map_projections(|name, proj: Projection| {
+    let model = decoder.map_projections(|name, proj: Projection| -> Result<Projection> {
         if !config.matches(name) {
             return Ok(proj);
         }

@@ -6,7 +6,8 @@
 //!   of the header is checked against the file before anything is allocated or sliced, so a
 //!   truncated or corrupted file is an [`Error::Format`](crate::Error::Format), never a panic.
 //! - [`GgmlType`] names the GGML storage types; [`dequantize`] turns F32, F16, BF16, Q8_0, Q4_0,
-//!   Q4_1, Q5_0, Q5_1, Q4_K and Q6_K blocks into `f32`, bit-exact with ggml and gguf-py.
+//!   Q4_1, Q5_0, Q5_1, Q4_K and Q6_K blocks into `f32`, bit-exact with ggml and gguf-py (both
+//!   re-exported from `slm-ggml`, the workspace's one home of GGML types and codecs).
 //! - [`tokenizer_from_gguf`] rebuilds a Hugging Face `tokenizers::Tokenizer` from the
 //!   `tokenizer.ggml.*` keys of byte-level BPE (`gpt2`) vocabularies.
 //!
@@ -26,18 +27,17 @@
 //! # }
 //! ```
 
-mod quants;
 mod read;
 mod tokenizer;
 mod value;
 
-pub use self::quants::{GgmlType, dequantize, dequantize_into};
 pub use self::read::{
     GgufFile, GgufTensorInfo, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_METADATA_KV, MAX_N_DIMS,
     MAX_STRING_LEN, MAX_TENSORS,
 };
 pub use self::tokenizer::tokenizer_from_gguf;
 pub use self::value::GgufValue;
+pub use slm_ggml::{GgmlType, dequantize, dequantize_into};
 
 /// Test helpers shared by the GGUF and weights tests: fixture paths and a minimal GGUF writer.
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::quants::{self, GgmlType};
+use super::GgmlType;
 use super::value::GgufValue;
 use crate::error::{Error, Result};
 
@@ -307,13 +307,13 @@ impl GgufFile {
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
         let info = self.require(name)?;
         let bytes = self.tensor_bytes(name)?;
-        quants::dequantize(info.ggml_type, bytes, info.numel()).map_err(|e| match e {
-            Error::Unsupported { .. } => Error::UnsupportedDtype {
+        slm_ggml::dequantize(info.ggml_type, bytes, info.numel()).map_err(|e| match e {
+            slm_ggml::Error::Unsupported { .. } => Error::UnsupportedDtype {
                 source_name: self.source_name(),
                 name: name.to_owned(),
                 dtype: info.ggml_type.name().to_owned(),
             },
-            other => other,
+            other => other.into(),
         })
     }
 }

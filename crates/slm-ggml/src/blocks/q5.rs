@@ -2,10 +2,9 @@
 //! Q4's layouts plus a u32 holding bit 4 of every level.
 
 use super::{
-    Block, Overflow, f16_bytes, inverse, min_max, pack_high_bits, pack_nibbles, signed_absmax,
-    to_level,
+    Block, Overflow, QK, f16_at, f16_bytes, inverse, min_max, pack_high_bits, pack_nibbles,
+    signed_absmax, to_level,
 };
-use crate::format::BLOCK_SIZE;
 
 /// Quantizes one block into 22 bytes: d, qh, qs.
 pub(crate) fn quantize_q5_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
@@ -13,7 +12,7 @@ pub(crate) fn quantize_q5_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     let id = inverse(d);
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
     // gguf-py: np.trunc(f64(x) * f64(id) + 16.5, dtype=f32), as for Q4_0.
-    let q: [u8; BLOCK_SIZE] = std::array::from_fn(|i| {
+    let q: [u8; QK] = std::array::from_fn(|i| {
         let v = (f64::from(x[i]) * f64::from(id) + 16.5) as f32;
         to_level(v.trunc(), 31)
     });
@@ -29,18 +28,44 @@ pub(crate) fn quantize_q5_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     let id = inverse(d);
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
     out[2..4].copy_from_slice(&f16_bytes("m", min)?);
-    let q: [u8; BLOCK_SIZE] =
-        std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 31));
+    let q: [u8; QK] = std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 31));
     out[4..8].copy_from_slice(&pack_high_bits(&q));
     pack_nibbles(&q, &mut out[8..24]);
     Ok(())
+}
+
+/// `block_q5_0 { half d; uint8 qh[4]; uint8 qs[16]; }`: bit j of `qh` is the fifth bit of
+/// element j; `x = d * (q - 16)`.
+pub(crate) fn dequantize_q5_0(b: &[u8], y: &mut Block) {
+    let d = f16_at(b, 0);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let (lo, hi) = y.split_at_mut(16);
+    for (j, &q) in b[6..22].iter().enumerate() {
+        let h0 = (((qh >> j) & 1) << 4) as u8;
+        let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+        lo[j] = d * f32::from(((q & 0x0F) | h0) as i8 - 16);
+        hi[j] = d * f32::from(((q >> 4) | h1) as i8 - 16);
+    }
+}
+
+/// `block_q5_1 { half d; half m; uint8 qh[4]; uint8 qs[16]; }`: `x = d * q + m`.
+pub(crate) fn dequantize_q5_1(b: &[u8], y: &mut Block) {
+    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let (lo, hi) = y.split_at_mut(16);
+    for (j, &q) in b[8..24].iter().enumerate() {
+        let h0 = (((qh >> j) & 1) << 4) as u8;
+        let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+        lo[j] = d * f32::from((q & 0x0F) | h0) + m;
+        hi[j] = d * f32::from((q >> 4) | h1) + m;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blocks::tests::dequantize_block;
-    use crate::format::BlockFormat;
+    use crate::types::GgmlType;
 
     #[test]
     fn q5_0_grid_values_are_exact() {
@@ -48,7 +73,7 @@ mod tests {
         let x: Block = std::array::from_fn(|i| i as f32 - 16.0);
         let mut b = [0u8; 22];
         quantize_q5_0(&x, &mut b).unwrap();
-        let y = dequantize_block(BlockFormat::Q5_0, &b);
+        let y = dequantize_block(GgmlType::Q5_0, &b);
         assert_eq!(y, x);
     }
 
@@ -59,7 +84,7 @@ mod tests {
         quantize_q5_1(&x, &mut b).unwrap();
         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         assert_eq!(qh, 0xFFFF_0000, "levels 16..31 set bit 4");
-        let y = dequantize_block(BlockFormat::Q5_1, &b);
+        let y = dequantize_block(GgmlType::Q5_1, &b);
         assert_eq!(y, x);
     }
 }

@@ -1,10 +1,10 @@
-//! Block quantization against gguf-py (gguf 0.19): for every fixture case and format, the
+//! GGML blocks against gguf-py (gguf 0.19): for every fixture case and format, the
 //! quantized bytes are identical to `gguf.quants.quantize` and the dequantized values are
 //! bit-identical to `gguf.quants.dequantize` (fixtures/README.md, section 7).
 
 use std::path::{Path, PathBuf};
 
-use slm_compress::prelude::*;
+use slm_ggml::prelude::*;
 
 /// `fixtures/` at the repository root (the project copy of the shared reference fixtures); panics naming the path if absent.
 fn fixtures() -> PathBuf {
@@ -60,7 +60,7 @@ fn bytes_and_dequantized_values_match_gguf_py() {
             .collect();
         assert_eq!(shape, want_shape, "{case}");
         for (ty, t) in spec["types"].as_object().unwrap() {
-            let format: BlockFormat = ty.parse().unwrap();
+            let format: GgmlType = ty.parse().unwrap();
             assert_eq!(
                 format.type_size() as u64,
                 t["type_size"].as_u64().unwrap(),
@@ -118,7 +118,7 @@ fn reported_max_abs_error_matches() {
     for (case, spec) in cases["cases"].as_object().unwrap() {
         let (_, x) = tensor(&inputs, case);
         for (ty, t) in spec["types"].as_object().unwrap() {
-            let format: BlockFormat = ty.parse().unwrap();
+            let format: GgmlType = ty.parse().unwrap();
             let y = dequantize(format, &quantize(format, &x).unwrap(), x.len()).unwrap();
             // The generator measured the error against its float64 inputs, before they were
             // stored as f32 (normal_odd.Q5_1: 0.0749949291 vs 0.0749949273 from the f32 values),
@@ -136,5 +136,47 @@ fn reported_max_abs_error_matches() {
                 "{case}.{ty}: {worst} vs {want}"
             );
         }
+    }
+}
+
+/// Real rows of the SmolLM2 GGUF (Q8_0 embeddings, Q4_1 attn_q / ffn_down).
+#[test]
+fn smollm2_rows_bit_exact() {
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixture("quant/smollm2_blocks/blocks.json")).unwrap(),
+    )
+    .unwrap();
+    let expected = std::fs::read(fixture("quant/smollm2_blocks/dequant.safetensors")).unwrap();
+    let expected = safetensors::SafeTensors::deserialize(&expected).unwrap();
+    for (name, t) in spec["tensors"].as_object().unwrap() {
+        let ty = match t["type"].as_str().unwrap() {
+            "Q8_0" => GgmlType::Q8_0,
+            "Q4_1" => GgmlType::Q4_1,
+            other => panic!("unexpected type {other}"),
+        };
+        let row_len = t["gguf_shape_ne"][0].as_u64().unwrap() as usize;
+        let n_rows = t["rows"].as_array().unwrap().len();
+        let raw = std::fs::read(fixture(&format!("quant/{}", t["bin"].as_str().unwrap()))).unwrap();
+        assert_eq!(
+            raw.len(),
+            n_rows * t["row_bytes"].as_u64().unwrap() as usize
+        );
+        let got = dequantize(ty, &raw, n_rows * row_len).unwrap();
+        assert_bits_eq(&got, &f32s(expected.tensor(name).unwrap().data()), name);
+    }
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Asserts bit equality (so -0.0 != 0.0 and NaN payloads count).
+fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "{what}[{i}]: got {g}, want {w}");
     }
 }

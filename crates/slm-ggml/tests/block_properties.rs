@@ -3,7 +3,16 @@
 
 use half::f16;
 use proptest::prelude::*;
-use slm_compress::prelude::*;
+use slm_ggml::prelude::*;
+
+/// The legacy block formats (32 values per block) gguf-py quantizes.
+const LEGACY: [GgmlType; 5] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+];
 
 /// Blocks of `offset + scale·u`, `u` uniform in [-1, 1], with scales from 2^-30 (f16 scales
 /// underflow) to 2^12 (Q8_0's scale stays under f16's 65504); sometimes a constant block.
@@ -32,18 +41,18 @@ fn f16_at(b: &[u8], at: usize) -> f64 {
 /// whose opposite extreme `x·(1/d) = +8` (or +16) is clipped to level 15 (31)); storing `d` as
 /// f16 moves level `q` by `q·|d - d16|`, and storing `m` by `|m - m16|`. `slop` covers the f32
 /// roundings of `1/d`, `x·id`, `x - min` and `d·q + m`.
-fn bound(format: BlockFormat, x: &[f32], b: &[u8]) -> f64 {
+fn bound(format: GgmlType, x: &[f32], b: &[u8]) -> f64 {
     let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     let amax = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let min = x.iter().copied().fold(f64::INFINITY, f64::min);
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let d16 = f16_at(b, 0);
     let (step_share, d, levels, m_err) = match format {
-        BlockFormat::Q8_0 => (0.5, amax / 127.0, 127.0, 0.0),
-        BlockFormat::Q4_0 => (1.0, amax / 8.0, 8.0, 0.0),
-        BlockFormat::Q5_0 => (1.0, amax / 16.0, 16.0, 0.0),
-        BlockFormat::Q4_1 => (0.5, (max - min) / 15.0, 15.0, (min - f16_at(b, 2)).abs()),
-        BlockFormat::Q5_1 => (0.5, (max - min) / 31.0, 31.0, (min - f16_at(b, 2)).abs()),
+        GgmlType::Q8_0 => (0.5, amax / 127.0, 127.0, 0.0),
+        GgmlType::Q4_0 => (1.0, amax / 8.0, 8.0, 0.0),
+        GgmlType::Q5_0 => (1.0, amax / 16.0, 16.0, 0.0),
+        GgmlType::Q4_1 => (0.5, (max - min) / 15.0, 15.0, (min - f16_at(b, 2)).abs()),
+        GgmlType::Q5_1 => (0.5, (max - min) / 31.0, 31.0, (min - f16_at(b, 2)).abs()),
         _ => unreachable!("a format this test does not know"),
     };
     let slop = 1e-5 * d + 4.0 * f64::from(f32::EPSILON) * (amax + min.abs());
@@ -55,7 +64,7 @@ proptest! {
 
     #[test]
     fn per_block_error_is_bounded(x in blocks()) {
-        for format in BlockFormat::ALL {
+        for format in LEGACY {
             let bytes = quantize(format, &x).unwrap();
             let y = dequantize(format, &bytes, x.len()).unwrap();
             for (k, ((xb, yb), bb)) in x.chunks(32).zip(y.chunks(32)).zip(bytes.chunks(format.type_size())).enumerate() {
@@ -70,7 +79,7 @@ proptest! {
 
     #[test]
     fn dequantize_quantize_is_idempotent(x in blocks()) {
-        for format in BlockFormat::ALL {
+        for format in LEGACY {
             let once = dequantize(format, &quantize(format, &x).unwrap(), x.len()).unwrap();
             let twice = dequantize(format, &quantize(format, &once).unwrap(), x.len()).unwrap();
             // `==` on f32: a zero block may come back as -0.0 once its scale's sign flips.
@@ -83,7 +92,7 @@ proptest! {
         bits in prop::collection::vec(any::<u32>(), 0..=130),
     ) {
         let x: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
-        for format in BlockFormat::ALL {
+        for format in LEGACY {
             match quantize(format, &x) {
                 Ok(bytes) => {
                     prop_assert!(x.len().is_multiple_of(32) && x.iter().all(|v| v.is_finite()));
@@ -102,7 +111,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..=200),
         n in 0usize..=200,
     ) {
-        for format in BlockFormat::ALL {
+        for format in LEGACY {
             match dequantize(format, &bytes, n) {
                 Ok(y) => prop_assert_eq!(y.len(), n),
                 Err(Error::LengthNotMultiple { .. } | Error::ByteLength { .. }) => {}
@@ -115,7 +124,7 @@ proptest! {
 #[test]
 fn whole_blocks_of_arbitrary_bytes_decode() {
     // Every byte pattern is a valid block: 3 blocks of each format from a counter.
-    for format in BlockFormat::ALL {
+    for format in LEGACY {
         let bytes: Vec<u8> = (0..3 * format.type_size())
             .map(|i| (i * 37 % 251) as u8)
             .collect();

@@ -1,20 +1,35 @@
-//! One block of each format: quantize 32 `f32` into its bytes and back.
+//! One block of each format: quantize `f32` values into its bytes and back.
 //!
-//! The arithmetic copies gguf-py's `gguf/quants.py` (gguf 0.19) operation for operation, in
-//! `f32` unless gguf-py widens to `f64` (Q4_0 and Q5_0 round through `f64`, to match ggml's
-//! C reference, which rounds with a fused multiply-add). Rust never fuses `a * b + c` on its
-//! own, so plain expressions reproduce numpy's separate rounding steps bit for bit.
+//! Block layouts follow `ggml/src/ggml-common.h`. Dequantization follows `ggml-quants.c`
+//! (`dequantize_row_*`) and gguf-py's `gguf/quants.py` operation for operation; quantization
+//! copies gguf-py (gguf 0.19) operation for operation, in `f32` unless gguf-py widens to `f64`
+//! (Q4_0 and Q5_0 round through `f64`, to match ggml's C reference, which rounds with a fused
+//! multiply-add). Rust never fuses `a * b + c` on its own, so plain expressions reproduce
+//! numpy's separate rounding steps bit for bit.
 
 use half::f16;
 
-use crate::format::BLOCK_SIZE;
-
+pub(crate) mod float;
 pub(crate) mod q4;
+pub(crate) mod q4_k;
 pub(crate) mod q5;
+pub(crate) mod q6_k;
 pub(crate) mod q8;
 
-/// One block's values.
-pub(crate) type Block = [f32; BLOCK_SIZE];
+/// Values per block of the legacy formats (`QK8_0`, `QK4_0`, ... in ggml).
+pub(crate) const QK: usize = 32;
+
+/// Values per super-block of the k-quants (`QK_K`).
+pub(crate) const QK_K: usize = 256;
+
+/// One legacy block's values.
+pub(crate) type Block = [f32; QK];
+
+/// The f16 at `b[i..i + 2]`, widened to f32.
+#[inline]
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
 
 /// A scale or minimum that did not fit in an f16: which field and its f32 value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,15 +90,15 @@ fn to_level(q: f32, max: u8) -> u8 {
 
 /// Packs 32 levels < 16 into 16 bytes: byte `j` holds element `j` in its low nibble and
 /// element `j + 16` in its high nibble. Bits above the low four of each level are dropped.
-fn pack_nibbles(q: &[u8; BLOCK_SIZE], out: &mut [u8]) {
-    for j in 0..BLOCK_SIZE / 2 {
+fn pack_nibbles(q: &[u8; QK], out: &mut [u8]) {
+    for j in 0..QK / 2 {
         out[j] = (q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4);
     }
 }
 
 /// Bit 4 of every level, element `i` at bit `i` of a little-endian u32
 /// (`np.packbits(q >> 4, bitorder="little")`).
-fn pack_high_bits(q: &[u8; BLOCK_SIZE]) -> [u8; 4] {
+fn pack_high_bits(q: &[u8; QK]) -> [u8; 4] {
     let bits = q
         .iter()
         .enumerate()
@@ -94,17 +109,12 @@ fn pack_high_bits(q: &[u8; BLOCK_SIZE]) -> [u8; 4] {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::format::BlockFormat;
+    use crate::types::GgmlType;
 
-    /// One block decoded by slm-core's GGUF dequantizer (the one decoder of GGML blocks).
-    pub(crate) fn dequantize_block(format: BlockFormat, bytes: &[u8]) -> Block {
-        let v = slm_core::gguf::dequantize(format.ggml_type(), bytes, BLOCK_SIZE).unwrap();
+    /// One block decoded through the crate's [`dequantize`](crate::dequantize).
+    pub(crate) fn dequantize_block(ty: GgmlType, bytes: &[u8]) -> Block {
+        let v = crate::dequantize(ty, bytes, QK).unwrap();
         v.try_into().unwrap()
-    }
-
-    /// The f16 at `bytes[at..at + 2]`, widened to f32.
-    pub(crate) fn f16_at(bytes: &[u8], at: usize) -> f32 {
-        f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
     }
 
     /// The low nibble of element `i` (`0..32`) from 16 packed bytes.

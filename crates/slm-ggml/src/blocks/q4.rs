@@ -1,8 +1,9 @@
 //! Q4_0 (`x ≈ d·(q − 8)`, `d = max / −8` of the signed largest-magnitude value) and Q4_1
 //! (`x ≈ d·q + m`, `d = (max − min) / 15`, `m = min`).
 
-use super::{Block, Overflow, f16_bytes, inverse, min_max, pack_nibbles, signed_absmax, to_level};
-use crate::format::BLOCK_SIZE;
+use super::{
+    Block, Overflow, QK, f16_at, f16_bytes, inverse, min_max, pack_nibbles, signed_absmax, to_level,
+};
 
 /// Quantizes one block into 18 bytes.
 pub(crate) fn quantize_q4_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
@@ -11,7 +12,7 @@ pub(crate) fn quantize_q4_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
     // gguf-py: np.trunc(f64(x) * f64(id) + 8.5, dtype=f32); the product of two f32 is exact
     // in f64, so this is one rounding, like ggml's fused multiply-add, then one more to f32.
-    let q: [u8; BLOCK_SIZE] = std::array::from_fn(|i| {
+    let q: [u8; QK] = std::array::from_fn(|i| {
         let v = (f64::from(x[i]) * f64::from(id) + 8.5) as f32;
         to_level(v.trunc(), 15)
     });
@@ -27,17 +28,38 @@ pub(crate) fn quantize_q4_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
     out[2..4].copy_from_slice(&f16_bytes("m", min)?);
     // gguf-py: np.trunc((x - min) * id + np.float32(0.5)), all in f32.
-    let q: [u8; BLOCK_SIZE] =
-        std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 15));
+    let q: [u8; QK] = std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 15));
     pack_nibbles(&q, &mut out[4..20]);
     Ok(())
+}
+
+/// `block_q4_0 { half d; uint8 qs[16]; }`: byte j holds element j (low) and j + 16 (high);
+/// `x = d * (q - 8)`.
+pub(crate) fn dequantize_q4_0(b: &[u8], y: &mut Block) {
+    let d = f16_at(b, 0);
+    let (lo, hi) = y.split_at_mut(16);
+    for (j, &q) in b[2..18].iter().enumerate() {
+        lo[j] = d * f32::from((q & 0x0F) as i8 - 8);
+        hi[j] = d * f32::from((q >> 4) as i8 - 8);
+    }
+}
+
+/// `block_q4_1 { half d; half m; uint8 qs[16]; }`: `x = d * q + m`.
+pub(crate) fn dequantize_q4_1(b: &[u8], y: &mut Block) {
+    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    let (lo, hi) = y.split_at_mut(16);
+    for (j, &q) in b[4..20].iter().enumerate() {
+        lo[j] = d * f32::from(q & 0x0F) + m;
+        hi[j] = d * f32::from(q >> 4) + m;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocks::tests::{dequantize_block, f16_at};
-    use crate::format::BlockFormat;
+    use crate::blocks::f16_at;
+    use crate::blocks::tests::dequantize_block;
+    use crate::types::GgmlType;
 
     #[test]
     fn q4_0_maps_the_signed_extreme_to_level_zero() {
@@ -48,7 +70,7 @@ mod tests {
         let mut b = [0u8; 18];
         quantize_q4_0(&x, &mut b).unwrap();
         assert_eq!(f16_at(&b, 0), 0.5);
-        let y = dequantize_block(BlockFormat::Q4_0, &b);
+        let y = dequantize_block(GgmlType::Q4_0, &b);
         assert_eq!(y[0], -4.0);
         assert_eq!(y[1], 3.5, "the opposite extreme is clipped to level 15");
         assert_eq!(y[17], 1.0);
@@ -61,7 +83,7 @@ mod tests {
         let mut b = [0u8; 20];
         quantize_q4_1(&x, &mut b).unwrap();
         assert_eq!((f16_at(&b, 0), f16_at(&b, 2)), (1.0, 1.0));
-        let y = dequantize_block(BlockFormat::Q4_1, &b);
+        let y = dequantize_block(GgmlType::Q4_1, &b);
         assert_eq!(y, x, "levels on the grid are exact");
     }
 

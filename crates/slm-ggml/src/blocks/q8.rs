@@ -1,6 +1,6 @@
 //! Q8_0: `d = max|x| / 127`, `q = round(x / d)` (half away from zero), `x ≈ d·q`.
 
-use super::{Block, Overflow, f16_bytes, inverse};
+use super::{Block, Overflow, f16_at, f16_bytes, inverse};
 
 /// Quantizes one block into 34 bytes (`out.len() == 34`).
 pub(crate) fn quantize_q8_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
@@ -18,18 +18,27 @@ pub(crate) fn quantize_q8_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     Ok(())
 }
 
+/// `block_q8_0 { half d; int8 qs[32]; }`: `x = d * q`.
+pub(crate) fn dequantize_q8_0(b: &[u8], y: &mut Block) {
+    let d = f16_at(b, 0);
+    for (y, &q) in y.iter_mut().zip(&b[2..34]) {
+        *y = d * f32::from(q as i8);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocks::tests::{dequantize_block, f16_at};
-    use crate::format::BlockFormat;
+    use crate::blocks::f16_at;
+    use crate::blocks::tests::dequantize_block;
+    use crate::types::GgmlType;
 
     #[test]
     fn ramp_round_trips_within_half_a_step() {
         let x: Block = std::array::from_fn(|i| i as f32 - 16.0);
         let mut b = [0u8; 34];
         quantize_q8_0(&x, &mut b).unwrap();
-        let y = dequantize_block(BlockFormat::Q8_0, &b);
+        let y = dequantize_block(GgmlType::Q8_0, &b);
         let d = f16_at(&b, 0);
         assert_eq!(b[2] as i8, -127, "the largest magnitude maps to ±127");
         for (a, b) in x.iter().zip(&y) {
