@@ -1,5 +1,5 @@
-//! GGUF, the single-file container of llama.cpp: a pure Rust reader, GGML dequantization and the
-//! tokenizer embedded in the metadata.
+//! GGUF, the single-file container of llama.cpp: a pure Rust reader and writer, GGML
+//! dequantization and the tokenizer embedded in the metadata.
 //!
 //! - [`GgufFile`] parses a GGUF v2/v3 file (memory-mapped, or from bytes) into typed metadata
 //!   ([`GgufValue`]) and tensor descriptions ([`GgufTensorInfo`]). Every count, length and offset
@@ -8,6 +8,8 @@
 //! - [`GgmlType`] names the GGML storage types; [`dequantize`] turns F32, F16, BF16, Q8_0, Q4_0,
 //!   Q4_1, Q5_0, Q5_1, Q4_K and Q6_K blocks into `f32`, bit-exact with ggml and gguf-py (both
 //!   re-exported from `slm-ggml`, the workspace's one home of GGML types and codecs).
+//! - [`GgufWriter`] writes GGUF v3 laid out byte for byte as gguf-py's writer, validated first
+//!   and atomically.
 //! - [`tokenizer_from_gguf`] rebuilds a Hugging Face `tokenizers::Tokenizer` from the
 //!   `tokenizer.ggml.*` keys of byte-level BPE (`gpt2`) vocabularies.
 //!
@@ -30,6 +32,7 @@
 mod read;
 mod tokenizer;
 mod value;
+mod write;
 
 pub use self::read::{
     GgufFile, GgufTensorInfo, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_METADATA_KV, MAX_N_DIMS,
@@ -37,6 +40,7 @@ pub use self::read::{
 };
 pub use self::tokenizer::tokenizer_from_gguf;
 pub use self::value::GgufValue;
+pub use self::write::{DEFAULT_ALIGNMENT, GgufTensor, GgufWriter, MAX_TENSOR_NAME};
 pub use slm_ggml::{GgmlType, dequantize, dequantize_into};
 
 /// Test helpers shared by the GGUF and weights tests: fixture paths and a minimal GGUF writer.
@@ -44,7 +48,7 @@ pub use slm_ggml::{GgmlType, dequantize, dequantize_into};
 pub(crate) mod test_support {
     use std::path::{Path, PathBuf};
 
-    use super::{GgmlType, GgufFile, GgufValue};
+    use super::{GgmlType, GgufFile, GgufTensor, GgufValue};
 
     /// A path under the reference fixtures (`fixtures/` at the workspace root, or
     /// `$SLM_FIXTURES`); panics naming the path when it is missing.
@@ -73,85 +77,28 @@ pub(crate) mod test_support {
         None
     }
 
-    fn type_id(v: &GgufValue) -> u32 {
-        match v {
-            GgufValue::U8(_) => 0,
-            GgufValue::I8(_) => 1,
-            GgufValue::U16(_) => 2,
-            GgufValue::I16(_) => 3,
-            GgufValue::U32(_) => 4,
-            GgufValue::I32(_) => 5,
-            GgufValue::F32(_) => 6,
-            GgufValue::Bool(_) => 7,
-            GgufValue::String(_) => 8,
-            GgufValue::Array(_) => 9,
-            GgufValue::U64(_) => 10,
-            GgufValue::I64(_) => 11,
-            GgufValue::F64(_) => 12,
-        }
-    }
-
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u64).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
-
-    fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
-        match v {
-            GgufValue::U8(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I8(x) => out.extend(x.to_le_bytes()),
-            GgufValue::U16(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I16(x) => out.extend(x.to_le_bytes()),
-            GgufValue::U32(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I32(x) => out.extend(x.to_le_bytes()),
-            GgufValue::U64(x) => out.extend(x.to_le_bytes()),
-            GgufValue::I64(x) => out.extend(x.to_le_bytes()),
-            GgufValue::F32(x) => out.extend(x.to_le_bytes()),
-            GgufValue::F64(x) => out.extend(x.to_le_bytes()),
-            GgufValue::Bool(x) => out.push(u8::from(*x)),
-            GgufValue::String(s) => put_str(out, s),
-            GgufValue::Array(a) => {
-                out.extend(a.first().map_or(0, type_id).to_le_bytes());
-                out.extend((a.len() as u64).to_le_bytes());
-                a.iter().for_each(|v| put_value(out, v));
-            }
-        }
-    }
-
     /// One tensor for [`write_gguf`]: name, dims in `ne` order, type, raw bytes.
     pub(crate) type RawTensor = (String, Vec<usize>, GgmlType, Vec<u8>);
 
-    /// Serializes a GGUF v3 file (alignment from `general.alignment`, default 32).
+    /// Serializes a GGUF v3 file through the writer's encoder without its validation, so tests
+    /// can craft malformed files (alignment from `general.alignment`, default 32).
     pub(crate) fn write_gguf(metadata: &[(String, GgufValue)], tensors: &[RawTensor]) -> Vec<u8> {
         let align = metadata
             .iter()
             .find(|(k, _)| k == "general.alignment")
             .and_then(|(_, v)| v.as_u64())
             .unwrap_or(32) as usize;
-        let mut out = b"GGUF".to_vec();
-        out.extend(3u32.to_le_bytes());
-        out.extend((tensors.len() as u64).to_le_bytes());
-        out.extend((metadata.len() as u64).to_le_bytes());
-        for (k, v) in metadata {
-            put_str(&mut out, k);
-            out.extend(type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        for (name, dims, ty, bytes) in tensors {
-            put_str(&mut out, name);
-            out.extend((dims.len() as u32).to_le_bytes());
-            dims.iter()
-                .for_each(|&d| out.extend((d as u64).to_le_bytes()));
-            out.extend(ty.id().to_le_bytes());
-            out.extend((offset as u64).to_le_bytes());
-            offset = (offset + bytes.len()).next_multiple_of(align);
-        }
-        out.resize(out.len().next_multiple_of(align), 0);
-        for (_, _, _, bytes) in tensors {
-            out.extend(bytes);
-            out.resize(out.len().next_multiple_of(align), 0);
-        }
+        let tensors: Vec<GgufTensor> = tensors
+            .iter()
+            .map(|(name, dims, ty, data)| GgufTensor {
+                name: name.clone(),
+                dims: dims.clone(),
+                ggml_type: *ty,
+                data: data.clone(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        super::write::encode(&mut out, metadata, &tensors, align).expect("in memory");
         out
     }
 
