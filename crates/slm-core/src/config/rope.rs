@@ -88,4 +88,41 @@ impl RopeScaling {
             }
         }
     }
+
+    /// The per-frequency factors llama.cpp stores as `rope_freqs.weight` for llama3 scaling
+    /// (`None` for other scalings), computed in f32 as `convert_hf_to_gguf.py` computes them
+    /// with torch: 1 for short wavelengths, `factor` for long ones, the smooth blend between.
+    pub fn llama3_rope_factors(&self, theta: f64, head_dim: usize) -> Option<Vec<f32>> {
+        let RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings: old,
+        } = *self
+        else {
+            return None;
+        };
+        let low_wavelen = old as f64 / low_freq_factor;
+        let high_wavelen = old as f64 / high_freq_factor;
+        let two_pi = (2.0 * std::f64::consts::PI) as f32;
+        Some(
+            (0..head_dim / 2)
+                .map(|i| {
+                    let exponent = (2 * i) as f32 / head_dim as f32;
+                    let freq = 1.0f32 / (theta as f32).powf(exponent);
+                    // torch: `2 * math.pi / freq` is `freq.reciprocal() * 2pi`.
+                    let wavelen = (1.0f32 / freq) * two_pi;
+                    if f64::from(wavelen) < high_wavelen {
+                        1.0
+                    } else if f64::from(wavelen) > low_wavelen {
+                        factor as f32
+                    } else {
+                        let smooth = ((1.0f32 / wavelen) * old as f32 - low_freq_factor as f32)
+                            / (high_freq_factor - low_freq_factor) as f32;
+                        1.0f32 / ((1.0f32 - smooth) / factor as f32 + smooth)
+                    }
+                })
+                .collect(),
+        )
+    }
 }

@@ -10,6 +10,9 @@
 //!   re-exported from `slm-ggml`, the workspace's one home of GGML types and codecs).
 //! - [`GgufWriter`] writes GGUF v3 laid out byte for byte as gguf-py's writer, validated first
 //!   and atomically.
+//! - [`export_gguf`] writes any model slm opens as GGUF, laid out as llama.cpp's converter
+//!   (from Hugging Face dirs) or `llama-quantize` (from GGUF) lays it out; [`tokenizer_metadata`]
+//!   rebuilds `tokenizer.ggml.*` from a `tokenizer.json`.
 //! - [`tokenizer_from_gguf`] rebuilds a Hugging Face `tokenizers::Tokenizer` from the
 //!   `tokenizer.ggml.*` keys of byte-level BPE (`gpt2`) vocabularies.
 //!
@@ -29,16 +32,21 @@
 //! # }
 //! ```
 
+mod export;
+pub(crate) mod names;
 mod read;
 mod tokenizer;
 mod value;
 mod write;
 
+pub use self::export::{
+    Encoded, ExportTensor, GgufOutType, QUANTIZATION_VERSION, export_gguf, size_label,
+};
 pub use self::read::{
     GgufFile, GgufTensorInfo, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_METADATA_KV, MAX_N_DIMS,
     MAX_STRING_LEN, MAX_TENSORS,
 };
-pub use self::tokenizer::tokenizer_from_gguf;
+pub use self::tokenizer::{tokenizer_from_gguf, tokenizer_metadata};
 pub use self::value::GgufValue;
 pub use self::write::{DEFAULT_ALIGNMENT, GgufTensor, GgufWriter, MAX_TENSOR_NAME};
 pub use slm_ggml::{GgmlType, dequantize, dequantize_into};

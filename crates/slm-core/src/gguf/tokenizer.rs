@@ -33,7 +33,7 @@ use tokenizers::processors::sequence::Sequence as PostSequence;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
-use super::GgufFile;
+use super::{GgufFile, GgufValue};
 use crate::error::{Error, Result};
 
 /// Split regex of Llama 3 (`tokenizer.json` of Meta-Llama-3; llama.cpp's LLAMA3 pre type).
@@ -304,10 +304,310 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
+/// gguf-py's `TokenType` values for the ids that are not control or user-defined.
+const TOKEN_TYPE_NORMAL: i32 = 1;
+const TOKEN_TYPE_UNUSED: i32 = 5;
+
+/// What decides tokenization in a pre-tokenizer or normalizer, without the parts that only
+/// move offsets (`trim_offsets`): one string per step.
+fn signature(value: &serde_json::Value, out: &mut Vec<String>) {
+    let Some(ty) = value.get("type").and_then(serde_json::Value::as_str) else {
+        return;
+    };
+    match ty {
+        "Sequence" => {
+            for key in ["pretokenizers", "normalizers"] {
+                if let Some(items) = value.get(key).and_then(serde_json::Value::as_array) {
+                    items.iter().for_each(|v| signature(v, out));
+                }
+            }
+        }
+        "ByteLevel" => out.push(format!(
+            "ByteLevel(prefix_space={}, regex={})",
+            value["add_prefix_space"], value["use_regex"]
+        )),
+        "Split" => out.push(format!(
+            "Split({}, {}, invert={})",
+            value["pattern"], value["behavior"], value["invert"]
+        )),
+        "Digits" => out.push(format!("Digits({})", value["individual_digits"])),
+        other => out.push(format!("{other}({value})")),
+    }
+}
+
+/// The tokenization-relevant shape of a tokenizer: its normalizer and pre-tokenizer steps.
+fn tokenizer_signature(tokenizer: &Tokenizer) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if let Some(n) = tokenizer.get_normalizer() {
+        signature(&serde_json::to_value(n).map_err(tok_err)?, &mut out);
+    }
+    if let Some(p) = tokenizer.get_pre_tokenizer() {
+        signature(&serde_json::to_value(p).map_err(tok_err)?, &mut out);
+    }
+    Ok(out)
+}
+
+/// The `tokenizer.ggml.pre` name llama.cpp needs to split text as `tokenizer` does, found by
+/// comparing its normalizer and pre-tokenizer with the ones [`tokenizer_from_gguf`] builds for
+/// each name (one table serves both directions). `None` when it matches none of them.
+pub(crate) fn gguf_pre_name(tokenizer: &Tokenizer) -> Result<Option<&'static str>> {
+    let ours = tokenizer_signature(tokenizer)?;
+    for (pre, name) in [
+        (Pre::Llama3, "llama-bpe"),
+        (Pre::Qwen2, "qwen2"),
+        (Pre::SmolLm, "smollm"),
+        (Pre::Gpt2, "gpt-2"),
+        (Pre::Default, "default"),
+    ] {
+        let mut candidate = Tokenizer::new(BPE::default());
+        if pre == Pre::Qwen2 {
+            candidate.with_normalizer(Some(NFC)).map_err(tok_err)?;
+        }
+        candidate.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
+        if tokenizer_signature(&candidate)? == ours {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Added tokens llama.cpp's converter types as control although they are not marked special
+/// (`does_token_look_special`).
+fn looks_special(t: &str) -> bool {
+    matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (t.starts_with("<|") && t.ends_with("|>"))
+        || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
+}
+
+/// The `add_bos`/`add_eos`/`add_sep` flags llama.cpp's converter reads off a post-processor
+/// (`SpecialVocab._try_load_from_tokenizer_json`), in the order it sets them.
+fn add_special_flags(
+    post: &serde_json::Value,
+    bos: Option<&str>,
+    eos: Option<&str>,
+) -> Vec<(&'static str, bool)> {
+    let mut flags: Vec<(&'static str, bool)> = Vec::new();
+    let mut set = |key: &'static str, v: bool, only_if_absent: bool| match flags
+        .iter_mut()
+        .find(|(k, _)| *k == key)
+    {
+        Some(_) if only_if_absent => {}
+        Some((_, old)) => *old = v,
+        None => flags.push((key, v)),
+    };
+    let processors = match post.get("processors").and_then(serde_json::Value::as_array) {
+        Some(list) => list.clone(),
+        None => vec![post.clone()],
+    };
+    let special = |piece: &serde_json::Value| {
+        piece
+            .get("SpecialToken")
+            .and_then(|t| t.get("id"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    for p in &processors {
+        match p.get("type").and_then(serde_json::Value::as_str) {
+            Some("ByteLevel") => {
+                set("bos", false, true);
+                set("eos", false, true);
+            }
+            Some("RobertaProcessing") => {
+                set("bos", true, false);
+                set("eos", true, false);
+                set("sep", true, false);
+            }
+            Some("TemplateProcessing") => {
+                let empty = Vec::new();
+                let single = p["single"].as_array().unwrap_or(&empty);
+                let pair = p["pair"].as_array().unwrap_or(&empty);
+                let (mut first, mut last) = (None, None);
+                if single.len() > 1 {
+                    first = special(&single[0]);
+                    if let Some(f) = &first {
+                        set("bos", Some(f.as_str()) == bos, false);
+                    }
+                    last = special(&single[single.len() - 1]);
+                    if let Some(l) = &last {
+                        set("eos", Some(l.as_str()) == eos, false);
+                    }
+                }
+                let start = usize::from(first.is_some() && pair.first().and_then(special) == first);
+                let stop = if last.is_some() && pair.last().and_then(special) == last {
+                    pair.len().saturating_sub(1)
+                } else {
+                    pair.len()
+                };
+                let inner = pair.get(start..stop.max(start)).unwrap_or(&[]);
+                let seq = |v: Option<&serde_json::Value>| {
+                    v.and_then(|v| v.get("Sequence"))
+                        .and_then(|s| s.get("id"))
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                };
+                if inner.len() > 2
+                    && seq(inner.first()).as_deref() == Some("A")
+                    && seq(inner.last()).as_deref() == Some("B")
+                {
+                    let middle = &inner[1..inner.len() - 1];
+                    let is_sep = |v: &serde_json::Value| special(v).as_deref() == eos;
+                    let mut add_sep = middle.first().is_some_and(is_sep) && last.is_none();
+                    if middle.len() == 2 && is_sep(&middle[1]) {
+                        add_sep = true;
+                    }
+                    set("sep", add_sep, false);
+                }
+            }
+            _ => {}
+        }
+    }
+    flags
+}
+
+/// The GGUF tokenizer metadata of a byte-level BPE tokenizer (`tokenizer.ggml.model = gpt2`),
+/// key for key and in the order llama.cpp's `convert_hf_to_gguf.py` writes it: `model`, `pre`,
+/// `tokens` (holes up to `vocab_size` as `[PAD{id}]`), `token_type`, `merges`, the special ids
+/// (`bos`, `eos`, `unknown`, `padding` from the tokenizer's config, then the model config's ids
+/// for the ones still missing), `add_bos_token`/`add_eos_token`/`add_sep_token` from the
+/// post-processor, and `tokenizer.chat_template`.
+///
+/// Fails with [`Error::Unsupported`] for a tokenizer that is not byte-level BPE (SentencePiece
+/// vocabularies with byte fallback) or whose pre-tokenizer matches no `tokenizer.ggml.pre`
+/// llama.cpp knows and slm reproduces, and with [`Error::Tokenizer`] when an id is at or above
+/// `vocab_size`.
+pub fn tokenizer_metadata(
+    tokenizer: &crate::tokenizer::Tokenizer,
+    vocab_size: usize,
+    config_ids: [Option<u32>; 3],
+) -> Result<Vec<(String, GgufValue)>> {
+    let inner = tokenizer.inner();
+    let json: serde_json::Value =
+        serde_json::from_str(&inner.to_string(false).map_err(tok_err)?).map_err(tok_err)?;
+    let model = &json["model"];
+    if model["type"] != "BPE" || model["byte_fallback"] == true {
+        return Err(Error::Unsupported {
+            what: "tokenizer for GGUF export (byte-level BPE only)",
+            value: format!(
+                "{} with byte_fallback = {}",
+                model["type"], model["byte_fallback"]
+            ),
+        });
+    }
+    let pre = gguf_pre_name(inner)?.ok_or_else(|| Error::Unsupported {
+        what: "pre-tokenizer for GGUF export (no tokenizer.ggml.pre matches it)",
+        value: tokenizer_signature(inner)
+            .map(|s| s.join(" + "))
+            .unwrap_or_default(),
+    })?;
+
+    let vocab = inner.get_vocab(true);
+    let mut by_id: Vec<Option<&str>> = vec![None; vocab_size];
+    for (token, &id) in &vocab {
+        let slot = by_id.get_mut(id as usize).ok_or_else(|| {
+            Error::Tokenizer(format!(
+                "token `{token}` has id {id}, outside the model's vocabulary of {vocab_size}"
+            ))
+        })?;
+        *slot = Some(token.as_str());
+    }
+    let added = inner.get_added_tokens_decoder();
+    let mut tokens = Vec::with_capacity(vocab_size);
+    let mut types = Vec::with_capacity(vocab_size);
+    for (id, token) in by_id.iter().enumerate() {
+        let (text, ty) = match (token, added.get(&(id as u32))) {
+            (None, _) => (format!("[PAD{id}]"), TOKEN_TYPE_UNUSED),
+            (Some(t), Some(a)) if a.special || looks_special(t) => {
+                ((*t).to_owned(), TOKEN_TYPE_CONTROL as i32)
+            }
+            (Some(t), Some(_)) => (t.replace('\u{2581}', " "), TOKEN_TYPE_USER_DEFINED as i32),
+            (Some(t), None) => ((*t).to_owned(), TOKEN_TYPE_NORMAL),
+        };
+        tokens.push(GgufValue::String(text));
+        types.push(GgufValue::I32(ty));
+    }
+    // tokenizers >= 0.20 writes merges as pairs; a space inside a part becomes U+0120.
+    let merges: Vec<GgufValue> = model["merges"]
+        .as_array()
+        .map(|m| m.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .map(|m| match m {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Array(pair) if pair.len() == 2 => {
+                let part = |v: &serde_json::Value| v.as_str().unwrap_or("").replace(' ', "\u{120}");
+                Ok(format!("{} {}", part(&pair[0]), part(&pair[1])))
+            }
+            other => Err(Error::Tokenizer(format!("unexpected BPE merge {other}"))),
+        })
+        .map(|m| m.map(GgufValue::String))
+        .collect::<Result<_>>()?;
+
+    let mut out: Vec<(String, GgufValue)> = vec![
+        (
+            "tokenizer.ggml.model".into(),
+            GgufValue::String("gpt2".into()),
+        ),
+        ("tokenizer.ggml.pre".into(), GgufValue::String(pre.into())),
+        ("tokenizer.ggml.tokens".into(), GgufValue::Array(tokens)),
+        ("tokenizer.ggml.token_type".into(), GgufValue::Array(types)),
+    ];
+    if !merges.is_empty() {
+        out.push(("tokenizer.ggml.merges".into(), GgufValue::Array(merges)));
+    }
+    // Special ids: the tokenizer config's names (looked up among the added tokens), then the
+    // model config's ids for those still unset.
+    let by_name = |name: Option<&str>| {
+        name.and_then(|n| {
+            added
+                .iter()
+                .find(|(_, a)| a.content == n)
+                .map(|(&id, _)| id)
+        })
+    };
+    let [config_bos, config_eos, config_pad] = config_ids;
+    let mut ids: Vec<(&str, u32)> = Vec::new();
+    for (key, id) in [
+        ("bos", by_name(tokenizer.bos_token())),
+        ("eos", by_name(tokenizer.eos_token())),
+        ("unknown", by_name(tokenizer.unk_token())),
+        ("padding", by_name(tokenizer.pad_token())),
+        ("bos", config_bos),
+        ("eos", config_eos),
+        ("padding", config_pad),
+    ] {
+        if let Some(id) = id
+            && !ids.iter().any(|(k, _)| *k == key)
+        {
+            if id as usize >= vocab_size {
+                return Err(Error::TokenOutOfVocab { id, vocab_size });
+            }
+            ids.push((key, id));
+        }
+    }
+    for (key, id) in ids {
+        out.push((format!("tokenizer.ggml.{key}_token_id"), GgufValue::U32(id)));
+    }
+    if let Some(post) = json.get("post_processor").filter(|p| !p.is_null()) {
+        for (key, on) in add_special_flags(post, tokenizer.bos_token(), tokenizer.eos_token()) {
+            out.push((
+                format!("tokenizer.ggml.add_{key}_token"),
+                GgufValue::Bool(on),
+            ));
+        }
+    }
+    if let Some(t) = tokenizer.chat_template().filter(|t| !t.source().is_empty()) {
+        out.push((
+            "tokenizer.chat_template".into(),
+            GgufValue::String(t.source().to_owned()),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::GgufValue;
     use crate::gguf::test_support::{fixture, rewrite, smollm2_gguf};
     use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
 
@@ -588,6 +888,46 @@ mod tests {
         assert!(matches!(
             tokenizer_from_gguf(&file),
             Err(Error::MissingField { .. })
+        ));
+    }
+
+    /// Every `pre` slm rebuilds is recognised again from the tokenizer it builds, and a
+    /// pre-tokenizer llama.cpp has no name for is refused by name, not exported wrongly.
+    #[test]
+    fn pre_names_round_trip_and_unknown_splits_are_refused() {
+        for (name, pre) in [
+            ("llama-bpe", Pre::Llama3),
+            ("qwen2", Pre::Qwen2),
+            ("smollm", Pre::SmolLm),
+            ("gpt-2", Pre::Gpt2),
+            ("default", Pre::Default),
+        ] {
+            let mut t = Tokenizer::new(BPE::default());
+            if pre == Pre::Qwen2 {
+                t.with_normalizer(Some(NFC)).unwrap();
+            }
+            t.with_pre_tokenizer(Some(pre_tokenizer(pre).unwrap()));
+            assert_eq!(gguf_pre_name(&t).unwrap(), Some(name));
+        }
+        let fixture_tok =
+            crate::tokenizer::Tokenizer::from_model_dir(&fixture("tokenizer")).unwrap();
+        assert_eq!(
+            gguf_pre_name(fixture_tok.inner()).unwrap(),
+            Some("llama-bpe")
+        );
+        let mut inner = fixture_tok.inner().clone();
+        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+        let odd = crate::tokenizer::Tokenizer::new(inner);
+        match tokenizer_metadata(&odd, 768, [None; 3]) {
+            Err(Error::Unsupported { what, value }) => {
+                assert!(what.contains("pre-tokenizer"), "{what}");
+                assert!(value.contains("Whitespace"), "{value}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            tokenizer_metadata(&fixture_tok, 700, [None; 3]),
+            Err(Error::Tokenizer(m)) if m.contains("outside the model's vocabulary of 700")
         ));
     }
 }

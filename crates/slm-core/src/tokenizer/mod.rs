@@ -159,6 +159,16 @@ impl Tokenizer {
         self.eos_token.as_deref()
     }
 
+    /// Padding token text.
+    pub fn pad_token(&self) -> Option<&str> {
+        self.pad_token.as_deref()
+    }
+
+    /// Unknown-token text.
+    pub fn unk_token(&self) -> Option<&str> {
+        self.unk_token.as_deref()
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

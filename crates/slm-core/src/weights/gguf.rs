@@ -5,67 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::gguf::names::{Mapped, hf_name, unpermute_rows};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::weights::{StorageDtype, TensorInfo, WeightSource};
-
-/// GGUF tensors that are derived data, not weights: skipped and listed by
-/// [`GgufWeights::unmapped`] (`rope_freqs.weight` holds llama3 rope factors the config also has).
-const SKIPPED: &[&str] = &["rope_freqs.weight"];
-
-/// Per-layer GGUF name stems and their Hugging Face module paths under `model.layers.N.`.
-const LAYER_MAP: &[(&str, &str)] = &[
-    ("attn_q", "self_attn.q_proj"),
-    ("attn_k", "self_attn.k_proj"),
-    ("attn_v", "self_attn.v_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("ffn_gate", "mlp.gate_proj"),
-    ("ffn_up", "mlp.up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-    ("attn_norm", "input_layernorm"),
-    ("ffn_norm", "post_attention_layernorm"),
-];
-
-/// What a GGUF tensor becomes.
-enum Mapped {
-    /// A Hugging Face name.
-    Hf(String),
-    /// Not a weight: skipped.
-    Skip,
-    /// Unknown: kept under its GGUF name.
-    Unknown,
-}
-
-/// The Hugging Face name of a GGUF tensor of a `llama`/`qwen2` model.
-fn map_name(gguf: &str) -> Mapped {
-    if SKIPPED.contains(&gguf) {
-        return Mapped::Skip;
-    }
-    let global = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(hf) = global {
-        return Mapped::Hf(hf.to_owned());
-    }
-    let Some(rest) = gguf.strip_prefix("blk.") else {
-        return Mapped::Unknown;
-    };
-    let mut parts = rest.splitn(3, '.');
-    let (Some(layer), Some(stem), Some(kind)) = (parts.next(), parts.next(), parts.next()) else {
-        return Mapped::Unknown;
-    };
-    if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) {
-        return Mapped::Unknown;
-    }
-    match LAYER_MAP.iter().find(|(s, _)| *s == stem) {
-        Some((_, hf)) if kind == "weight" || kind == "bias" => {
-            Mapped::Hf(format!("model.layers.{layer}.{hf}.{kind}"))
-        }
-        _ => Mapped::Unknown,
-    }
-}
 
 /// One exposed tensor.
 #[derive(Debug, Clone)]
@@ -132,7 +74,7 @@ impl GgufWeights {
         let mut entries = BTreeMap::new();
         let mut unmapped = Vec::new();
         for t in file.tensors() {
-            let hf = match map_name(&t.name) {
+            let hf = match hf_name(&t.name) {
                 Mapped::Hf(hf) => hf,
                 Mapped::Skip => {
                     unmapped.push(t.name.clone());
@@ -218,24 +160,6 @@ fn storage_dtype(t: GgmlType) -> StorageDtype {
     }
 }
 
-/// Undoes llama.cpp's rotary permutation of the rows of a `[rows, cols]` matrix:
-/// GGUF row `h*hd + 2*j + i` holds Hugging Face row `h*hd + i*hd/2 + j`.
-fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
-    let head_dim = rows / n_head;
-    let half = head_dim / 2;
-    let mut out = vec![0f32; data.len()];
-    for h in 0..n_head {
-        for i in 0..2 {
-            for j in 0..half {
-                let src = (h * head_dim + 2 * j + i) * cols;
-                let dst = (h * head_dim + i * half + j) * cols;
-                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
-            }
-        }
-    }
-    out
-}
-
 impl WeightSource for GgufWeights {
     fn source_name(&self) -> String {
         self.file.source_name()
@@ -273,6 +197,7 @@ impl WeightSource for GgufWeights {
 mod tests {
     use super::*;
     use crate::gguf::GgufValue;
+    use crate::gguf::names::gguf_name;
     use crate::gguf::test_support::{RawTensor, fixture, smollm2_gguf, write_gguf};
 
     fn f32s(bytes: &[u8]) -> Vec<f32> {
@@ -355,21 +280,6 @@ mod tests {
         }
     }
 
-    /// Hugging Face -> GGUF name, the inverse of `map_name` (what the converter does).
-    fn gguf_name(hf: &str) -> String {
-        match hf {
-            "model.embed_tokens.weight" => return "token_embd.weight".into(),
-            "model.norm.weight" => return "output_norm.weight".into(),
-            "lm_head.weight" => return "output.weight".into(),
-            _ => {}
-        }
-        let rest = hf.strip_prefix("model.layers.").unwrap();
-        let (layer, rest) = rest.split_once('.').unwrap();
-        let (module, kind) = rest.rsplit_once('.').unwrap();
-        let stem = LAYER_MAP.iter().find(|(_, m)| *m == module).unwrap().0;
-        format!("blk.{layer}.{stem}.{kind}")
-    }
-
     /// A GGUF written the converter's way from a Hugging Face checkpoint (no permutation),
     /// plus a `rope_freqs.weight` and an unknown tensor.
     fn qwen2_gguf(extra: bool) -> Vec<u8> {
@@ -385,7 +295,7 @@ mod tests {
             .map(|(name, shape, values)| {
                 let dims = shape.iter().rev().copied().collect();
                 let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (gguf_name(&name), dims, GgmlType::F32, bytes)
+                (gguf_name(&name).unwrap(), dims, GgmlType::F32, bytes)
             })
             .collect();
         if extra {
@@ -432,36 +342,6 @@ mod tests {
             Err(Error::MissingTensor { .. })
         ));
         assert!(w.tensor_info("rope_freqs.weight").is_none());
-    }
-
-    /// llama.cpp's permutation, written as numpy does it:
-    /// `w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(rows, cols)`.
-    fn permute(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
-        let half = rows / n_head / 2;
-        let mut out = Vec::with_capacity(w.len());
-        for h in 0..n_head {
-            for j in 0..half {
-                for i in 0..2 {
-                    let src = ((h * 2 + i) * half + j) * cols;
-                    out.extend_from_slice(&w[src..src + cols]);
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn unpermute_inverts_llama_cpp_permutation() {
-        for (rows, cols, n_head) in [(64, 3, 4), (32, 1, 2), (48, 5, 3), (8, 2, 1)] {
-            let w: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-            let p = permute(&w, rows, cols, n_head);
-            assert_ne!(p, w);
-            assert_eq!(
-                unpermute_rows(&p, rows, cols, n_head),
-                w,
-                "{rows}x{cols}/{n_head}"
-            );
-        }
     }
 
     #[test]

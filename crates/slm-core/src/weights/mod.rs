@@ -65,6 +65,12 @@ pub trait WeightSource: Send + Sync {
     fn source_name(&self) -> String;
     /// All tensor names, in Hugging Face naming, sorted.
     fn tensor_names(&self) -> Vec<String>;
+    /// All tensor names in the order the files store them (for safetensors: shard files by
+    /// name, tensors by name within each, the order llama.cpp's converter writes them in).
+    /// Sorted by default.
+    fn storage_order(&self) -> Vec<String> {
+        self.tensor_names()
+    }
     /// Shape and dtype of a tensor, or `None` if it is absent.
     fn tensor_info(&self, name: &str) -> Option<TensorInfo>;
     /// The tensor's values as f32, row-major in Hugging Face layout; quantized and half

@@ -250,6 +250,13 @@ impl WeightSource for SafetensorsWeights {
         self.entries.keys().cloned().collect()
     }
 
+    fn storage_order(&self) -> Vec<String> {
+        let mut names: Vec<(usize, &String)> =
+            self.entries.iter().map(|(n, e)| (e.shard, n)).collect();
+        names.sort();
+        names.into_iter().map(|(_, n)| n.clone()).collect()
+    }
+
     fn tensor_info(&self, name: &str) -> Option<TensorInfo> {
         self.entries.get(name).map(|e| e.info.clone())
     }
