@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::blocks::{Overflow, QK, QK_K, float, q4, q4_k, q5, q6_k, q8};
+use crate::blocks::{Overflow, QK, QK_K, float, q4, q4_k, q5, q5_k, q6_k, q8};
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
 
@@ -14,8 +14,9 @@ pub(crate) const PAR_CHUNK: usize = 1 << 14;
 /// end) into `ty`'s block stream.
 ///
 /// For Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 the bytes are identical to gguf-py's
-/// `gguf.quants.quantize(values, type)` (what llama.cpp's converter writes); F16 is numpy's
-/// round-to-nearest-even `astype(np.float16)`, BF16 gguf-py's rounding.
+/// `gguf.quants.quantize(values, type)` (what llama.cpp's converter writes); for Q4_K, Q5_K and
+/// Q6_K to ggml's `quantize_row_*_ref` (what `llama-quantize` writes without an importance
+/// matrix); F16 is numpy's round-to-nearest-even `astype(np.float16)`, BF16 gguf-py's rounding.
 ///
 /// # Errors
 /// - [`Error::Unsupported`] for types without a quantizer (see [`GgmlType::can_quantize`]);
@@ -47,6 +48,9 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q4_1 => encode::<QK>(values, &mut out, ty.type_size(), q4::quantize_q4_1),
         GgmlType::Q5_0 => encode::<QK>(values, &mut out, ty.type_size(), q5::quantize_q5_0),
         GgmlType::Q5_1 => encode::<QK>(values, &mut out, ty.type_size(), q5::quantize_q5_1),
+        GgmlType::Q4_K => encode::<QK_K>(values, &mut out, ty.type_size(), q4_k::quantize_q4_k),
+        GgmlType::Q5_K => encode::<QK_K>(values, &mut out, ty.type_size(), q5_k::quantize_q5_k),
+        GgmlType::Q6_K => encode::<QK_K>(values, &mut out, ty.type_size(), q6_k::quantize_q6_k),
         _ => unreachable!("can_quantize lists exactly the types above"),
     };
     result.map_err(|(block, Overflow { field, value })| Error::ScaleOverflow {
@@ -88,6 +92,7 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
         GgmlType::Q5_0 => decode::<QK>(bytes, ts, out, q5::dequantize_q5_0),
         GgmlType::Q5_1 => decode::<QK>(bytes, ts, out, q5::dequantize_q5_1),
         GgmlType::Q4_K => decode::<QK_K>(bytes, ts, out, q4_k::dequantize_q4_k),
+        GgmlType::Q5_K => decode::<QK_K>(bytes, ts, out, q5_k::dequantize_q5_k),
         GgmlType::Q6_K => decode::<QK_K>(bytes, ts, out, q6_k::dequantize_q6_k),
         _ => {
             return Err(Error::Unsupported {
@@ -349,9 +354,9 @@ mod tests {
             })
         );
         assert_eq!(
-            quantize(GgmlType::Q6_K, &[0.0; 256]),
+            quantize(GgmlType::Q3_K, &[0.0; 256]),
             Err(Error::Unsupported {
-                ty: GgmlType::Q6_K,
+                ty: GgmlType::Q3_K,
                 op: "quantization"
             })
         );

@@ -6,8 +6,10 @@
 //! write through [`quantize`].
 //!
 //! - Quantize: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, bit-exact with gguf-py's
-//!   `gguf.quants.quantize` (what llama.cpp's `convert_hf_to_gguf.py` writes).
-//! - Dequantize: those plus Q4_K and Q6_K, bit-exact with ggml's `dequantize_row_*`.
+//!   `gguf.quants.quantize` (what llama.cpp's `convert_hf_to_gguf.py` writes), and the
+//!   k-quants Q4_K, Q5_K, Q6_K, bit-exact with ggml's reference quantizers (what
+//!   `llama-quantize` writes).
+//! - Dequantize: the same types, bit-exact with ggml's `dequantize_row_*`.
 //!
 //! Input is whole blocks (a weight matrix's rows laid end to end). NaN, infinities and scales
 //! that do not fit an f16 are errors naming the value or block, never garbage.

@@ -10,9 +10,11 @@
 use half::f16;
 
 pub(crate) mod float;
+pub(crate) mod k_common;
 pub(crate) mod q4;
 pub(crate) mod q4_k;
 pub(crate) mod q5;
+pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8;
 

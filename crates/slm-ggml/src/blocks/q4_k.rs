@@ -1,23 +1,27 @@
-//! Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales and mins.
+//! Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales and mins;
+//! `block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; }`.
 
-use super::{QK_K, f16_at};
+use super::k_common::{affine_k, scale_min_k4};
+use super::{Overflow, QK_K, f16_at};
 
-/// The 6-bit scale and min of sub-block `j` of a k-quant's 12 packed bytes
-/// (`get_scale_min_k4`).
-#[inline]
-pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
+/// Quantizes one super-block into 144 bytes (`quantize_row_q4_K_ref`).
+pub(crate) fn quantize_q4_k(x: &[f32; QK_K], out: &mut [u8]) -> Result<(), Overflow> {
+    let q = affine_k(x, 15, -1.0, 20)?;
+    out[..2].copy_from_slice(&q.d);
+    out[2..4].copy_from_slice(&q.dmin);
+    out[4..16].copy_from_slice(&q.scales);
+    // Sub-block pairs of 64 values share 32 bytes: the first in the low nibbles.
+    for (pair, qs) in out[16..144].chunks_exact_mut(32).enumerate() {
+        let l = &q.levels[64 * pair..64 * pair + 64];
+        for (i, b) in qs.iter_mut().enumerate() {
+            *b = l[i] | (l[i + 32] << 4);
+        }
     }
+    Ok(())
 }
 
-/// `block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; }`: sub-block pairs of 64
-/// values share 32 bytes (low nibbles first); `x = (d * sc) * q - (dmin * m)`.
+/// Sub-block pairs of 64 values share 32 bytes (low nibbles first);
+/// `x = (d * sc) * q - (dmin * m)`.
 pub(crate) fn dequantize_q4_k(b: &[u8], y: &mut [f32; QK_K]) {
     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
     let scales = &b[4..16];
