@@ -62,6 +62,121 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One importance-weighted block quantizer: the block, its columns' importance, the mean square
+/// of its row, the output bytes.
+type WeightedBlock<const BS: usize> =
+    fn(&[f32; BS], &[f32; BS], f32, &mut [u8]) -> Result<(), Overflow>;
+
+/// Quantizes `values`, rows of `row_len` laid end to end, weighting each value's rounding error
+/// by `importance[column]`: llama.cpp's importance matrix (the mean squared activation of each
+/// input channel over calibration text, what `llama-imatrix` collects and `llama-quantize
+/// --imatrix` uses). The bytes are identical to ggml's `quantize_row_*_impl` (what
+/// `llama-quantize --imatrix` writes) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K; the other
+/// types have no weighted form and are quantized as [`quantize`] does (Q8_0 ignores the
+/// matrix in llama.cpp too).
+///
+/// # Errors
+/// [`Error::InvalidImportance`] when `importance` is not one finite, non-negative weight per
+/// column or `values` is not whole rows; otherwise as [`quantize`].
+pub fn quantize_weighted(
+    ty: GgmlType,
+    values: &[f32],
+    row_len: usize,
+    importance: &[f32],
+) -> Result<Vec<u8>> {
+    if importance.len() != row_len || row_len == 0 || !values.len().is_multiple_of(row_len) {
+        return Err(Error::InvalidImportance(format!(
+            "{} weights for rows of {row_len} ({} values)",
+            importance.len(),
+            values.len()
+        )));
+    }
+    if let Some((i, w)) = importance
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !w.is_finite() || **w < 0.0)
+    {
+        return Err(Error::InvalidImportance(format!(
+            "weight {i} is {w}: weights must be finite and non-negative"
+        )));
+    }
+    if !row_len.is_multiple_of(ty.block_size()) {
+        return Err(Error::LengthNotMultiple { ty, len: row_len });
+    }
+    use GgmlType::*;
+    if !matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K) {
+        return quantize(ty, values);
+    }
+    if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite { index, value });
+    }
+    let len = ty.bytes_for(values.len()).ok_or(Error::LengthNotMultiple {
+        ty,
+        len: values.len(),
+    })?;
+    let mut out = vec![0u8; len];
+    let (x, w, o, r, ts) = (values, importance, &mut out[..], row_len, ty.type_size());
+    let result = match ty {
+        Q4_0 => rows::<QK>(x, w, o, r, ts, q4::quantize_q4_0_weighted),
+        Q4_1 => rows::<QK>(x, w, o, r, ts, q4::quantize_q4_1_weighted),
+        Q5_0 => rows::<QK>(x, w, o, r, ts, q5::quantize_q5_0_weighted),
+        Q5_1 => rows::<QK>(x, w, o, r, ts, q5::quantize_q5_1_weighted),
+        Q4_K => rows::<QK_K>(x, w, o, r, ts, q4_k::quantize_q4_k_weighted),
+        Q5_K => rows::<QK_K>(x, w, o, r, ts, q5_k::quantize_q5_k_weighted),
+        _ => rows::<QK_K>(x, w, o, r, ts, q6_k::quantize_q6_k_weighted),
+    };
+    result.map_err(|(block, Overflow { field, value })| Error::ScaleOverflow {
+        ty,
+        block,
+        field,
+        value,
+    })?;
+    Ok(out)
+}
+
+/// Runs a weighted block quantizer over whole rows (in parallel), each row with its mean
+/// square (`sum(x²) / row_len` in f32, as ggml sums); on overflow the lowest failing block.
+fn rows<const BS: usize>(
+    values: &[f32],
+    importance: &[f32],
+    out: &mut [u8],
+    row_len: usize,
+    ts: usize,
+    f: WeightedBlock<BS>,
+) -> Result<(), (usize, Overflow)> {
+    let row_bytes = row_len / BS * ts;
+    let blocks_per_row = row_len / BS;
+    let failures: Vec<(usize, Overflow)> = values
+        .par_chunks(row_len)
+        .zip(out.par_chunks_mut(row_bytes))
+        .enumerate()
+        .filter_map(|(r, (x, o))| {
+            let mut sum_x2 = 0.0f32;
+            for &v in x {
+                sum_x2 += v * v;
+            }
+            let sigma2 = sum_x2 / row_len as f32;
+            for (b, ((xb, wb), ob)) in x
+                .chunks_exact(BS)
+                .zip(importance.chunks_exact(BS))
+                .zip(o.chunks_exact_mut(ts))
+                .enumerate()
+            {
+                let xb: &[f32; BS] = xb.try_into().expect("whole blocks");
+                let wb: &[f32; BS] = wb.try_into().expect("whole blocks");
+                if let Err(e) = f(xb, wb, sigma2, ob) {
+                    return Some((r * blocks_per_row + b, e));
+                }
+            }
+            None
+        })
+        .collect();
+    match failures.into_iter().min_by_key(|(block, _)| *block) {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
 /// Dequantizes `n` values of type `ty` from its block stream `bytes`.
 ///
 /// The values are bit-identical to gguf-py's `gguf.quants.dequantize(bytes, type)` and to

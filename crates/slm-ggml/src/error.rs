@@ -55,6 +55,10 @@ pub enum Error {
         /// `"quantization"` or `"dequantization"`.
         op: &'static str,
     },
+    /// An importance matrix that does not fit the tensor (one non-negative finite weight per
+    /// column of whole-block rows).
+    #[error("importance weights: {0}")]
+    InvalidImportance(String),
     /// A type name that is not a GGML type.
     #[error("unknown GGML type `{0}` (expected a name such as F16, Q8_0, Q4_0 or Q4_K)")]
     UnknownType(String),

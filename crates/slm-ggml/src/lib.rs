@@ -10,6 +10,8 @@
 //!   k-quants Q4_K, Q5_K, Q6_K, bit-exact with ggml's reference quantizers (what
 //!   `llama-quantize` writes).
 //! - Dequantize: the same types, bit-exact with ggml's `dequantize_row_*`.
+//! - [`quantize_weighted`]: the 4-, 5- and 6-bit types weighted by an importance matrix
+//!   (llama.cpp's imatrix), bit-exact with `llama-quantize --imatrix`.
 //!
 //! Input is whole blocks (a weight matrix's rows laid end to end). NaN, infinities and scales
 //! that do not fit an f16 are errors naming the value or block, never garbage.
@@ -47,11 +49,11 @@ mod codec;
 mod error;
 mod types;
 
-pub use codec::{dequantize, dequantize_into, quantize};
+pub use codec::{dequantize, dequantize_into, quantize, quantize_weighted};
 pub use error::{Error, Result};
 pub use types::GgmlType;
 
 /// The names most programs need: `use slm_ggml::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, GgmlType, Result, dequantize, quantize};
+    pub use crate::{Error, GgmlType, Result, dequantize, quantize, quantize_weighted};
 }

@@ -98,3 +98,55 @@ fn legacy_types_are_llama_quantizes_bytes() {
         }
     }
 }
+
+/// With an importance matrix: bytes identical to `ggml_quantize_chunk(.., imatrix)`, the
+/// `quantize_row_*_impl` path `llama-quantize --imatrix` runs, for every weighted type.
+#[test]
+fn importance_weighted_types_are_ggmls_bytes() {
+    let (spec, cases) = cases();
+    let imatrix = f32s(&read("imatrix.f32"));
+    for Case { name: case, x } in &cases {
+        let cols = spec["cases"][case]["cols"].as_u64().unwrap() as usize;
+        let at = spec["cases"][case]["imatrix_offset"].as_u64().unwrap() as usize;
+        let qw = &imatrix[at..at + cols];
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            let key = format!("{}.imatrix", ty.name());
+            let want = read(spec["cases"][case]["types"][&key]["bin"].as_str().unwrap());
+            let ours = quantize_weighted(ty, x, cols, qw).unwrap();
+            if let Some(b) = first_diff(&ours, &want, ty.type_size()) {
+                panic!("{case}.{ty} with imatrix: block {b} differs from ggml's");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_importance_is_refused() {
+    let x = vec![0.5f32; 512];
+    let err = |r: Result<Vec<u8>>| match r {
+        Err(Error::InvalidImportance(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert!(err(quantize_weighted(GgmlType::Q4_K, &x, 256, &[1.0; 255])).contains("255 weights"));
+    assert!(err(quantize_weighted(GgmlType::Q4_K, &x, 300, &[1.0; 300])).contains("512 values"));
+    let mut qw = vec![1.0f32; 256];
+    qw[7] = f32::NAN;
+    assert!(err(quantize_weighted(GgmlType::Q6_K, &x, 256, &qw)).contains("weight 7 is NaN"));
+    assert!(matches!(
+        quantize_weighted(GgmlType::Q4_K, &x[..320], 320, &[1.0; 320]),
+        Err(Error::LengthNotMultiple { len: 320, .. })
+    ));
+    // Q8_0 has no weighted form: the plain bytes.
+    assert_eq!(
+        quantize_weighted(GgmlType::Q8_0, &x, 256, &[2.0; 256]).unwrap(),
+        quantize(GgmlType::Q8_0, &x).unwrap()
+    );
+}

@@ -10,13 +10,14 @@
 use half::f16;
 
 pub(crate) mod float;
-pub(crate) mod k_common;
+pub(crate) mod k_affine;
 pub(crate) mod q4;
 pub(crate) mod q4_k;
 pub(crate) mod q5;
 pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8;
+pub(crate) mod search;
 
 /// Values per block of the legacy formats (`QK8_0`, `QK4_0`, ... in ggml).
 pub(crate) const QK: usize = 32;
@@ -106,6 +107,18 @@ fn pack_high_bits(q: &[u8; QK]) -> [u8; 4] {
         .enumerate()
         .fold(0u32, |acc, (i, &v)| acc | (u32::from((v >> 4) & 1) << i));
     bits.to_le_bytes()
+}
+
+/// The per-value weights of the importance-weighted legacy quantizers
+/// (`quantize_row_q*_impl`): the column's importance `qw` times `sqrt(sigma² + x²)`, with
+/// `sigma²` the mean square of the whole row.
+fn legacy_weights(x: &Block, qw: &Block, row_sigma2: f32) -> Block {
+    std::array::from_fn(|j| qw[j] * (row_sigma2 + x[j] * x[j]).sqrt())
+}
+
+/// Levels of a `make_qx_quants` (stored as `l + nmax`, non-negative) as bytes.
+fn unsigned_levels(levels: &[i8; QK]) -> [u8; QK] {
+    std::array::from_fn(|i| levels[i] as u8)
 }
 
 #[cfg(test)]

@@ -1,8 +1,17 @@
 //! Q4_0 (`x ≈ d·(q − 8)`, `d = max / −8` of the signed largest-magnitude value) and Q4_1
 //! (`x ≈ d·q + m`, `d = (max − min) / 15`, `m = min`).
 
+use super::search::{ScaleSearch, make_qkx2_quants, make_qx_quants};
 use super::{
-    Block, Overflow, QK, f16_at, f16_bytes, inverse, min_max, pack_nibbles, signed_absmax, to_level,
+    Block, Overflow, QK, f16_at, f16_bytes, inverse, legacy_weights, min_max, pack_nibbles,
+    signed_absmax, to_level, unsigned_levels,
+};
+
+/// The scale search of the importance-weighted affine formats (`make_qkx3_quants`' arguments).
+pub(crate) const WEIGHTED_SEARCH: ScaleSearch = ScaleSearch {
+    rmin: -0.9,
+    rdelta: 0.05,
+    nstep: 36,
 };
 
 /// Quantizes one block into 18 bytes.
@@ -30,6 +39,38 @@ pub(crate) fn quantize_q4_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     // gguf-py: np.trunc((x - min) * id + np.float32(0.5)), all in f32.
     let q: [u8; QK] = std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 15));
     pack_nibbles(&q, &mut out[4..20]);
+    Ok(())
+}
+
+/// Quantizes one block into 18 bytes weighted by the columns' importance `qw`
+/// (`quantize_row_q4_0_impl`): the scale `make_qx_quants` finds under the weights.
+pub(crate) fn quantize_q4_0_weighted(
+    x: &Block,
+    qw: &Block,
+    row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    let mut levels = [0i8; QK];
+    let d = make_qx_quants(8, x, &mut levels, Some(&legacy_weights(x, qw, row_sigma2)));
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    pack_nibbles(&unsigned_levels(&levels), &mut out[2..18]);
+    Ok(())
+}
+
+/// Quantizes one block into 20 bytes weighted by the columns' importance `qw`
+/// (`quantize_row_q4_1_impl`).
+pub(crate) fn quantize_q4_1_weighted(
+    x: &Block,
+    qw: &Block,
+    row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    let mut levels = [0u8; QK];
+    let weights = legacy_weights(x, qw, row_sigma2);
+    let (d, neg_min) = make_qkx2_quants(15, x, &weights, &mut levels, WEIGHTED_SEARCH);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    out[2..4].copy_from_slice(&f16_bytes("m", -neg_min)?);
+    pack_nibbles(&levels, &mut out[4..20]);
     Ok(())
 }
 

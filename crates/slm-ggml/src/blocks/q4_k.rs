@@ -1,12 +1,29 @@
 //! Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales and mins;
 //! `block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; }`.
 
-use super::k_common::{affine_k, scale_min_k4};
+use super::k_affine::{AffineK, affine_k, affine_k_weighted, scale_min_k4};
 use super::{Overflow, QK_K, f16_at};
 
 /// Quantizes one super-block into 144 bytes (`quantize_row_q4_K_ref`).
 pub(crate) fn quantize_q4_k(x: &[f32; QK_K], out: &mut [u8]) -> Result<(), Overflow> {
-    let q = affine_k(x, 15, -1.0, 20)?;
+    write(&affine_k(x, 15, -1.0, 20)?, out);
+    Ok(())
+}
+
+/// Quantizes one super-block into 144 bytes weighted by the columns' importance `qw`
+/// (`quantize_row_q4_K_impl`).
+pub(crate) fn quantize_q4_k_weighted(
+    x: &[f32; QK_K],
+    qw: &[f32; QK_K],
+    _row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    write(&affine_k_weighted(x, qw, 15, false)?, out);
+    Ok(())
+}
+
+/// Lays out `block_q4_K`.
+fn write(q: &AffineK, out: &mut [u8]) {
     out[..2].copy_from_slice(&q.d);
     out[2..4].copy_from_slice(&q.dmin);
     out[4..16].copy_from_slice(&q.scales);
@@ -17,7 +34,6 @@ pub(crate) fn quantize_q4_k(x: &[f32; QK_K], out: &mut [u8]) -> Result<(), Overf
             *b = l[i] | (l[i + 32] << 4);
         }
     }
-    Ok(())
 }
 
 /// Sub-block pairs of 64 values share 32 bytes (low nibbles first);

@@ -1,9 +1,11 @@
 //! Q5_0 (`x ≈ d·(q − 16)`, `d = max / −16`) and Q5_1 (`x ≈ d·q + m`, `d = (max − min) / 31`):
 //! Q4's layouts plus a u32 holding bit 4 of every level.
 
+use super::q4::WEIGHTED_SEARCH;
+use super::search::{make_qkx2_quants, make_qx_quants};
 use super::{
-    Block, Overflow, QK, f16_at, f16_bytes, inverse, min_max, pack_high_bits, pack_nibbles,
-    signed_absmax, to_level,
+    Block, Overflow, QK, f16_at, f16_bytes, inverse, legacy_weights, min_max, pack_high_bits,
+    pack_nibbles, signed_absmax, to_level, unsigned_levels,
 };
 
 /// Quantizes one block into 22 bytes: d, qh, qs.
@@ -29,6 +31,41 @@ pub(crate) fn quantize_q5_1(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
     out[2..4].copy_from_slice(&f16_bytes("m", min)?);
     let q: [u8; QK] = std::array::from_fn(|i| to_level(((x[i] - min) * id + 0.5).trunc(), 31));
+    out[4..8].copy_from_slice(&pack_high_bits(&q));
+    pack_nibbles(&q, &mut out[8..24]);
+    Ok(())
+}
+
+/// Quantizes one block into 22 bytes weighted by the columns' importance `qw`
+/// (`quantize_row_q5_0_impl`).
+pub(crate) fn quantize_q5_0_weighted(
+    x: &Block,
+    qw: &Block,
+    row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    let mut levels = [0i8; QK];
+    let d = make_qx_quants(16, x, &mut levels, Some(&legacy_weights(x, qw, row_sigma2)));
+    let q = unsigned_levels(&levels);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    out[2..6].copy_from_slice(&pack_high_bits(&q));
+    pack_nibbles(&q, &mut out[6..22]);
+    Ok(())
+}
+
+/// Quantizes one block into 24 bytes weighted by the columns' importance `qw`
+/// (`quantize_row_q5_1_impl`).
+pub(crate) fn quantize_q5_1_weighted(
+    x: &Block,
+    qw: &Block,
+    row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    let mut q = [0u8; QK];
+    let weights = legacy_weights(x, qw, row_sigma2);
+    let (d, neg_min) = make_qkx2_quants(31, x, &weights, &mut q, WEIGHTED_SEARCH);
+    out[..2].copy_from_slice(&f16_bytes("d", d)?);
+    out[2..4].copy_from_slice(&f16_bytes("m", -neg_min)?);
     out[4..8].copy_from_slice(&pack_high_bits(&q));
     pack_nibbles(&q, &mut out[8..24]);
     Ok(())

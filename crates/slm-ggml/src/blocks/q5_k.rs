@@ -1,12 +1,29 @@
 //! Q5_K: Q4_K's super-block with a fifth bit per value;
 //! `block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }`.
 
-use super::k_common::{affine_k, scale_min_k4};
+use super::k_affine::{AffineK, affine_k, affine_k_weighted, scale_min_k4};
 use super::{Overflow, QK_K, f16_at};
 
 /// Quantizes one super-block into 176 bytes (`quantize_row_q5_K_ref`).
 pub(crate) fn quantize_q5_k(x: &[f32; QK_K], out: &mut [u8]) -> Result<(), Overflow> {
-    let q = affine_k(x, 31, -0.5, 15)?;
+    write(&affine_k(x, 31, -0.5, 15)?, out);
+    Ok(())
+}
+
+/// Quantizes one super-block into 176 bytes weighted by the columns' importance `qw`
+/// (`quantize_row_q5_K_impl`).
+pub(crate) fn quantize_q5_k_weighted(
+    x: &[f32; QK_K],
+    qw: &[f32; QK_K],
+    _row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    write(&affine_k_weighted(x, qw, 31, true)?, out);
+    Ok(())
+}
+
+/// Lays out `block_q5_K`.
+fn write(q: &AffineK, out: &mut [u8]) {
     out[..2].copy_from_slice(&q.d);
     out[2..4].copy_from_slice(&q.dmin);
     out[4..16].copy_from_slice(&q.scales);
@@ -28,7 +45,6 @@ pub(crate) fn quantize_q5_k(x: &[f32; QK_K], out: &mut [u8]) -> Result<(), Overf
             ql[j] = l1 | (l2 << 4);
         }
     }
-    Ok(())
 }
 
 /// `dequantize_row_q5_K`: `x = (d * sc) * (low4 + 16 * high) - (dmin * m)`.

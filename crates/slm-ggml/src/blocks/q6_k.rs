@@ -1,23 +1,36 @@
 //! Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, one f16 `d`.
 
-use super::k_common::{GROUP_MAX_EPS, make_qx_quants, nearest_int};
+use super::search::{GROUP_MAX_EPS, make_qx_quants, nearest_int};
 use super::{Overflow, QK_K, f16_at, f16_bytes};
 
 /// Quantizes one super-block into 210 bytes (`quantize_row_q6_K_ref`): per sub-block of 16 the
 /// scale `make_qx_quants` finds, the scales stored as int8 against the largest, the levels
 /// recomputed from the stored scales.
 pub(crate) fn quantize_q6_k(x: &[f32; QK_K], out: &mut [u8]) -> Result<(), Overflow> {
+    quantize(x, None, out)
+}
+
+/// Quantizes one super-block into 210 bytes with the columns' importance `qw` as the weights of
+/// the scale search (`quantize_row_q6_K_impl`).
+pub(crate) fn quantize_q6_k_weighted(
+    x: &[f32; QK_K],
+    qw: &[f32; QK_K],
+    _row_sigma2: f32,
+    out: &mut [u8],
+) -> Result<(), Overflow> {
+    quantize(x, Some(qw), out)
+}
+
+fn quantize(x: &[f32; QK_K], qw: Option<&[f32; QK_K]>, out: &mut [u8]) -> Result<(), Overflow> {
     let mut levels = [0i8; QK_K];
     let mut scales = [0f32; 16];
     let mut max_scale = 0.0f32;
     let mut max_abs_scale = 0.0f32;
-    for ib in 0..16 {
-        let scale = make_qx_quants(
-            32,
-            &x[16 * ib..16 * ib + 16],
-            &mut levels[16 * ib..16 * ib + 16],
-        );
-        scales[ib] = scale;
+    for (ib, slot) in scales.iter_mut().enumerate() {
+        let range = 16 * ib..16 * ib + 16;
+        let weights = qw.map(|w| &w[range.clone()]);
+        let scale = make_qx_quants(32, &x[range.clone()], &mut levels[range], weights);
+        *slot = scale;
         if scale.abs() > max_abs_scale {
             max_abs_scale = scale.abs();
             max_scale = scale;

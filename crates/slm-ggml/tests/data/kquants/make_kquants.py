@@ -58,7 +58,8 @@ def main():
         imatrix = (rng.random(cols).astype(np.float32) * 2.0 + 0.01) ** 2
         all_inputs.append(x.tobytes())
         all_imatrix.append(imatrix.tobytes())
-        entry = {"rows": rows, "cols": cols, "offset": offset, "types": {}}
+        entry = {"rows": rows, "cols": cols, "offset": offset,
+                 "imatrix_offset": sum(len(m) for m in all_imatrix) // 4 - cols, "types": {}}
         offset += rows * cols
         for ty, gid in TYPES.items():
             block, size = SIZES[ty]

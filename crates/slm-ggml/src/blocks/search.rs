@@ -1,11 +1,9 @@
-//! What the k-quants share: ggml's rounding (`nearest_int`), its scale searches
-//! (`make_qx_quants`, `make_qkx2_quants`) and the 6-bit scale/min packing of Q4_K and Q5_K.
+//! ggml's rounding (`nearest_int`) and scale searches (`make_qx_quants`, `make_qkx2_quants`,
+//! `make_qp_quants`), shared by the k-quants and by the importance-weighted legacy formats.
 //!
 //! Ported from `ggml-quants.c` line for line: plain f32 operations in C's evaluation order (no
 //! fused multiply-add, which the x86-64 reference build of ggml-base never uses either), so the
 //! blocks are bit-identical with `llama-quantize`'s.
-
-use super::{Overflow, QK_K, f16_at, f16_bytes};
 
 /// ggml's `GROUP_MAX_EPS`: a group whose largest magnitude is below it is all zero.
 pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
@@ -18,10 +16,16 @@ pub(crate) fn nearest_int(x: f32) -> i32 {
     (v.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
-/// `make_qx_quants` with `rmse_type == 1` and no importance weights (`w = x²`), as Q6_K's
-/// reference quantizer calls it: symmetric levels `-nmax..nmax-1` stored as `l + nmax` in `levels`,
-/// the returned scale refined over 19 trial inverse scales.
-pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
+/// `make_qx_quants` with `rmse_type == 1`: symmetric levels `-nmax..nmax-1` stored as
+/// `l + nmax` in `levels`, the returned scale refined over 19 trial inverse scales, each value's
+/// error weighted by `weights` (or by `x²` without them).
+pub(crate) fn make_qx_quants(
+    nmax: i32,
+    x: &[f32],
+    levels: &mut [i8],
+    weights: Option<&[f32]>,
+) -> f32 {
+    let weight = |i: usize| weights.map_or(x[i] * x[i], |w| w[i]);
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
     for &v in x {
@@ -42,7 +46,7 @@ pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
     for (i, &v) in x.iter().enumerate() {
         let l = clamp(nearest_int(iscale * v));
         levels[i] = (l + nmax) as i8;
-        let w = v * v;
+        let w = weight(i);
         sumlx += w * v * l as f32;
         suml2 += w * l as f32 * l as f32;
     }
@@ -55,9 +59,9 @@ pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
         iscale = -(nmax as f32 + 0.1f32 * is as f32) / max;
         sumlx = 0.0;
         suml2 = 0.0;
-        for &v in x {
+        for (i, &v) in x.iter().enumerate() {
             let l = clamp(nearest_int(iscale * v));
-            let w = v * v;
+            let w = weight(i);
             sumlx += w * v * l as f32;
             suml2 += w * l as f32 * l as f32;
         }
@@ -169,124 +173,82 @@ pub(crate) fn make_qkx2_quants(
     (scale, -min)
 }
 
-/// The 6-bit scale and min of sub-block `j` of the 12 packed bytes (`get_scale_min_k4`).
-#[inline]
-pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
+/// `make_qp_quants`: levels `0..=nmax` for the non-negative `x` (sub-block scales or mins)
+/// under `weights`, scale chosen among 9 trials and the levels then refined one at a time
+/// (up to 5 passes). Returns the scale. Levels are stored as C stores an `int` in a
+/// `uint8_t` (wrapping), so even out-of-range inputs give ggml's bytes.
+pub(crate) fn make_qp_quants(nmax: i32, x: &[f32], levels: &mut [u8], weights: &[f32]) -> f32 {
+    let mut max = 0.0f32;
+    for &v in x {
+        max = max.max(v);
     }
-}
-
-/// Packs eight 6-bit scales and mins into 12 bytes (the inverse of [`scale_min_k4`]).
-pub(crate) fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8], out: &mut [u8]) {
-    out[..12].iter_mut().for_each(|b| *b = 0);
-    for j in 0..8 {
-        if j < 4 {
-            out[j] = ls[j];
-            out[j + 4] = lm[j];
-        } else {
-            out[j + 4] = (ls[j] & 0x0F) | ((lm[j] & 0x0F) << 4);
-            out[j - 4] |= (ls[j] >> 4) << 6;
-            out[j] |= (lm[j] >> 4) << 6;
-        }
+    if max < GROUP_MAX_EPS {
+        levels.iter_mut().for_each(|l| *l = 0);
+        return 0.0;
     }
-}
-
-/// The levels, 6-bit scales and mins, and f16 super-block scales of one Q4_K/Q5_K super-block
-/// (`quantize_row_q4_K_ref` / `quantize_row_q5_K_ref` up to the bit packing, which is all
-/// they differ in besides `nmax`, `rmin` and `nstep`).
-pub(crate) struct AffineK {
-    /// f16 `d` (scale of the scales), little-endian.
-    pub d: [u8; 2],
-    /// f16 `dmin` (scale of the mins), little-endian.
-    pub dmin: [u8; 2],
-    /// The packed 6-bit scales and mins.
-    pub scales: [u8; 12],
-    /// One level `0..=nmax` per value.
-    pub levels: [u8; QK_K],
-}
-
-/// Quantizes one super-block affinely: per sub-block of 32 `make_qkx2_quants` under the
-/// weights `sqrt(mean(x²)) + |x|`, the scales and mins rounded to 6 bits against their
-/// maxima, then every level recomputed from the stored (f16, 6-bit) scale and min.
-pub(crate) fn affine_k(
-    x: &[f32; QK_K],
-    nmax: i32,
-    rmin: f32,
-    nstep: i32,
-) -> Result<AffineK, Overflow> {
-    let mut levels = [0u8; QK_K];
-    let mut weights = [0f32; 32];
-    let mut scales = [0f32; 8];
-    let mut mins = [0f32; 8];
-    let mut max_scale = 0.0f32;
-    let mut max_min = 0.0f32;
-    for j in 0..8 {
-        let xs = &x[32 * j..32 * j + 32];
-        let mut sum_x2 = 0.0f32;
-        for &v in xs {
-            sum_x2 += v * v;
+    let mut iscale = nmax as f32 / max;
+    for (l, &v) in levels.iter_mut().zip(x) {
+        *l = nearest_int(iscale * v) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..x.len() {
+        let diff = x[i] - scale * levels[i] as f32;
+        best_mse += weights[i] * diff * diff;
+    }
+    for is in -4i32..=4 {
+        if is == 0 {
+            continue;
         }
-        let av_x = (sum_x2 / 32.0).sqrt();
-        for (w, &v) in weights.iter_mut().zip(xs) {
-            *w = av_x + v.abs();
+        let iscale_is = (0.1f32 * is as f32 + nmax as f32) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..x.len() {
+            let l = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * l as f32;
+            mse += weights[i] * diff * diff;
         }
-        let (scale, min) = make_qkx2_quants(
-            nmax,
-            xs,
-            &weights,
-            &mut levels[32 * j..32 * j + 32],
-            ScaleSearch {
-                rmin,
-                rdelta: 0.1,
-                nstep,
-            },
-        );
-        scales[j] = scale;
-        mins[j] = min;
-        if scale > max_scale {
-            max_scale = scale;
-        }
-        if min > max_min {
-            max_min = min;
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
         }
     }
-    let inv_scale = if max_scale > 0.0 {
-        63.0 / max_scale
-    } else {
-        0.0
-    };
-    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-    // C stores nearest_int's int in a uint8_t (wrapping), then takes MIN(63, .).
-    let ls: [u8; 8] = std::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
-    let lm: [u8; 8] = std::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
-    let mut packed = [0u8; 12];
-    pack_scale_min_k4(&ls, &lm, &mut packed);
-    let d = f16_bytes("d", max_scale / 63.0)?;
-    let dmin = f16_bytes("dmin", max_min / 63.0)?;
-    let (d16, dmin16) = (f16_at(&d, 0), f16_at(&dmin, 0));
-    for j in 0..8 {
-        let (sc, m) = scale_min_k4(j, &packed);
-        let dj = d16 * sc as f32;
-        if dj == 0.0 {
-            continue; // ggml keeps the first pass's levels
+    let mut sumlx = 0.0f32;
+    let mut suml2 = 0.0f32;
+    for i in 0..x.len() {
+        let l = nearest_int(iscale * x[i]).min(nmax);
+        levels[i] = l as u8;
+        let lf = l as f32;
+        sumlx += weights[i] * x[i] * lf;
+        suml2 += weights[i] * lf * lf;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for i in 0..x.len() {
+            let w = weights[i];
+            let li = levels[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != i32::from(levels[i]) {
+                    let nl = new_l as f32;
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        levels[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
         }
-        let dm = dmin16 * m as f32;
-        for i in 32 * j..32 * j + 32 {
-            levels[i] = nearest_int((x[i] + dm) / dj).clamp(0, nmax) as u8;
+        if !changed {
+            break;
         }
     }
-    Ok(AffineK {
-        d,
-        dmin,
-        scales: packed,
-        levels,
-    })
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -306,17 +268,6 @@ mod tests {
         ];
         for (x, want) in cases {
             assert_eq!(nearest_int(x), want, "{x}");
-        }
-    }
-
-    #[test]
-    fn scale_min_packing_round_trips() {
-        let ls: [u8; 8] = [0, 1, 17, 63, 32, 45, 7, 62];
-        let lm: [u8; 8] = [63, 0, 5, 33, 61, 2, 48, 16];
-        let mut packed = [0u8; 12];
-        pack_scale_min_k4(&ls, &lm, &mut packed);
-        for j in 0..8 {
-            assert_eq!(scale_min_k4(j, &packed), (ls[j], lm[j]), "sub-block {j}");
         }
     }
 }
