@@ -10,6 +10,15 @@ pub enum Error {
     /// slm-core failed (a model, tokenizer or file it read or wrote).
     #[error(transparent)]
     Core(#[from] slm_core::Error),
+    /// Calibration that cannot be used (no tokens, a mismatched capture, an importance matrix
+    /// for another model).
+    #[error("calibration: {0}")]
+    InvalidCalibration(String),
+    /// A file type name `llama-quantize` does not have (or slm does not write).
+    #[error(
+        "unknown quantization type `{0}` (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M or Q6_K)"
+    )]
+    UnknownQuantType(String),
     /// Pruning settings that cannot be met (a sparsity outside [0, 1), an impossible N:M).
     #[error("pruning: {0}")]
     InvalidPruning(String),

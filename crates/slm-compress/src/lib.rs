@@ -6,9 +6,14 @@
 //!
 //! - [`prune`] zeros projection weights by magnitude or Wanda score (per output row), N:M
 //!   (2:4), or removes whole MLP neurons (structured), with a per-tensor [`PruneReport`].
+//! - [`quantize_gguf`] writes any model slm opens as a GGUF of a [`QuantType`] (`Q4_K_M`,
+//!   `Q8_0`, ...), tensor types chosen as `llama-quantize` chooses them and blocks bit-identical
+//!   with its, optionally weighted by an [`ImportanceMatrix`] from calibration text
+//!   ([`InputStats`]) or from `llama-imatrix`.
 //! - [`quantize`] / [`dequantize`] turn a tensor's rows into the block stream a GGUF file
 //!   stores (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 byte-identical with gguf-py and llama.cpp's converter;
-//!   F16, BF16), refusing NaN, infinities and scales that do not fit an f16.
+//!   Q4_K, Q5_K, Q6_K with ggml; F16, BF16), refusing NaN, infinities and scales that do not fit
+//!   an f16.
 //!
 //! ```
 //! use slm_compress::prelude::*;
@@ -33,14 +38,23 @@
 //! This crate has no features of its own (`flex`, `ndarray`, `cuda` select slm-core's burn
 //! backend).
 
+pub mod calibration;
 mod error;
 pub mod prune;
+pub mod quantize;
 
+pub use calibration::{InputStats, calibration_chunks};
 pub use error::{Error, Result};
 pub use prune::{PruneMethod, PruneReport, TensorSparsity, prune};
+pub use quantize::{
+    ImportanceMatrix, QuantType, QuantizeConfig, QuantizeReport, TensorTypePlan, quantize_gguf,
+};
 pub use slm_ggml::{self as ggml, GgmlType, dequantize, quantize};
 
 /// The names most programs need: `use slm_compress::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, GgmlType, PruneMethod, Result, dequantize, prune, quantize};
+    pub use crate::{
+        Error, GgmlType, ImportanceMatrix, PruneMethod, QuantType, QuantizeConfig, Result,
+        dequantize, prune, quantize, quantize_gguf,
+    };
 }

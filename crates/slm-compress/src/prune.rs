@@ -21,8 +21,9 @@
 //! Ties between equal magnitudes keep the earlier weight, so results are deterministic.
 
 use serde::Serialize;
-use slm_core::model::{Decoder, NarrowImportance, Narrowing, capture_input_sq_norms, narrow};
-use slm_core::{CausalLm, LogitsScope, TokenBatch};
+use slm_core::model::{Decoder, NarrowImportance, Narrowing, narrow};
+
+use crate::calibration::InputStats;
 
 use crate::error::{Error, Result};
 
@@ -115,52 +116,15 @@ pub fn prune_row_by_score(row: &mut [f32], scores: &[f32], k: usize) {
 }
 
 /// The L2 norm of every projection's input channels over `calibration` (token sequences run
-/// through `decoder` one at a time), by Hugging Face weight name.
+/// through `decoder` one at a time), by Hugging Face weight name ([`InputStats::l2_norms`]).
 ///
 /// # Errors
-/// [`Error::InvalidPruning`] for no calibration tokens; model errors as they come.
+/// [`Error::InvalidCalibration`] for no calibration tokens; model errors as they come.
 pub fn input_norms(
     decoder: &Decoder,
     calibration: &[Vec<u32>],
 ) -> Result<std::collections::HashMap<String, Vec<f32>>> {
-    if calibration.iter().all(Vec::is_empty) {
-        return Err(Error::InvalidPruning(
-            "activation-aware pruning needs calibration text".into(),
-        ));
-    }
-    let names: Vec<String> = decoder
-        .projections()
-        .into_iter()
-        .map(|(n, _)| format!("{n}.weight"))
-        .collect();
-    let mut sums: Vec<Vec<f32>> = Vec::new();
-    for ids in calibration.iter().filter(|c| !c.is_empty()) {
-        let batch = TokenBatch::single(ids.clone(), LogitsScope::Last);
-        let (out, calls) =
-            capture_input_sq_norms(|| decoder.forward(&batch, &mut decoder.new_cache()));
-        out?;
-        if calls.len() != names.len() {
-            return Err(Error::InvalidPruning(format!(
-                "captured {} projection inputs for a model of {} projections",
-                calls.len(),
-                names.len()
-            )));
-        }
-        if sums.is_empty() {
-            sums = calls;
-        } else {
-            for (s, c) in sums.iter_mut().zip(calls) {
-                for (a, b) in s.iter_mut().zip(c) {
-                    *a += b;
-                }
-            }
-        }
-    }
-    Ok(names
-        .into_iter()
-        .zip(sums)
-        .map(|(n, s)| (n, s.into_iter().map(f32::sqrt).collect()))
-        .collect())
+    Ok(InputStats::collect(decoder, calibration)?.l2_norms())
 }
 
 /// Keeps the `n` largest-magnitude values of every group of `m` consecutive values of `row`

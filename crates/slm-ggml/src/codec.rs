@@ -13,10 +13,11 @@ pub(crate) const PAR_CHUNK: usize = 1 << 14;
 /// Quantizes `values` (a whole number of blocks, e.g. the rows of a weight matrix laid end to
 /// end) into `ty`'s block stream.
 ///
-/// For Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 the bytes are identical to gguf-py's
-/// `gguf.quants.quantize(values, type)` (what llama.cpp's converter writes); for Q4_K, Q5_K and
-/// Q6_K to ggml's `quantize_row_*_ref` (what `llama-quantize` writes without an importance
-/// matrix); F16 is numpy's round-to-nearest-even `astype(np.float16)`, BF16 gguf-py's rounding.
+/// The bytes are ggml's `quantize_row_*_ref` (what `llama-quantize` writes without an
+/// importance matrix), which for Q8_0, Q4_1 and Q5_1 are also gguf-py's
+/// `gguf.quants.quantize(values, type)` (what llama.cpp's converter writes) and for Q4_0 and
+/// Q5_0 are on all but values within a rounding of a level boundary; F16 is numpy's
+/// round-to-nearest-even `astype(np.float16)`, BF16 gguf-py's rounding.
 ///
 /// # Errors
 /// - [`Error::Unsupported`] for types without a quantizer (see [`GgmlType::can_quantize`]);

@@ -5,10 +5,11 @@
 //! GGUF reader dequantizes through [`dequantize`], slm-compress's quantizers and GGUF export
 //! write through [`quantize`].
 //!
-//! - Quantize: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, bit-exact with gguf-py's
-//!   `gguf.quants.quantize` (what llama.cpp's `convert_hf_to_gguf.py` writes), and the
-//!   k-quants Q4_K, Q5_K, Q6_K, bit-exact with ggml's reference quantizers (what
-//!   `llama-quantize` writes).
+//! - Quantize: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, bit-exact with
+//!   ggml's reference quantizers as `llama-quantize` runs them (x86-64) and with gguf-py's
+//!   `gguf.quants.quantize` (what llama.cpp's `convert_hf_to_gguf.py` writes) on every
+//!   reference case; the one place those two disagree (Q4_0/Q5_0 values a hair from a rounding
+//!   boundary: gguf-py rounds as an FMA would) follows `llama-quantize`.
 //! - Dequantize: the same types, bit-exact with ggml's `dequantize_row_*`.
 //! - [`quantize_weighted`]: the 4-, 5- and 6-bit types weighted by an importance matrix
 //!   (llama.cpp's imatrix), bit-exact with `llama-quantize --imatrix`.

@@ -28,16 +28,19 @@ pub const QUANTIZATION_VERSION: u32 = 2;
 
 /// One tensor on its way into the file: its GGUF name and dims (`ne` order, `dims[0]` the row
 /// length); the values handed to the encoder are laid out accordingly (row-major, rows of
-/// `dims[0]`).
+/// `dims[0]`). From a GGUF source, also the tensor as stored, so an encoder can copy it
+/// unchanged (as `llama-quantize` does when the type stays).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportTensor {
+pub struct ExportTensor<'a> {
     /// GGUF name (`blk.3.ffn_down.weight`).
     pub name: String,
     /// Dimensions, fastest first.
     pub dims: Vec<usize>,
+    /// The source's type and bytes, when the source is a GGUF (same layout as the output).
+    pub stored: Option<(GgmlType, &'a [u8])>,
 }
 
-impl ExportTensor {
+impl ExportTensor<'_> {
     /// Number of values.
     pub fn numel(&self) -> usize {
         self.dims.iter().product()
@@ -87,7 +90,7 @@ impl GgufOutType {
 
     /// The converter's choice for one tensor: F32 for vectors and norms, the output type for
     /// matrices, F16 for Q8_0 matrices whose rows are not whole blocks.
-    pub fn ggml_type(self, tensor: &ExportTensor) -> GgmlType {
+    pub fn ggml_type(self, tensor: &ExportTensor<'_>) -> GgmlType {
         if tensor.stays_f32() {
             return GgmlType::F32;
         }
@@ -104,7 +107,7 @@ impl GgufOutType {
     ///
     /// # Errors
     /// [`Error::Ggml`] for NaN, infinities or values beyond f16's range.
-    pub fn encode(self, tensor: &ExportTensor, values: &[f32]) -> Result<Encoded> {
+    pub fn encode(self, tensor: &ExportTensor<'_>, values: &[f32]) -> Result<Encoded> {
         let ty = self.ggml_type(tensor);
         Ok((ty, slm_ggml::quantize(ty, values)?))
     }
@@ -127,7 +130,7 @@ type Source<'a> = Box<dyn Fn() -> Result<Vec<f32>> + 'a>;
 pub fn export_gguf(
     checkpoint: &Checkpoint,
     file_type: u32,
-    encode: &mut dyn FnMut(&ExportTensor, &[f32]) -> Result<Encoded>,
+    encode: &mut dyn FnMut(&ExportTensor<'_>, &[f32]) -> Result<Encoded>,
 ) -> Result<GgufWriter> {
     let mut writer = GgufWriter::new();
     let tensors = match checkpoint.format {
@@ -199,8 +202,8 @@ pub fn export_gguf(
 /// Encodes every tensor in order and adds it.
 fn encode_all(
     writer: &mut GgufWriter,
-    tensors: Vec<(ExportTensor, Source<'_>)>,
-    encode: &mut dyn FnMut(&ExportTensor, &[f32]) -> Result<Encoded>,
+    tensors: Vec<(ExportTensor<'_>, Source<'_>)>,
+    encode: &mut dyn FnMut(&ExportTensor<'_>, &[f32]) -> Result<Encoded>,
 ) -> Result<()> {
     for (tensor, values) in tensors {
         let (ty, bytes) = encode(&tensor, &values()?)?;
@@ -210,25 +213,25 @@ fn encode_all(
 }
 
 /// A GGUF's tensors as stored (already in llama.cpp's layout).
-fn gguf_tensors(file: &GgufFile) -> Result<Vec<(ExportTensor, Source<'_>)>> {
-    Ok(file
-        .tensors()
+fn gguf_tensors(file: &GgufFile) -> Result<Vec<(ExportTensor<'_>, Source<'_>)>> {
+    file.tensors()
         .iter()
         .map(|t| {
             let tensor = ExportTensor {
                 name: t.name.clone(),
                 dims: t.dims.clone(),
+                stored: Some((t.ggml_type, file.tensor_bytes(&t.name)?)),
             };
             let name = t.name.clone();
             let read: Source<'_> = Box::new(move || file.tensor_f32(&name));
-            (tensor, read)
+            Ok((tensor, read))
         })
-        .collect())
+        .collect()
 }
 
 /// A Hugging Face checkpoint's tensors under llama.cpp's names and layout, in storage order,
 /// after the generated `rope_freqs.weight` of llama3 scaling.
-fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor, Source<'_>)>> {
+fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor<'_>, Source<'_>)>> {
     let config = &checkpoint.config;
     if config.architecture == Architecture::Phi3 {
         return Err(Error::Unsupported {
@@ -237,7 +240,7 @@ fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor, Source<'_>)>
         });
     }
     let weights = checkpoint.weights.as_ref();
-    let mut out: Vec<(ExportTensor, Source<'_>)> = Vec::new();
+    let mut out: Vec<(ExportTensor<'_>, Source<'_>)> = Vec::new();
     if let Some(factors) = config
         .rope_scaling
         .llama3_rope_factors(config.rope_theta, config.head_dim)
@@ -245,6 +248,7 @@ fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor, Source<'_>)>
         let tensor = ExportTensor {
             name: "rope_freqs.weight".into(),
             dims: vec![factors.len()],
+            stored: None,
         };
         out.push((tensor, Box::new(move || Ok(factors.clone()))));
     }
@@ -284,6 +288,7 @@ fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor, Source<'_>)>
         let tensor = ExportTensor {
             name,
             dims: info.shape.iter().rev().copied().collect(),
+            stored: None,
         };
         let read: Source<'_> = Box::new(move || {
             let values = weights.read_f32(&hf)?;
@@ -458,6 +463,7 @@ mod tests {
         let t = |name: &str, dims: &[usize]| ExportTensor {
             name: name.into(),
             dims: dims.to_vec(),
+            stored: None,
         };
         let q8 = GgufOutType::Q8_0;
         assert_eq!(

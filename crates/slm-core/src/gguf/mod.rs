@@ -42,6 +42,7 @@ mod write;
 pub use self::export::{
     Encoded, ExportTensor, GgufOutType, QUANTIZATION_VERSION, export_gguf, size_label,
 };
+pub use self::names::gguf_name as gguf_tensor_name;
 pub use self::read::{
     GgufFile, GgufTensorInfo, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_METADATA_KV, MAX_N_DIMS,
     MAX_STRING_LEN, MAX_TENSORS,

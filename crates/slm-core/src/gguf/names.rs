@@ -61,9 +61,10 @@ pub(crate) fn hf_name(gguf: &str) -> Mapped {
     }
 }
 
-/// The GGUF name of a Hugging Face tensor (the inverse of [`hf_name`]), or `None` for names
-/// llama.cpp has no tensor for.
-pub(crate) fn gguf_name(hf: &str) -> Option<String> {
+/// The GGUF name of a Hugging Face tensor (`model.layers.0.mlp.down_proj.weight` ->
+/// `blk.0.ffn_down.weight`; the inverse of the loader's mapping), or `None` for names llama.cpp
+/// has no tensor for.
+pub fn gguf_name(hf: &str) -> Option<String> {
     let global = match hf {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),

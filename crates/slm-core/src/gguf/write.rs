@@ -93,6 +93,14 @@ impl GgufWriter {
         &self.tensors
     }
 
+    /// Reorders the tensors (their data offsets follow the new order).
+    pub fn sort_tensors_by(
+        &mut self,
+        compare: impl FnMut(&GgufTensor, &GgufTensor) -> std::cmp::Ordering,
+    ) {
+        self.tensors.sort_by(compare);
+    }
+
     /// Adds a tensor after the others.
     ///
     /// # Errors

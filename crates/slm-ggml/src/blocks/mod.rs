@@ -2,10 +2,10 @@
 //!
 //! Block layouts follow `ggml/src/ggml-common.h`. Dequantization follows `ggml-quants.c`
 //! (`dequantize_row_*`) and gguf-py's `gguf/quants.py` operation for operation; quantization
-//! copies gguf-py (gguf 0.19) operation for operation, in `f32` unless gguf-py widens to `f64`
-//! (Q4_0 and Q5_0 round through `f64`, to match ggml's C reference, which rounds with a fused
-//! multiply-add). Rust never fuses `a * b + c` on its own, so plain expressions reproduce
-//! numpy's separate rounding steps bit for bit.
+//! follows ggml's reference quantizers as `llama-quantize` runs them on x86-64 (ggml-base is
+//! built without FMA: every operation rounds to f32 in C's order) and gguf-py, which agree except
+//! that gguf-py rounds Q4_0's and Q5_0's `x*id + offset` once in f64 (see `q4.rs`). Rust never
+//! fuses `a * b + c` on its own, so plain expressions reproduce those roundings bit for bit.
 
 use half::f16;
 

@@ -19,10 +19,12 @@ pub(crate) fn quantize_q4_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     let d = signed_absmax(x) / -8.0;
     let id = inverse(d);
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
-    // gguf-py: np.trunc(f64(x) * f64(id) + 8.5, dtype=f32); the product of two f32 is exact
-    // in f64, so this is one rounding, like ggml's fused multiply-add, then one more to f32.
+    // ggml's quantize_row_q4_0_ref as llama-quantize runs it on x86-64 (ggml-base has no FMA):
+    // `x*id` rounded to f32, then `+ 8.5f` rounded again. gguf-py computes `x*id + 8.5` in f64
+    // (one rounding, as an FMA would); the two differ only when `x*id + 8.5` lies within an
+    // f32 rounding of an integer. SmolLM2 has such values, where this matches llama-quantize.
     let q: [u8; QK] = std::array::from_fn(|i| {
-        let v = (f64::from(x[i]) * f64::from(id) + 8.5) as f32;
+        let v = x[i] * id + 8.5;
         to_level(v.trunc(), 15)
     });
     pack_nibbles(&q, &mut out[2..18]);

@@ -13,9 +13,9 @@ pub(crate) fn quantize_q5_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
     let d = signed_absmax(x) / -16.0;
     let id = inverse(d);
     out[..2].copy_from_slice(&f16_bytes("d", d)?);
-    // gguf-py: np.trunc(f64(x) * f64(id) + 16.5, dtype=f32), as for Q4_0.
+    // Two f32 roundings, as ggml on x86-64 (see Q4_0; gguf-py rounds once, in f64).
     let q: [u8; QK] = std::array::from_fn(|i| {
-        let v = (f64::from(x[i]) * f64::from(id) + 16.5) as f32;
+        let v = x[i] * id + 16.5;
         to_level(v.trunc(), 31)
     });
     out[2..6].copy_from_slice(&pack_high_bits(&q));
