@@ -172,8 +172,7 @@ impl TensorTypePlan {
         let name = tensor.name.as_str();
         let n = self.layers;
         let layer = tensor.layer().unwrap_or(0);
-        let more_bits =
-            |i: usize| i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2);
+        let more_bits = |i: usize| i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
         if name == "output.weight" || (self.tied_embeddings && name == "token_embd.weight") {
             if !tensor.dims[0].is_multiple_of(default.block_size()) {
                 GgmlType::Q8_0
