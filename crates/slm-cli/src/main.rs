@@ -6,6 +6,7 @@
 mod perplexity;
 mod progress;
 mod prune;
+mod quantize;
 mod summary;
 mod tune;
 
@@ -180,6 +181,9 @@ enum Command {
     /// Prune a model's projections (magnitude, 2:4, or structured MLP neurons) and write it as
     /// a Hugging Face directory with prune_report.json.
     Prune(prune::PruneArgs),
+    /// Quantize a model to a GGUF file type (q8_0, q4_k_m, ...) as llama-quantize does,
+    /// optionally weighted by an importance matrix, with an Ollama Modelfile beside it.
+    Quantize(quantize::QuantizeArgs),
     /// LoRA adapters.
     Lora {
         #[command(subcommand)]
@@ -577,6 +581,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => tune::eval(args)?,
         Command::Perplexity(args) => perplexity::run(args)?,
         Command::Prune(args) => prune::run(args)?,
+        Command::Quantize(args) => quantize::run(args)?,
         Command::Distill(args) => tune::distill(args)?,
         Command::Lora {
             command:

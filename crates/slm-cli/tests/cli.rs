@@ -867,3 +867,120 @@ fn a_pruned_base_stays_sparse_through_a_merge_that_keeps_sparsity() {
         }
     }
 }
+
+#[test]
+fn quantize_writes_gguf_and_modelfile_with_and_without_an_importance_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model("llama-tiny");
+    let q8 = dir.path().join("tiny.q8_0.gguf");
+    let v = ok_json(&[
+        "quantize",
+        "--model",
+        &m,
+        "--type",
+        "q8_0",
+        "--out",
+        q8.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (v["type"].as_str(), v["file_type"].as_u64()),
+        (Some("Q8_0"), Some(7))
+    );
+    assert_eq!(v["tensor_types"]["Q8_0"], 16, "{v}");
+    assert_eq!(v["tensor_types"]["F32"], 5, "{v}");
+    assert!(v["imatrix"].is_null());
+    // From the HF dir, Q8_0 is the converter's own file.
+    let theirs = std::fs::read(fixtures().join("quant/gguf/llama-tiny.q8_0.gguf")).unwrap();
+    assert!(
+        std::fs::read(&q8).unwrap() == theirs,
+        "not convert_hf_to_gguf's bytes"
+    );
+    let modelfile = std::fs::read_to_string(dir.path().join("Modelfile")).unwrap();
+    assert_eq!(
+        modelfile, "FROM ./tiny.q8_0.gguf\n",
+        "no chat template, no TEMPLATE"
+    );
+
+    // Calibration text: an entry per projection and the LM head; the 4- and 5-bit tensors
+    // weighted (Q8_0, here the LM head and the attn_v bumped to Q6_K that falls back, has no
+    // weighted form), the 64-wide rows falling back from Q4_K to Q5_0.
+    let calib = fixtures().join("README.md");
+    let q4 = dir.path().join("tiny.q4_k_m.gguf");
+    let v = ok_json(&[
+        "quantize",
+        "--model",
+        &m,
+        "--type",
+        "q4_k_m",
+        "--imatrix",
+        calib.to_str().unwrap(),
+        "--calib-ctx",
+        "64",
+        "--calib-chunks",
+        "3",
+        "--out",
+        q4.to_str().unwrap(),
+        "--modelfile",
+        dir.path().join("tiny.Modelfile").to_str().unwrap(),
+    ]);
+    assert_eq!(v["imatrix"]["entries"], 15, "{v}");
+    assert_eq!(v["imatrix"]["chunks"], 3, "{v}");
+    assert_eq!(v["imatrix"]["weighted_tensors"], 12, "{v}");
+    assert_eq!(v["tensor_types"]["Q8_0"], 3, "{v}");
+    let plain = dir.path().join("plain.gguf");
+    ok_json(&[
+        "quantize",
+        "--model",
+        &m,
+        "--type",
+        "q4_k_m",
+        "--out",
+        plain.to_str().unwrap(),
+        "--no-modelfile",
+    ]);
+    assert!(std::fs::read(&plain).unwrap() != std::fs::read(&q4).unwrap());
+    // Both load and run.
+    for file in [&q4, &plain] {
+        let logits = dir.path().join("logits.safetensors");
+        let o = slm(&[
+            "logits",
+            "--model",
+            file.to_str().unwrap(),
+            "--ids",
+            "0,5,9",
+            "--out",
+            logits.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    let err = one_line_error(&[
+        "quantize",
+        "--model",
+        &m,
+        "--type",
+        "f16",
+        "--imatrix",
+        calib.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.gguf").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("--imatrix only affects quantized types"),
+        "{err}"
+    );
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF").unwrap();
+    let err = one_line_error(&[
+        "quantize",
+        "--model",
+        &m,
+        "--type",
+        "q4_0",
+        "--imatrix",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.path().join("y.gguf").to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad.gguf"), "{err}");
+}

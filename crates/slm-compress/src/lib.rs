@@ -9,7 +9,8 @@
 //! - [`quantize_gguf`] writes any model slm opens as a GGUF of a [`QuantType`] (`Q4_K_M`,
 //!   `Q8_0`, ...), tensor types chosen as `llama-quantize` chooses them and blocks bit-identical
 //!   with its, optionally weighted by an [`ImportanceMatrix`] from calibration text
-//!   ([`InputStats`]) or from `llama-imatrix`.
+//!   ([`InputStats`]) or from `llama-imatrix`; [`Modelfile`] writes the Ollama Modelfile beside
+//!   it (the Jinja chat template converted to Go template syntax).
 //! - [`quantize`] / [`dequantize`] turn a tensor's rows into the block stream a GGUF file
 //!   stores (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 byte-identical with gguf-py and llama.cpp's converter;
 //!   Q4_K, Q5_K, Q6_K with ggml; F16, BF16), refusing NaN, infinities and scales that do not fit
@@ -40,11 +41,13 @@
 
 pub mod calibration;
 mod error;
+pub mod modelfile;
 pub mod prune;
 pub mod quantize;
 
 pub use calibration::{InputStats, calibration_chunks};
 pub use error::{Error, Result};
+pub use modelfile::{Modelfile, TemplateFamily};
 pub use prune::{PruneMethod, PruneReport, TensorSparsity, prune};
 pub use quantize::{
     ImportanceMatrix, QuantType, QuantizeConfig, QuantizeReport, TensorTypePlan, quantize_gguf,
