@@ -15,13 +15,19 @@ use crate::ModelArgs;
 pub struct PruneArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// magnitude (smallest weights per output row), wanda (smallest |weight| x input norm over
-    /// --calib, per output row), 2:4 (two of every four inputs kept), wanda-2:4 (2:4 by wanda's
-    /// score), or structured (whole MLP
-    /// neurons removed: a smaller model).
-    #[arg(long, value_parser = ["magnitude", "wanda", "2:4", "wanda-2:4", "structured"])]
+    /// magnitude (smallest weights per output row), magnitude-layer (per projection),
+    /// magnitude-global (one threshold over all projections), wanda (smallest |weight| x input
+    /// norm over --calib, per output row), 2:4 (two of every four inputs kept), wanda-2:4 (2:4
+    /// by wanda's score), structured (whole MLP neurons removed: a smaller model) or
+    /// structured-heads (whole query heads removed); the structured methods rank by activations
+    /// over --calib when given, else by weight magnitude.
+    #[arg(long, value_parser = [
+        "magnitude", "magnitude-layer", "magnitude-global", "wanda", "2:4", "wanda-2:4",
+        "structured", "structured-heads",
+    ])]
     method: String,
-    /// Calibration text for wanda (UTF-8; cut into --calib-ctx-token chunks).
+    /// Calibration text for wanda and the structured methods (UTF-8; cut into
+    /// --calib-ctx-token chunks).
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Tokens per calibration chunk.
@@ -48,6 +54,9 @@ pub fn run(args: PruneArgs) -> Result<()> {
         "magnitude" => PruneMethod::Magnitude,
         "2:4" => PruneMethod::NofM { n: 2, m: 4 },
         "structured" => PruneMethod::Structured,
+        "structured-heads" => PruneMethod::StructuredHeads,
+        "magnitude-layer" => PruneMethod::MagnitudeLayer,
+        "magnitude-global" => PruneMethod::MagnitudeGlobal,
         "wanda" => PruneMethod::Wanda,
         "wanda-2:4" => PruneMethod::WandaNofM { n: 2, m: 4 },
         other => bail!("unknown pruning method `{other}`"),
@@ -61,11 +70,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
                 .tokenizer
                 .as_ref()
                 .context("the model has no tokenizer")?;
-            let ids = tokenizer.encode(&text, true)?;
-            ids.chunks(args.calib_ctx.max(1))
-                .take(args.calib_chunks)
-                .map(<[u32]>::to_vec)
-                .collect()
+            slm_compress::calibration_chunks(tokenizer, &text, args.calib_ctx, args.calib_chunks)?
         }
         (None, PruneMethod::Wanda | PruneMethod::WandaNofM { .. }) => {
             bail!("--method {} needs --calib TEXT", args.method)

@@ -19,6 +19,9 @@ pub enum Error {
         "unknown quantization type `{0}` (expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M or Q6_K)"
     )]
     UnknownQuantType(String),
+    /// The recovery step of iterative pruning (a fine-tune, from another crate) failed.
+    #[error("recovery step: {0}")]
+    Recovery(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Pruning settings that cannot be met (a sparsity outside [0, 1), an impossible N:M).
     #[error("pruning: {0}")]
     InvalidPruning(String),

@@ -4,8 +4,10 @@
 //! quantization (through [`slm_ggml`], the workspace's one home of GGML types and block codecs,
 //! re-exported here as [`ggml`]).
 //!
-//! - [`prune`] zeros projection weights by magnitude or Wanda score (per output row), N:M
-//!   (2:4), or removes whole MLP neurons (structured), with a per-tensor [`PruneReport`].
+//! - [`prune`] zeros projection weights by magnitude (per output row, per layer or global) or
+//!   Wanda score (per output row), N:M (2:4), or removes whole MLP neurons (structured), with a
+//!   per-tensor [`PruneReport`]; [`IterativePruning`] reaches a sparsity in rounds with a
+//!   recovery fine-tune between them.
 //! - [`quantize_gguf`] writes any model slm opens as a GGUF of a [`QuantType`] (`Q4_K_M`,
 //!   `Q8_0`, ...), tensor types chosen as `llama-quantize` chooses them and blocks bit-identical
 //!   with its, optionally weighted by an [`ImportanceMatrix`] from calibration text
@@ -41,12 +43,14 @@
 
 pub mod calibration;
 mod error;
+pub mod iterative;
 pub mod modelfile;
 pub mod prune;
 pub mod quantize;
 
 pub use calibration::{InputStats, calibration_chunks};
 pub use error::{Error, Result};
+pub use iterative::{IterativePruning, PruneRound, SparsitySchedule};
 pub use modelfile::{Modelfile, TemplateFamily};
 pub use prune::{PruneMethod, PruneReport, TensorSparsity, prune};
 pub use quantize::{

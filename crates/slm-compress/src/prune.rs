@@ -8,15 +8,18 @@
 //!   requested sparsity exactly (the per-output comparison group Wanda uses).
 //! - [`PruneMethod::Wanda`] (Sun et al. 2023, "A Simple and Effective Pruning Approach for
 //!   LLMs"): the same per-row comparison on `|W_ij| * ||X_j||`, the weight times the L2 norm of
-//!   its input channel over calibration tokens ([`capture_input_sq_norms`] during forwards of
+//!   its input channel over calibration tokens ([`InputStats`], captured during forwards of
 //!   the calibration chunks), so weights that meet large activations are kept.
 //! - [`PruneMethod::NofM`]: semi-structured N:M (2:4 is what sparse tensor cores run): in every
 //!   group of `m` consecutive input weights of a row, only the `n` largest in magnitude stay.
 //! - [`PruneMethod::WandaNofM`]: N:M by Wanda's score (the paper's 2:4 setting).
+//! - [`PruneMethod::Magnitude`] per output row, [`PruneMethod::MagnitudeLayer`] per projection,
+//!   [`PruneMethod::MagnitudeGlobal`] with one threshold over all projections.
 //! - [`PruneMethod::Structured`]: removes `round(sparsity * intermediate_size)` MLP neurons in
-//!   every layer (the least important by weight magnitude, [`slm_core::model::narrow`]), so the
-//!   matrices really shrink and the result is a smaller valid checkpoint (same count in every
-//!   layer).
+//!   every layer, [`PruneMethod::StructuredHeads`] `round(sparsity * heads per KV group)` query
+//!   heads of every group ([`slm_core::model::narrow`]), the least important by their
+//!   activations over calibration text (or by weight magnitude without it), so the matrices
+//!   really shrink and the result is a smaller valid checkpoint (same count in every layer).
 //!
 //! Ties between equal magnitudes keep the earlier weight, so results are deterministic.
 
@@ -33,6 +36,10 @@ use crate::error::{Error, Result};
 pub enum PruneMethod {
     /// Smallest magnitudes per output row.
     Magnitude,
+    /// Smallest magnitudes per projection tensor ("per layer").
+    MagnitudeLayer,
+    /// Smallest magnitudes over all projections together (one global threshold).
+    MagnitudeGlobal,
     /// Smallest `|W| * ||X||` per output row, from calibration activations.
     Wanda,
     /// `n` of every `m` consecutive input weights kept by Wanda's score (2:4 as the Wanda
@@ -50,8 +57,10 @@ pub enum PruneMethod {
         /// Group size.
         m: usize,
     },
-    /// Whole MLP neurons removed.
+    /// Whole MLP neurons removed (the same number in every layer).
     Structured,
+    /// Whole query heads removed (the same number from every KV group of every layer).
+    StructuredHeads,
 }
 
 /// One pruned tensor's numbers.
@@ -94,7 +103,7 @@ pub struct PruneReport {
 }
 
 /// Whether `name` is a projection weight that pruning touches.
-fn is_projection(name: &str) -> bool {
+pub(crate) fn is_projection(name: &str) -> bool {
     name.starts_with("model.layers.")
         && name.ends_with("_proj.weight")
         && ["self_attn.", "mlp."].iter().any(|p| name.contains(p))
@@ -127,6 +136,19 @@ pub fn input_norms(
     Ok(InputStats::collect(decoder, calibration)?.l2_norms())
 }
 
+/// The magnitude below which values are pruned to reach `sparsity` of `magnitudes` (which it
+/// reorders), and how many values equal to it are pruned too; `None` prunes nothing.
+fn global_threshold(magnitudes: &mut [f32], sparsity: f64) -> Option<(f32, usize)> {
+    let k = (sparsity * magnitudes.len() as f64).round() as usize;
+    if k == 0 {
+        return Some((f32::NEG_INFINITY, 0));
+    }
+    let (below, t, _) = magnitudes.select_nth_unstable_by(k - 1, f32::total_cmp);
+    let t = *t;
+    let strictly_below = below.iter().filter(|&&a| a < t).count();
+    Some((t, k - strictly_below))
+}
+
 /// Keeps the `n` largest-magnitude values of every group of `m` consecutive values of `row`
 /// (a row whose length is not a multiple of `m` keeps its last, partial group whole).
 pub fn prune_row_n_of_m(row: &mut [f32], n: usize, m: usize) {
@@ -143,8 +165,9 @@ pub fn prune_row_n_of_m_by_score(row: &mut [f32], scores: &[f32], n: usize, m: u
 
 /// `decoder` pruned by `method` to `sparsity` (a fraction in `[0, 1)`; 2:4 is sparsity 0.5 by
 /// construction and takes `n/m` from the method), on the same device, with its report.
-/// `calibration` (token sequences, e.g. chunks of a text) feeds [`PruneMethod::Wanda`]; the
-/// other methods ignore it.
+/// `calibration` (token sequences, e.g. chunks of a text) feeds [`PruneMethod::Wanda`] and makes
+/// the structured methods activation-aware ([`InputStats::narrow_importance`]; weight magnitude
+/// without it); the other methods ignore it.
 ///
 /// # Errors
 /// [`Error::InvalidPruning`] for a sparsity outside `[0, 1)`, an N:M with `n == 0` or
@@ -171,14 +194,72 @@ pub fn prune(
     let params_before = count(&before);
     let config = decoder.config().clone();
     let pruned = match method {
-        PruneMethod::Structured => {
-            let keep = config.intermediate_size
-                - (sparsity * config.intermediate_size as f64).round() as usize;
-            let to = Narrowing {
-                intermediate_size: Some(keep.max(1)),
-                heads_per_group: None,
+        PruneMethod::Structured | PruneMethod::StructuredHeads => {
+            let to = if method == PruneMethod::Structured {
+                let keep = config.intermediate_size
+                    - (sparsity * config.intermediate_size as f64).round() as usize;
+                Narrowing {
+                    intermediate_size: Some(keep.max(1)),
+                    heads_per_group: None,
+                }
+            } else {
+                let group = config.num_attention_heads / config.num_key_value_heads.max(1);
+                let keep = group - (sparsity * group as f64).round() as usize;
+                Narrowing {
+                    intermediate_size: None,
+                    heads_per_group: Some(keep.max(1)),
+                }
             };
-            narrow(decoder, &to, &NarrowImportance::from_weights(decoder)?)?
+            // Activation-aware with calibration text, by weight magnitude without.
+            let importance = if calibration.iter().any(|c| !c.is_empty()) {
+                InputStats::collect(decoder, calibration)?.narrow_importance(decoder)?
+            } else {
+                NarrowImportance::from_weights(decoder)?
+            };
+            narrow(decoder, &to, &importance)?
+        }
+        PruneMethod::MagnitudeLayer | PruneMethod::MagnitudeGlobal => {
+            let mut params = decoder.named_parameters()?;
+            let projections = || params.iter().filter(|(n, _, _)| is_projection(n));
+            let threshold = match method {
+                PruneMethod::MagnitudeGlobal => {
+                    let mut all: Vec<f32> = projections()
+                        .flat_map(|(_, _, v)| v.iter().map(|x| x.abs()))
+                        .collect();
+                    global_threshold(&mut all, sparsity)
+                }
+                _ => None,
+            };
+            // Ties at the global threshold are cut in model order until the count is met.
+            let mut ties_left = threshold.map_or(0, |(_, ties)| ties);
+            for (name, _, values) in params.iter_mut() {
+                if !is_projection(name) {
+                    continue;
+                }
+                match threshold {
+                    Some((t, _)) => {
+                        for v in values.iter_mut() {
+                            let a = v.abs();
+                            if a < t {
+                                *v = 0.0;
+                            } else if a == t && ties_left > 0 {
+                                *v = 0.0;
+                                ties_left -= 1;
+                            }
+                        }
+                    }
+                    None => {
+                        let k = (sparsity * values.len() as f64).round() as usize;
+                        prune_row_magnitude(values, k);
+                    }
+                }
+            }
+            Decoder::from_named_parameters(
+                &config,
+                params,
+                "pruned weights (in memory)",
+                &decoder.device(),
+            )?
         }
         PruneMethod::Magnitude
         | PruneMethod::Wanda

@@ -56,6 +56,7 @@ pub mod forward;
 pub mod loss;
 pub mod optim;
 mod schedule;
+pub mod sparsity;
 pub mod teacher_cache;
 mod trainer;
 
@@ -71,6 +72,7 @@ pub use forward::{TargetLogits, batch_logits, target_logits, target_rows};
 pub use loss::{causal_lm_loss, target_loss};
 pub use optim::{Grads, OptimizerState, ParamMoments, TensorAdamW};
 pub use schedule::LrSchedule;
+pub use sparsity::SparsityMask;
 pub use teacher_cache::TeacherCache;
 pub use trainer::{
     EvalCallback, EvalMetrics, StepMetrics, Teacher, TrainObserver, TrainReport, Trainer, TuneMode,

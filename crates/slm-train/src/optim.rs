@@ -66,6 +66,14 @@ impl Grads {
         }
     }
 
+    /// Multiplies the gradient of `id` (if it has one) elementwise by `mask` (flattened as the
+    /// gradient is): zeros in the mask freeze those elements.
+    pub fn mask(&mut self, id: ParamId, mask: &Tensor<1>) {
+        if let Some(g) = self.by_id.get_mut(&id) {
+            *g = g.clone() * mask.clone();
+        }
+    }
+
     /// Multiplies every gradient by `factor` (1 / micro-batches, for a mean).
     pub fn scale(&mut self, factor: f64) {
         for g in self.by_id.values_mut() {

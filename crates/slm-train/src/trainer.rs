@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::forward::target_logits;
 use crate::loss::target_loss;
 use crate::optim::{Grads, TensorAdamW};
+use crate::sparsity::SparsityMask;
 use crate::teacher_cache::TeacherCache;
 
 /// What is trained.
@@ -118,6 +119,9 @@ pub struct TrainReport {
     pub early_stopped: bool,
     /// The final weights: `OUT/adapter` (LoRA) or `OUT/model` (full).
     pub output: PathBuf,
+    /// Pruned (zero) projection weights kept at zero through full tuning.
+    #[serde(default)]
+    pub kept_zeros: usize,
 }
 
 /// Where a distilled student's soft targets come from.
@@ -289,6 +293,11 @@ impl<'a> Trainer<'a> {
                 (model, TrainerState::default())
             }
         };
+        // Full tuning of a pruned model keeps its pruned weights at zero.
+        let sparsity = match &self.mode {
+            TuneMode::Full => SparsityMask::of(&model)?,
+            TuneMode::Lora(_) => None,
+        };
         // The curve continues from the checkpoint: later lines of an interrupted run go.
         checkpoint::truncate_metrics(&metrics_path, state.step)?;
         let mut metrics = std::fs::OpenOptions::new()
@@ -339,6 +348,9 @@ impl<'a> Trainer<'a> {
                 let (step_loss, tokens, mut grads) =
                     self.accumulate(&model, &pending, state.step + 1)?;
                 pending.clear();
+                if let Some(mask) = &sparsity {
+                    mask.apply(&mut grads);
+                }
                 let grad_norm = match self.config.max_grad_norm {
                     Some(max) => grads.clip_global_norm(max)?,
                     None => grads.norm()?,
@@ -427,6 +439,7 @@ impl<'a> Trainer<'a> {
                 evals: state.evals,
                 early_stopped,
                 output,
+                kept_zeros: sparsity.as_ref().map_or(0, SparsityMask::zeros),
             },
         ))
     }

@@ -286,3 +286,52 @@ fn modules_to_save_train_beside_the_adapters_and_resume() {
         assert!((a - b).abs() <= 1e-5, "step {s}: {a} then {b}");
     }
 }
+
+/// Full fine-tuning of a pruned model keeps every pruned weight at exactly zero (the gradient
+/// mask keeps AdamW's moments at zero too) while the other weights train.
+#[test]
+fn full_tuning_keeps_pruned_weights_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    // Zero every other weight of the first layer's q_proj and all of layer 1's down_proj rows 0..8.
+    let model = base();
+    let params: Vec<_> = model
+        .named_parameters()
+        .unwrap()
+        .into_iter()
+        .map(|(n, s, mut v)| {
+            if n == "model.layers.0.self_attn.q_proj.weight" {
+                v.iter_mut().step_by(2).for_each(|x| *x = 0.0);
+            }
+            if n == "model.layers.1.mlp.down_proj.weight" {
+                v[..8 * s[1]].iter_mut().for_each(|x| *x = 0.0);
+            }
+            (n, s, v)
+        })
+        .collect();
+    let pruned =
+        Decoder::from_named_parameters(model.config(), params.clone(), "pruned", &model.device())
+            .unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        lr: 1e-2,
+        weight_decay: 0.1,
+        eval_every: None,
+        save_every: None,
+        ..config()
+    };
+    let trainer = Trainer::new(config, TuneMode::Full, dir.path(), "llama-tiny");
+    let (tuned, report) = trainer.run(pruned, &examples(8), None, false).unwrap();
+    assert_eq!(report.kept_zeros, 64 * 64 / 2 + 8 * 128);
+    for ((name, _, after), (_, _, before)) in tuned.named_parameters().unwrap().iter().zip(&params)
+    {
+        if name.ends_with("q_proj.weight") || name.ends_with("down_proj.weight") {
+            let zeros_kept = before
+                .iter()
+                .zip(after)
+                .filter(|(b, _)| **b == 0.0)
+                .all(|(_, a)| *a == 0.0);
+            assert!(zeros_kept, "{name}: a pruned weight moved");
+            assert!(max_abs_diff(before, after) > 0.0, "{name} did not train");
+        }
+    }
+}

@@ -216,11 +216,22 @@ impl Projection {
         self
     }
 
+    /// The dense weight's parameter id (what an optimizer keys its state and gradients by).
+    pub fn weight_id(&self) -> burn::module::ParamId {
+        self.dense.weight.id
+    }
+
+    /// 1 where the dense weight is not zero, 0 where it is, in the parameter's own layout
+    /// (burn's `[in, out]`): the mask that keeps a pruned weight pruned.
+    pub fn keep_mask(&self) -> Tensor<2> {
+        self.dense.weight.val().not_equal_elem(0.0).float()
+    }
+
     /// [`merge`](Self::merge) that keeps the dense weight's zeros zero: a pruned base (2:4,
     /// Wanda) stays sparse after a recovery adapter is folded in, where a plain merge would
     /// fill every pruned weight with the adapter's update.
     pub fn merge_keeping_zeros(self) -> Self {
-        let keep = self.dense.weight.val().not_equal_elem(0.0).float();
+        let keep = self.keep_mask();
         let mut merged = self.merge();
         let w = merged.dense.weight.val() * keep;
         merged.dense.weight = Param::from_tensor(w.detach());
