@@ -38,8 +38,32 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         .tokenizer
         .as_ref()
         .context("the model has no tokenizer")?;
+    let config = PerplexityConfig {
+        ctx: args.ctx,
+        max_chunks: args.chunks,
+    };
+    let result = score(&model, tokenizer, &text, &config)?;
+    if args.json {
+        println!("{}", serde_json::to_value(result)?);
+    } else {
+        println!(
+            "PPL = {:.4} +/- {:.5} ({} tokens scored in {} chunks of {})",
+            result.ppl, result.stderr, result.tokens, result.chunks, result.ctx
+        );
+    }
+    Ok(())
+}
+
+/// llama-perplexity's score of `text` under `model`, with a progress bar on a terminal (`slm
+/// perplexity`, and `slm prune --eval` before and after pruning).
+pub fn score(
+    model: &impl slm_core::CausalLm,
+    tokenizer: &slm_core::tokenizer::Tokenizer,
+    text: &str,
+    config: &PerplexityConfig,
+) -> Result<slm_infer::Perplexity> {
     // BOS only when the model's tokenizer adds one (as llama.cpp's add_bos).
-    let tokens = tokenizer.encode(&text, true)?;
+    let tokens = tokenizer.encode(text, true)?;
     let bos = tokenizer
         .bos_token()
         .and_then(|b| tokenizer.token_to_id(b))
@@ -50,10 +74,6 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
                 .and_then(|t| t.first().copied())
                 == Some(b)
         });
-    let config = PerplexityConfig {
-        ctx: args.ctx,
-        max_chunks: args.chunks,
-    };
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -64,7 +84,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         );
         b
     });
-    let result = perplexity(&model, &tokens, bos, &config, |done, total| {
+    let result = perplexity(model, &tokens, bos, config, |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);
             b.set_position(done as u64);
@@ -73,13 +93,5 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if args.json {
-        println!("{}", serde_json::to_value(result)?);
-    } else {
-        println!(
-            "PPL = {:.4} +/- {:.5} ({} tokens scored in {} chunks of {})",
-            result.ppl, result.stderr, result.tokens, result.chunks, result.ctx
-        );
-    }
-    Ok(())
+    Ok(result)
 }

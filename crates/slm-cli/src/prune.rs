@@ -39,6 +39,16 @@ pub struct PruneArgs {
     /// The fraction pruned, in [0, 1) (2:4 is 0.5 by construction).
     #[arg(long, default_value_t = 0.5)]
     sparsity: f64,
+    /// Text to score before and after pruning (llama-perplexity's method), reported in the
+    /// output and in prune_report.json.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Tokens per chunk of --eval.
+    #[arg(long, default_value_t = 512)]
+    eval_ctx: usize,
+    /// Chunks of --eval scored at most.
+    #[arg(long)]
+    eval_chunks: Option<usize>,
     /// Output directory (a Hugging Face model directory).
     #[arg(long)]
     out: PathBuf,
@@ -48,7 +58,8 @@ pub struct PruneArgs {
 }
 
 /// Runs `slm prune`, printing `{"out","method","requested","projection_sparsity",
-/// "params_before","params_after","report"}`.
+/// "params_before","params_after","perplexity","report"}` (`perplexity`: `{"before","after"}`
+/// with `--eval`, else null).
 pub fn run(args: PruneArgs) -> Result<()> {
     let method = match args.method.as_str() {
         "magnitude" => PruneMethod::Magnitude,
@@ -77,13 +88,40 @@ pub fn run(args: PruneArgs) -> Result<()> {
         }
         (None, _) => Vec::new(),
     };
-    let (pruned, report) = prune(&model.merge_adapters(), method, args.sparsity, &calibration)?;
+    let model = model.merge_adapters();
+    let eval = match &args.eval {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            let tokenizer = ckpt
+                .tokenizer
+                .as_ref()
+                .context("--eval needs the model's tokenizer")?;
+            let config = slm_infer::PerplexityConfig {
+                ctx: args.eval_ctx,
+                max_chunks: args.eval_chunks,
+            };
+            let before = crate::perplexity::score(&model, tokenizer, &text, &config)?;
+            Some((text, config, before))
+        }
+        None => None,
+    };
+    let (pruned, report) = prune(&model, method, args.sparsity, &calibration)?;
+    let perplexity = match (&eval, ckpt.tokenizer.as_ref()) {
+        (Some((text, config, before)), Some(tokenizer)) => {
+            let after = crate::perplexity::score(&pruned, tokenizer, text, config)?;
+            Some(json!({"before": before, "after": after, "text": args.eval}))
+        }
+        _ => None,
+    };
     let dtype = crate::save_dtype(&ckpt, args.dtype)?;
     save_hf_dir(&pruned, ckpt.tokenizer.as_ref(), &args.out, dtype)?;
     let report_path = args.out.join("prune_report.json");
+    let mut report_json = serde_json::to_value(&report)?;
+    report_json["perplexity"] = perplexity.clone().unwrap_or(serde_json::Value::Null);
     slm_core::io::write_atomic(
         &report_path,
-        serde_json::to_string_pretty(&report)?.as_bytes(),
+        serde_json::to_string_pretty(&report_json)?.as_bytes(),
     )?;
     println!(
         "{}",
@@ -94,6 +132,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
             "projection_sparsity": report.projection_sparsity,
             "params_before": report.params_before,
             "params_after": report.params_after,
+            "perplexity": perplexity,
             "report": report_path,
         })
     );

@@ -984,3 +984,65 @@ fn quantize_writes_gguf_and_modelfile_with_and_without_an_importance_matrix() {
     ]);
     assert!(err.contains("bad.gguf"), "{err}");
 }
+
+#[test]
+fn prune_reports_perplexity_before_and_after_and_new_methods_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model("llama-tiny");
+    let text = fixtures().join("README.md");
+    let out = dir.path().join("global");
+    let v = ok_json(&[
+        "prune",
+        "--model",
+        &m,
+        "--method",
+        "magnitude-global",
+        "--sparsity",
+        "0.5",
+        "--eval",
+        text.to_str().unwrap(),
+        "--eval-ctx",
+        "64",
+        "--eval-chunks",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (before, after) = (&v["perplexity"]["before"], &v["perplexity"]["after"]);
+    assert_eq!(before["chunks"], 4, "{v}");
+    assert_eq!(before["tokens"], after["tokens"]);
+    assert!(
+        before["ppl"].as_f64().unwrap() != after["ppl"].as_f64().unwrap(),
+        "{v}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("prune_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["perplexity"], v["perplexity"]);
+    assert!(
+        (v["projection_sparsity"].as_f64().unwrap() - 0.5).abs() < 1e-4,
+        "{v}"
+    );
+    for (method, sparsity) in [("magnitude-layer", "0.3"), ("structured-heads", "0.5")] {
+        let out = dir.path().join(method);
+        let v = ok_json(&[
+            "prune",
+            "--model",
+            &m,
+            "--method",
+            method,
+            "--sparsity",
+            sparsity,
+            "--calib",
+            text.to_str().unwrap(),
+            "--calib-ctx",
+            "64",
+            "--calib-chunks",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(v["perplexity"].is_null());
+        assert!(out.join("config.json").is_file(), "{method}");
+    }
+}

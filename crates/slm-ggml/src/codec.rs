@@ -54,13 +54,18 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q6_K => encode::<QK_K>(values, &mut out, ty.type_size(), q6_k::quantize_q6_k),
         _ => unreachable!("can_quantize lists exactly the types above"),
     };
-    result.map_err(|(block, Overflow { field, value })| Error::ScaleOverflow {
+    result.map_err(|failure| overflow(ty, failure))?;
+    Ok(out)
+}
+
+/// The error of a block whose scale did not fit an f16.
+fn overflow(ty: GgmlType, (block, Overflow { field, value }): (usize, Overflow)) -> Error {
+    Error::ScaleOverflow {
         ty,
         block,
         field,
         value,
-    })?;
-    Ok(out)
+    }
 }
 
 /// One importance-weighted block quantizer: the block, its columns' importance, the mean square
@@ -126,12 +131,7 @@ pub fn quantize_weighted(
         Q5_K => rows::<QK_K>(x, w, o, r, ts, q5_k::quantize_q5_k_weighted),
         _ => rows::<QK_K>(x, w, o, r, ts, q6_k::quantize_q6_k_weighted),
     };
-    result.map_err(|(block, Overflow { field, value })| Error::ScaleOverflow {
-        ty,
-        block,
-        field,
-        value,
-    })?;
+    result.map_err(|failure| overflow(ty, failure))?;
     Ok(out)
 }
 
