@@ -74,6 +74,8 @@ pub struct TensorSparsity {
     pub zeros: usize,
     /// `zeros / params`.
     pub sparsity: f64,
+    /// Bytes of the dense f32 tensor (a sparse or quantized format stores the zeros for less).
+    pub f32_bytes: usize,
 }
 
 /// What [`prune`] did.
@@ -357,6 +359,7 @@ pub fn prune(
             params,
             zeros,
             sparsity: zeros as f64 / params.max(1) as f64,
+            f32_bytes: params * 4,
         });
     }
     let projection_params: usize = tensors.iter().map(|t| t.params).sum();

@@ -133,3 +133,77 @@ fn whole_blocks_of_arbitrary_bytes_decode() {
         assert_eq!(dequantize(format, &bytes, n).unwrap().len(), n);
     }
 }
+
+/// The 6-bit scale and min of sub-block `j` (ggml's `get_scale_min_k4`, written out again here
+/// so the bound below reads the bytes independently of the crate's decoder).
+fn scale_min(j: usize, q: &[u8]) -> (f64, f64) {
+    let (sc, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    };
+    (f64::from(sc), f64::from(m))
+}
+
+/// How far `x` lies outside `[lo, hi]`.
+fn outside(x: f64, lo: f64, hi: f64) -> f64 {
+    (lo - x).max(x - hi).max(0.0)
+}
+
+/// Super-blocks of 256 values: eight sub-blocks of 32 at independent scales and offsets (so
+/// the 6-bit sub-block scales matter), sometimes a constant or all-zero sub-block.
+fn super_blocks() -> impl Strategy<Value = Vec<f32>> {
+    let sub = (-12i32..=6, -2.0f32..2.0, 0u8..8).prop_flat_map(|(e, off, kind)| {
+        let scale = 2f32.powi(e);
+        prop::collection::vec(-1.0f32..=1.0, 32).prop_map(move |u| match kind {
+            0 => vec![0.0; 32],
+            1 => vec![off * scale; 32],
+            _ => u.iter().map(|v| off * scale + v * scale).collect(),
+        })
+    });
+    prop::collection::vec(sub, 8..=16)
+        .prop_filter("whole super-blocks", |s| s.len() % 8 == 0)
+        .prop_map(|s| s.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Q4_K/Q5_K: every value decodes to the nearest level of its sub-block's stored scale and
+    /// minimum (`d*sc*q - dmin*m`, q in 0..=nmax): at most half a step away, plus how far the
+    /// value lies outside the levels' range. Q6_K likewise with `d*sc*(q - 32)`, q - 32 in
+    /// -32..=31. And in absolute terms: within an eighth of the super-block's range (Q4_K,
+    /// Q5_K) or a sixteenth of its largest magnitude (Q6_K).
+    #[test]
+    fn k_quant_error_is_bounded(x in super_blocks()) {
+        for (ty, nmax) in [(GgmlType::Q4_K, 15.0), (GgmlType::Q5_K, 31.0), (GgmlType::Q6_K, 0.0)] {
+            let bytes = quantize(ty, &x).unwrap();
+            let y = dequantize(ty, &bytes, x.len()).unwrap();
+            for (s, ((xs, ys), b)) in x.chunks(256).zip(y.chunks(256)).zip(bytes.chunks(ty.type_size())).enumerate() {
+                let amax = xs.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+                let lo = xs.iter().copied().fold(f32::INFINITY, f32::min).min(0.0) as f64;
+                let hi = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0) as f64;
+                for (i, (a, r)) in xs.iter().zip(ys).enumerate() {
+                    let (a, r) = (f64::from(*a), f64::from(*r));
+                    let limit = if ty == GgmlType::Q6_K {
+                        let d = f16_at(b, 208) * f64::from(b[192 + i / 16] as i8);
+                        let (l, h) = if d >= 0.0 { (-32.0 * d, 31.0 * d) } else { (31.0 * d, -32.0 * d) };
+                        d.abs() / 2.0 + outside(a, l, h)
+                    } else {
+                        let (sc, m) = scale_min(i / 32, &b[4..16]);
+                        let (d, dm) = (f16_at(b, 0) * sc, f16_at(b, 2) * m);
+                        d / 2.0 + outside(a, -dm, nmax * d - dm)
+                    };
+                    let slop = 1e-5 * limit + 8.0 * f64::from(f32::EPSILON) * amax;
+                    let err = (a - r).abs();
+                    prop_assert!(err <= limit + slop, "{ty} super-block {s} value {i}: |{a} - {r}| = {err} > {limit}");
+                    let coarse = if ty == GgmlType::Q6_K { amax / 16.0 } else { (hi - lo) / 8.0 };
+                    prop_assert!(err <= coarse + 1e-6, "{ty} super-block {s} value {i}: {err} > {coarse}");
+                }
+            }
+        }
+    }
+}
