@@ -14,6 +14,10 @@
 //! - [`quantize_weighted`]: the 4-, 5- and 6-bit types weighted by an importance matrix
 //!   (llama.cpp's imatrix), bit-exact with `llama-quantize --imatrix`.
 //!
+//! - [`dot`]: quantized dot products and matrix-vector products of Q8_0/Q4_0/Q4_1 weights with
+//!   8-bit activations, AVX2 (detected at run time) with a scalar reference beside each: the
+//!   start of the CPU fast path.
+//!
 //! Input is whole blocks (a weight matrix's rows laid end to end). NaN, infinities and scales
 //! that do not fit an f16 are errors naming the value or block, never garbage.
 //!
@@ -47,6 +51,7 @@
 
 mod blocks;
 mod codec;
+pub mod dot;
 mod error;
 mod types;
 

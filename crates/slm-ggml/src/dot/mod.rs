@@ -1,0 +1,194 @@
+//! Quantized dot products: a weight row stored in its GGML blocks times activations quantized
+//! to 8 bits per block, as llama.cpp multiplies them (`ggml_vec_dot_q4_0_q8_0` and friends):
+//! integer products within a block, one float multiply-add per block. The weights are never
+//! dequantized, so a matrix-vector product reads 4.5-8.5 bits per weight instead of 32.
+//!
+//! [`Activations`] holds a vector quantized to Q8_0 blocks (with each block's integer sum, for
+//! the affine formats); [`dot`] and [`matvec`] pick the kernel for the weight type at run time:
+//! AVX2 where the CPU has it (`is_x86_feature_detected!`), the portable scalar reference
+//! otherwise. Every SIMD kernel is tested against its scalar reference and against the f32 dot
+//! product of the dequantized values.
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use rayon::prelude::*;
+
+use crate::blocks::QK;
+use crate::codec::quantize;
+use crate::error::{Error, Result};
+use crate::types::GgmlType;
+
+/// A vector quantized for the integer dot products: Q8_0 blocks (`d` f16, 32 x i8) and the sum
+/// of each block's levels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activations {
+    blocks: Vec<u8>,
+    sums: Vec<i32>,
+    len: usize,
+}
+
+impl Activations {
+    /// Quantizes `x` (a whole number of 32-value blocks) to Q8_0, as llama.cpp quantizes the
+    /// activations of a matrix-vector product with 4- and 8-bit weights.
+    ///
+    /// # Errors
+    /// As [`quantize`] for Q8_0: a partial block, NaN or infinities, an activation beyond
+    /// f16's range times 127.
+    pub fn quantize(x: &[f32]) -> Result<Self> {
+        let blocks = quantize(GgmlType::Q8_0, x)?;
+        let sums = blocks
+            .chunks_exact(34)
+            .map(|b| b[2..].iter().map(|&q| i32::from(q as i8)).sum())
+            .collect();
+        Ok(Self {
+            blocks,
+            sums,
+            len: x.len(),
+        })
+    }
+
+    /// Values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Which implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// The portable reference.
+    Scalar,
+    /// AVX2 with FMA and F16C (x86-64, detected at run time).
+    Avx2,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return Kernel::Avx2;
+        }
+        Kernel::Scalar
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            Kernel::Avx2 => Kernel::detect() == Kernel::Avx2,
+        }
+    }
+}
+
+/// Weight types [`dot`] multiplies.
+pub fn supports(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+}
+
+/// `sum_i w_i * x_i` for one weight row `row` (GGML blocks of `ty`) and activations `x`, with
+/// the fastest kernel.
+///
+/// # Errors
+/// [`Error::Unsupported`] for other weight types; [`Error::ByteLength`] when `row` does not
+/// hold exactly `x.len()` values.
+pub fn dot(ty: GgmlType, row: &[u8], x: &Activations) -> Result<f32> {
+    dot_with(Kernel::detect(), ty, row, x)
+}
+
+/// [`dot`] with a chosen kernel (for tests and benchmarks).
+///
+/// # Errors
+/// As [`dot`], and [`Error::Unsupported`] for a kernel this CPU lacks.
+pub fn dot_with(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> Result<f32> {
+    check(ty, row.len(), x.len)?;
+    if !kernel.available() {
+        return Err(Error::Unsupported {
+            ty,
+            op: "this dot-product kernel on this CPU",
+        });
+    }
+    Ok(run(kernel, ty, row, x))
+}
+
+/// `out[r] = dot(row r, x)` for a row-major matrix of `out.len()` rows stored in `ty`'s blocks,
+/// rows split across rayon's threads.
+///
+/// # Errors
+/// As [`dot`]; [`Error::ByteLength`] when `weights` is not `out.len()` rows of `x.len()` values.
+pub fn matvec(ty: GgmlType, weights: &[u8], x: &Activations, out: &mut [f32]) -> Result<()> {
+    let row_bytes = ty
+        .bytes_for(x.len)
+        .ok_or(Error::LengthNotMultiple { ty, len: x.len })?;
+    if weights.len() != row_bytes * out.len() {
+        return Err(Error::ByteLength {
+            ty,
+            elements: x.len * out.len(),
+            expected: row_bytes * out.len(),
+            got: weights.len(),
+        });
+    }
+    check(ty, row_bytes, x.len)?;
+    let kernel = Kernel::detect();
+    const ROWS_PER_TASK: usize = 16;
+    out.par_chunks_mut(ROWS_PER_TASK)
+        .zip(weights.par_chunks(ROWS_PER_TASK * row_bytes))
+        .for_each(|(o, w)| {
+            for (y, row) in o.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                *y = run(kernel, ty, row, x);
+            }
+        });
+    Ok(())
+}
+
+fn check(ty: GgmlType, row_bytes: usize, n: usize) -> Result<()> {
+    if !supports(ty) {
+        return Err(Error::Unsupported {
+            ty,
+            op: "quantized dot products",
+        });
+    }
+    let expected = ty
+        .bytes_for(n)
+        .ok_or(Error::LengthNotMultiple { ty, len: n })?;
+    if row_bytes != expected || !n.is_multiple_of(QK) {
+        return Err(Error::ByteLength {
+            ty,
+            elements: n,
+            expected,
+            got: row_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// The kernel for a checked row.
+fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` is only chosen (`detect`) or accepted (`available`) when the
+        // CPU reports AVX2, FMA and F16C; the lengths were checked by `check`.
+        Kernel::Avx2 => unsafe {
+            match ty {
+                GgmlType::Q8_0 => x86::q8_0_q8_0(row, &x.blocks),
+                GgmlType::Q4_0 => x86::q4_0_q8_0(row, &x.blocks),
+                _ => x86::q4_1_q8_0(row, &x.blocks, &x.sums),
+            }
+        },
+        _ => match ty {
+            GgmlType::Q8_0 => scalar::q8_0_q8_0(row, &x.blocks),
+            GgmlType::Q4_0 => scalar::q4_0_q8_0(row, &x.blocks),
+            _ => scalar::q4_1_q8_0(row, &x.blocks, &x.sums),
+        },
+    }
+}

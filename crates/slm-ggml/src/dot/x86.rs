@@ -1,0 +1,113 @@
+//! AVX2 + FMA (+ F16C for the scales) kernels (llama.cpp's `ggml-cpu/arch/x86/quants.c` AVX2 paths): per block, the
+//! 32 products summed in integer lanes (`maddubs` then `madd`), converted to f32 and added with
+//! one FMA by the block's scale; a horizontal sum at the end.
+
+use std::arch::x86_64::*;
+
+/// The f16 at `b[i..i + 2]` as f32, by the F16C instruction (the `half` crate's portable
+/// conversion costs more than a block's integer products).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    let h = u16::from_le_bytes([b[i], b[i + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+/// Sum of the eight f32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps::<1>(v);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The 16 pairwise products of signed bytes `x * y`, summed to 8 i32 and converted to f32
+/// (`mul_sum_i8_pairs_float`: |x| as unsigned times y with x's sign, which `maddubs` takes).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    mul_sum_u8_i8(ax, sy)
+}
+
+/// Unsigned bytes `x` times signed bytes `y`, pairwise, summed to 8 i32, as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(x, y);
+    let summed = _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
+    _mm256_cvtepi32_ps(summed)
+}
+
+/// 16 bytes of nibbles to 32 bytes: low nibbles first (elements 0..16), then high ones.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY (caller): `p` points at 16 readable bytes.
+    let tmp = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// 32 signed bytes at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32(p: *const u8) -> __m256i {
+    // SAFETY (caller): `p` points at 32 readable bytes.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// Q8_0 x Q8_0.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` and `x` hold the same number of 34-byte blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q8_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (wb, xb) in w.chunks_exact(34).zip(x.chunks_exact(34)) {
+        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(xb, 0));
+        // SAFETY: each block has 32 bytes of levels after its 2-byte scale.
+        let (qw, qx) = unsafe { (load32(wb.as_ptr().add(2)), load32(xb.as_ptr().add(2))) };
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(qw, qx), acc);
+    }
+    hsum(acc)
+}
+
+/// Q4_0 x Q8_0.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds as many 18-byte blocks as `x` 34-byte ones.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let eight = _mm256_set1_epi8(8);
+    for (wb, xb) in w.chunks_exact(18).zip(x.chunks_exact(34)) {
+        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(xb, 0));
+        // SAFETY: 16 bytes of nibbles after the weight block's scale, 32 levels after the
+        // activation block's.
+        let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(2)), load32(xb.as_ptr().add(2))) };
+        let qw = _mm256_sub_epi8(qw, eight);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(qw, qx), acc);
+    }
+    hsum(acc)
+}
+
+/// Q4_1 x Q8_0 with the activation blocks' level sums.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds as many 20-byte blocks as `x` 34-byte ones and `sums`
+/// entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_1_q8_0(w: &[u8], x: &[u8], sums: &[i32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut offset = 0.0f32;
+    for ((wb, xb), &sy) in w.chunks_exact(20).zip(x.chunks_exact(34)).zip(sums) {
+        let dx = f16_at(xb, 0);
+        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
+        // SAFETY: 16 bytes of nibbles after the weight block's d and m, 32 levels after the
+        // activation block's scale.
+        let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(4)), load32(xb.as_ptr().add(2))) };
+        acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qw, qx), acc);
+        offset += f16_at(wb, 2) * (dx * sy as f32);
+    }
+    hsum(acc) + offset
+}
