@@ -15,17 +15,19 @@ mod x86;
 
 use rayon::prelude::*;
 
-use crate::blocks::QK;
+use crate::blocks::{QK, f16_at};
 use crate::codec::quantize;
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
 
-/// A vector quantized for the integer dot products: Q8_0 blocks (`d` f16, 32 x i8) and the sum
-/// of each block's levels.
+/// A vector quantized for the integer dot products: Q8_0 blocks (`d` f16, 32 x i8), and per
+/// block its scale as f32 and `d * sum(levels)` (llama.cpp's Q8_1 `s`, for the affine formats),
+/// so the kernels convert no activation scale.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Activations {
     blocks: Vec<u8>,
-    sums: Vec<i32>,
+    scales: Vec<f32>,
+    scaled_sums: Vec<f32>,
     len: usize,
 }
 
@@ -38,13 +40,16 @@ impl Activations {
     /// f16's range times 127.
     pub fn quantize(x: &[f32]) -> Result<Self> {
         let blocks = quantize(GgmlType::Q8_0, x)?;
-        let sums = blocks
+        let scales: Vec<f32> = blocks.chunks_exact(34).map(|b| f16_at(b, 0)).collect();
+        let scaled_sums = blocks
             .chunks_exact(34)
-            .map(|b| b[2..].iter().map(|&q| i32::from(q as i8)).sum())
+            .zip(&scales)
+            .map(|(b, d)| d * b[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32)
             .collect();
         Ok(Self {
             blocks,
-            sums,
+            scales,
+            scaled_sums,
             len: x.len(),
         })
     }
@@ -180,15 +185,15 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
         // CPU reports AVX2, FMA and F16C; the lengths were checked by `check`.
         Kernel::Avx2 => unsafe {
             match ty {
-                GgmlType::Q8_0 => x86::q8_0_q8_0(row, &x.blocks),
-                GgmlType::Q4_0 => x86::q4_0_q8_0(row, &x.blocks),
-                _ => x86::q4_1_q8_0(row, &x.blocks, &x.sums),
+                GgmlType::Q8_0 => x86::q8_0_q8_0(row, &x.blocks, &x.scales),
+                GgmlType::Q4_0 => x86::q4_0_q8_0(row, &x.blocks, &x.scales),
+                _ => x86::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
             }
         },
         _ => match ty {
-            GgmlType::Q8_0 => scalar::q8_0_q8_0(row, &x.blocks),
-            GgmlType::Q4_0 => scalar::q4_0_q8_0(row, &x.blocks),
-            _ => scalar::q4_1_q8_0(row, &x.blocks, &x.sums),
+            GgmlType::Q8_0 => scalar::q8_0_q8_0(row, &x.blocks, &x.scales),
+            GgmlType::Q4_0 => scalar::q4_0_q8_0(row, &x.blocks, &x.scales),
+            _ => scalar::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
         },
     }
 }

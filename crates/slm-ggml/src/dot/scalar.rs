@@ -4,23 +4,23 @@
 use crate::blocks::f16_at;
 
 /// Q8_0 weights (34-byte blocks) times Q8_0 activations.
-pub(crate) fn q8_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
+pub(crate) fn q8_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     let mut sum = 0.0f32;
-    for (wb, xb) in w.chunks_exact(34).zip(x.chunks_exact(34)) {
+    for ((wb, xb), &dx) in w.chunks_exact(34).zip(x.chunks_exact(34)).zip(dx) {
         let s: i32 = wb[2..]
             .iter()
             .zip(&xb[2..])
             .map(|(&a, &b)| i32::from(a as i8) * i32::from(b as i8))
             .sum();
-        sum += s as f32 * (f16_at(wb, 0) * f16_at(xb, 0));
+        sum += s as f32 * (f16_at(wb, 0) * dx);
     }
     sum
 }
 
 /// Q4_0 weights (18-byte blocks: `d`, nibbles `q`, value `d * (q - 8)`) times Q8_0 activations.
-pub(crate) fn q4_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
+pub(crate) fn q4_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     let mut sum = 0.0f32;
-    for (wb, xb) in w.chunks_exact(18).zip(x.chunks_exact(34)) {
+    for ((wb, xb), &dx) in w.chunks_exact(18).zip(x.chunks_exact(34)).zip(dx) {
         let mut s = 0i32;
         for j in 0..16 {
             let (lo, hi) = (
@@ -29,23 +29,27 @@ pub(crate) fn q4_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
             );
             s += lo * i32::from(xb[2 + j] as i8) + hi * i32::from(xb[18 + j] as i8);
         }
-        sum += s as f32 * (f16_at(wb, 0) * f16_at(xb, 0));
+        sum += s as f32 * (f16_at(wb, 0) * dx);
     }
     sum
 }
 
 /// Q4_1 weights (20-byte blocks: `d`, `m`, nibbles `q`, value `d * q + m`) times Q8_0
-/// activations with their per-block level sums: `d_w d_x sum(q y) + m_w d_x sum(y)`.
-pub(crate) fn q4_1_q8_0(w: &[u8], x: &[u8], sums: &[i32]) -> f32 {
+/// activations with their per-block scaled sums: `d_w d_x sum(q y) + m_w (d_x sum(y))`.
+pub(crate) fn q4_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
     let mut sum = 0.0f32;
-    for ((wb, xb), &sy) in w.chunks_exact(20).zip(x.chunks_exact(34)).zip(sums) {
+    for (((wb, xb), &dx), &dsum) in w
+        .chunks_exact(20)
+        .zip(x.chunks_exact(34))
+        .zip(dx)
+        .zip(dsums)
+    {
         let mut s = 0i32;
         for j in 0..16 {
             let (lo, hi) = (i32::from(wb[4 + j] & 0x0F), i32::from(wb[4 + j] >> 4));
             s += lo * i32::from(xb[2 + j] as i8) + hi * i32::from(xb[18 + j] as i8);
         }
-        let dx = f16_at(xb, 0);
-        sum += s as f32 * (f16_at(wb, 0) * dx) + f16_at(wb, 2) * (dx * sy as f32);
+        sum += s as f32 * (f16_at(wb, 0) * dx) + f16_at(wb, 2) * dsum;
     }
     sum
 }

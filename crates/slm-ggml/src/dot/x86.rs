@@ -61,10 +61,10 @@ unsafe fn load32(p: *const u8) -> __m256i {
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `w` and `x` hold the same number of 34-byte blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q8_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
+pub(crate) unsafe fn q8_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    for (wb, xb) in w.chunks_exact(34).zip(x.chunks_exact(34)) {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(xb, 0));
+    for ((wb, xb), &dx) in w.chunks_exact(34).zip(x.chunks_exact(34)).zip(dx) {
+        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
         // SAFETY: each block has 32 bytes of levels after its 2-byte scale.
         let (qw, qx) = unsafe { (load32(wb.as_ptr().add(2)), load32(xb.as_ptr().add(2))) };
         acc = _mm256_fmadd_ps(d, mul_sum_i8(qw, qx), acc);
@@ -77,11 +77,11 @@ pub(crate) unsafe fn q8_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `w` holds as many 18-byte blocks as `x` 34-byte ones.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
+pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let eight = _mm256_set1_epi8(8);
-    for (wb, xb) in w.chunks_exact(18).zip(x.chunks_exact(34)) {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * f16_at(xb, 0));
+    for ((wb, xb), &dx) in w.chunks_exact(18).zip(x.chunks_exact(34)).zip(dx) {
+        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
         // SAFETY: 16 bytes of nibbles after the weight block's scale, 32 levels after the
         // activation block's.
         let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(2)), load32(xb.as_ptr().add(2))) };
@@ -91,23 +91,27 @@ pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8]) -> f32 {
     hsum(acc)
 }
 
-/// Q4_1 x Q8_0 with the activation blocks' level sums.
+/// Q4_1 x Q8_0 with the activation blocks' scaled level sums.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; `w` holds as many 20-byte blocks as `x` 34-byte ones and `sums`
-/// entries.
+/// The CPU has AVX2, FMA and F16C; `w` holds as many 20-byte blocks as `x` 34-byte ones and
+/// `dx`/`dsums` entries.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q4_1_q8_0(w: &[u8], x: &[u8], sums: &[i32]) -> f32 {
+pub(crate) unsafe fn q4_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut offset = 0.0f32;
-    for ((wb, xb), &sy) in w.chunks_exact(20).zip(x.chunks_exact(34)).zip(sums) {
-        let dx = f16_at(xb, 0);
+    for (((wb, xb), &dx), &dsum) in w
+        .chunks_exact(20)
+        .zip(x.chunks_exact(34))
+        .zip(dx)
+        .zip(dsums)
+    {
         let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
         // SAFETY: 16 bytes of nibbles after the weight block's d and m, 32 levels after the
         // activation block's scale.
         let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(4)), load32(xb.as_ptr().add(2))) };
         acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qw, qx), acc);
-        offset += f16_at(wb, 2) * (dx * sy as f32);
+        offset += f16_at(wb, 2) * dsum;
     }
     hsum(acc) + offset
 }
