@@ -6,7 +6,13 @@ use proptest::prelude::*;
 use slm_ggml::dot::{Activations, Kernel, dot, dot_with, matvec, supports};
 use slm_ggml::prelude::*;
 
-const TYPES: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+const TYPES: [GgmlType; 5] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+];
 
 /// The f32 dot product (in f64) of the dequantized row and activations.
 fn reference(ty: GgmlType, row: &[u8], x: &Activations, xq: &[u8]) -> f64 {

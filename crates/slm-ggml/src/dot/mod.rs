@@ -1,4 +1,5 @@
-//! Quantized dot products: a weight row stored in its GGML blocks times activations quantized
+//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 weights): a weight row stored in its
+//! GGML blocks times activations quantized
 //! to 8 bits per block, as llama.cpp multiplies them (`ggml_vec_dot_q4_0_q8_0` and friends):
 //! integer products within a block, one float multiply-add per block. The weights are never
 //! dequantized, so a matrix-vector product reads 4.5-8.5 bits per weight instead of 32.
@@ -98,7 +99,10 @@ impl Kernel {
 
 /// Weight types [`dot`] multiplies.
 pub fn supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+    matches!(
+        ty,
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1
+    )
 }
 
 /// `sum_i w_i * x_i` for one weight row `row` (GGML blocks of `ty`) and activations `x`, with
@@ -187,12 +191,16 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
             match ty {
                 GgmlType::Q8_0 => x86::q8_0_q8_0(row, &x.blocks, &x.scales),
                 GgmlType::Q4_0 => x86::q4_0_q8_0(row, &x.blocks, &x.scales),
+                GgmlType::Q5_0 => x86::q5_0_q8_0(row, &x.blocks, &x.scales),
+                GgmlType::Q5_1 => x86::q5_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
                 _ => x86::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
             }
         },
         _ => match ty {
             GgmlType::Q8_0 => scalar::q8_0_q8_0(row, &x.blocks, &x.scales),
             GgmlType::Q4_0 => scalar::q4_0_q8_0(row, &x.blocks, &x.scales),
+            GgmlType::Q5_0 => scalar::q5_0_q8_0(row, &x.blocks, &x.scales),
+            GgmlType::Q5_1 => scalar::q5_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
             _ => scalar::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
         },
     }

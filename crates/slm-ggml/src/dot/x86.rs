@@ -49,6 +49,21 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
 }
 
+/// 0xFF in byte `j` where bit `j` of the 4 bytes at `p` is set (`bytes_from_bits_32`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bits(qh: &[u8]) -> __m256i {
+    let x = i32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    let shuffle = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuffle);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
 /// 32 signed bytes at `p`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn load32(p: *const u8) -> __m256i {
@@ -110,6 +125,51 @@ pub(crate) unsafe fn q4_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) ->
         // SAFETY: 16 bytes of nibbles after the weight block's d and m, 32 levels after the
         // activation block's scale.
         let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(4)), load32(xb.as_ptr().add(2))) };
+        acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qw, qx), acc);
+        offset += f16_at(wb, 2) * dsum;
+    }
+    hsum(acc) + offset
+}
+
+/// Q5_0 x Q8_0: the fifth bit clear turns a nibble into `nibble - 16` by or-ing 0xF0.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds as many 22-byte blocks as `x` 34-byte ones and
+/// `dx` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let f0 = _mm256_set1_epi8(0xF0u8 as i8);
+    for ((wb, xb), &dx) in w.chunks_exact(22).zip(x.chunks_exact(34)).zip(dx) {
+        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
+        // SAFETY: 16 bytes of nibbles after d and qh, 32 levels after the activation's scale.
+        let (lo, qx) = unsafe { (nibbles(wb.as_ptr().add(6)), load32(xb.as_ptr().add(2))) };
+        let qw = _mm256_or_si256(lo, _mm256_andnot_si256(bits(&wb[2..6]), f0));
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(qw, qx), acc);
+    }
+    hsum(acc)
+}
+
+/// Q5_1 x Q8_0 with the activation blocks' scaled level sums.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds as many 24-byte blocks as `x` 34-byte ones and
+/// `dx`/`dsums` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut offset = 0.0f32;
+    let bit4 = _mm256_set1_epi8(0x10);
+    for (((wb, xb), &dx), &dsum) in w
+        .chunks_exact(24)
+        .zip(x.chunks_exact(34))
+        .zip(dx)
+        .zip(dsums)
+    {
+        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
+        // SAFETY: 16 bytes of nibbles after d, m and qh, 32 levels after the activation's scale.
+        let (lo, qx) = unsafe { (nibbles(wb.as_ptr().add(8)), load32(xb.as_ptr().add(2))) };
+        let qw = _mm256_or_si256(lo, _mm256_and_si256(bits(&wb[4..8]), bit4));
         acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qw, qx), acc);
         offset += f16_at(wb, 2) * dsum;
     }
