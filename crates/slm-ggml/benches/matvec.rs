@@ -45,7 +45,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("f32", rows * cols), |b| {
             b.iter(|| f32_matvec(&w, &x, &mut out))
         });
-        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_0] {
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q5_0,
+            GgmlType::Q4_1,
+            GgmlType::Q4_0,
+        ] {
             let q = slm_ggml::quantize(ty, &w).unwrap();
             group.bench_function(BenchmarkId::new(ty.name(), rows * cols), |b| {
                 b.iter(|| {
