@@ -6,12 +6,15 @@ use proptest::prelude::*;
 use slm_ggml::dot::{Activations, Kernel, dot, dot_with, matvec, supports};
 use slm_ggml::prelude::*;
 
-const TYPES: [GgmlType; 5] = [
+const TYPES: [GgmlType; 8] = [
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
 ];
 
 /// The f32 dot product (in f64) of the dequantized row and activations.
@@ -25,8 +28,8 @@ fn reference(ty: GgmlType, row: &[u8], x: &Activations, xq: &[u8]) -> f64 {
 }
 
 fn values() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
-    (1usize..=12).prop_flat_map(|blocks| {
-        let n = blocks * 32;
+    (1usize..=3).prop_flat_map(|blocks| {
+        let n = blocks * 256;
         (
             prop::collection::vec(-2.0f32..2.0, n),
             prop::collection::vec(-30.0f32..30.0, n),
@@ -62,7 +65,7 @@ proptest! {
 
 #[test]
 fn matvec_is_dot_per_row() {
-    let (rows, cols) = (37, 96);
+    let (rows, cols) = (37, 512);
     let w: Vec<f32> = (0..rows * cols)
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
@@ -82,14 +85,14 @@ fn matvec_is_dot_per_row() {
 
 #[test]
 fn bad_shapes_and_types_are_errors() {
-    let act = Activations::quantize(&[0.5f32; 64]).unwrap();
-    let row = quantize(GgmlType::Q4_0, &[0.25f32; 64]).unwrap();
+    let act = Activations::quantize(&[0.5f32; 256]).unwrap();
+    let row = quantize(GgmlType::Q4_0, &[0.25f32; 256]).unwrap();
     assert!(matches!(
-        dot(GgmlType::Q4_0, &row[..18], &act),
+        dot(GgmlType::Q4_0, &row[..18 * 7], &act),
         Err(Error::ByteLength { .. })
     ));
     assert!(matches!(
-        dot(GgmlType::Q6_K, &[0; 210], &act),
+        dot(GgmlType::Q3_K, &[0; 110], &act),
         Err(Error::Unsupported { .. })
     ));
     let mut out = vec![0f32; 3];

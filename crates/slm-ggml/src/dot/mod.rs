@@ -1,5 +1,5 @@
-//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 weights): a weight row stored in its
-//! GGML blocks times activations quantized
+//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 with AVX2; Q4_K, Q5_K, Q6_K with their
+//! scalar reference so far): a weight row stored in its GGML blocks times activations quantized
 //! to 8 bits per block, as llama.cpp multiplies them (`ggml_vec_dot_q4_0_q8_0` and friends):
 //! integer products within a block, one float multiply-add per block. The weights are never
 //! dequantized, so a matrix-vector product reads 4.5-8.5 bits per weight instead of 32.
@@ -21,7 +21,8 @@ use crate::codec::quantize;
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
 
-/// A vector quantized for the integer dot products: Q8_0 blocks (`d` f16, 32 x i8), and per
+/// A vector quantized for the integer dot products: Q8_0 blocks (`d` f16, 32 x i8; the
+/// k-quants' 32-wide sub-blocks each meet one, Q6_K's 16-wide ones two per block), and per
 /// block its scale as f32 and `d * sum(levels)` (llama.cpp's Q8_1 `s`, for the affine formats),
 /// so the kernels convert no activation scale.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,10 +100,8 @@ impl Kernel {
 
 /// Weight types [`dot`] multiplies.
 pub fn supports(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1
-    )
+    use GgmlType::*;
+    matches!(ty, Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K)
 }
 
 /// `sum_i w_i * x_i` for one weight row `row` (GGML blocks of `ty`) and activations `x`, with
@@ -183,6 +182,13 @@ fn check(ty: GgmlType, row_bytes: usize, n: usize) -> Result<()> {
 
 /// The kernel for a checked row.
 fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
+    // The k-quants have only their scalar reference so far.
+    match ty {
+        GgmlType::Q4_K => return scalar::q4_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
+        GgmlType::Q5_K => return scalar::q5_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
+        GgmlType::Q6_K => return scalar::q6_k_q8_0(row, &x.blocks, &x.scales),
+        _ => {}
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Avx2` is only chosen (`detect`) or accepted (`available`) when the
