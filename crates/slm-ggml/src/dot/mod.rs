@@ -1,4 +1,4 @@
-//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 with AVX2; Q4_K, Q5_K, Q6_K with their
+//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K with AVX2; Q5_K, Q6_K with their
 //! scalar reference so far): a weight row stored in its GGML blocks times activations quantized
 //! to 8 bits per block, as llama.cpp multiplies them (`ggml_vec_dot_q4_0_q8_0` and friends):
 //! integer products within a block, one float multiply-add per block. The weights are never
@@ -182,9 +182,8 @@ fn check(ty: GgmlType, row_bytes: usize, n: usize) -> Result<()> {
 
 /// The kernel for a checked row.
 fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
-    // The k-quants have only their scalar reference so far.
+    // Q5_K and Q6_K have only their scalar reference so far.
     match ty {
-        GgmlType::Q4_K => return scalar::q4_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
         GgmlType::Q5_K => return scalar::q5_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
         GgmlType::Q6_K => return scalar::q6_k_q8_0(row, &x.blocks, &x.scales),
         _ => {}
@@ -199,6 +198,7 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
                 GgmlType::Q4_0 => x86::q4_0_q8_0(row, &x.blocks, &x.scales),
                 GgmlType::Q5_0 => x86::q5_0_q8_0(row, &x.blocks, &x.scales),
                 GgmlType::Q5_1 => x86::q5_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
+                GgmlType::Q4_K => x86::q4_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
                 _ => x86::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
             }
         },
@@ -207,6 +207,7 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
             GgmlType::Q4_0 => scalar::q4_0_q8_0(row, &x.blocks, &x.scales),
             GgmlType::Q5_0 => scalar::q5_0_q8_0(row, &x.blocks, &x.scales),
             GgmlType::Q5_1 => scalar::q5_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
+            GgmlType::Q4_K => scalar::q4_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
             _ => scalar::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
         },
     }

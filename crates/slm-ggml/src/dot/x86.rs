@@ -175,3 +175,40 @@ pub(crate) unsafe fn q5_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) ->
     }
     hsum(acc) + offset
 }
+
+/// Q4_K x Q8_0: each 32-wide sub-block (its levels the low or high nibbles of 32 bytes) meets
+/// one activation block; its scale `d * sc` times the activation scale in one FMA, its minimum
+/// `dmin * m` times the activation block's scaled sum.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds whole 144-byte super-blocks and `x`, `dx`, `dsums`
+/// eight activation blocks per super-block.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_k_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    let low = _mm256_set1_epi8(0x0F);
+    for (s, wb) in w.chunks_exact(144).enumerate() {
+        let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
+        for pair in 0..4 {
+            // SAFETY: 32 bytes of levels per pair of sub-blocks after d, dmin and the scales.
+            let q = unsafe { load32(wb.as_ptr().add(16 + 32 * pair)) };
+            for half in 0..2 {
+                let j = 2 * pair + half;
+                let (sc, m) = crate::blocks::k_affine::scale_min_k4(j, &wb[4..16]);
+                let a = s * 8 + j;
+                let levels = if half == 0 {
+                    _mm256_and_si256(q, low)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), low)
+                };
+                // SAFETY: activation block `a` exists (8 per super-block, checked by the caller).
+                let y = unsafe { load32(x.as_ptr().add(a * 34 + 2)) };
+                let scale = _mm256_set1_ps(d * f32::from(sc) * dx[a]);
+                acc = _mm256_fmadd_ps(scale, mul_sum_u8_i8(levels, y), acc);
+                mins += dmin * f32::from(m) * dsums[a];
+            }
+        }
+    }
+    hsum(acc) - mins
+}
