@@ -24,10 +24,7 @@ import quantize_quality as qq  # noqa: E402
 
 
 def slm(*args):
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    out = subprocess.run([os.path.join(target, "debug", "slm"), *args], capture_output=True,
-                         text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return qq.slm(*args)[0]
 
 
 def main():

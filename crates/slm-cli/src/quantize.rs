@@ -65,9 +65,9 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         .into_owned();
     std::fs::create_dir_all(&out_dir).with_context(|| out_dir.display().to_string())?;
 
-    // An adapter is merged and the model re-read as a Hugging Face directory (f32), named after
-    // the base so the GGUF's general.name is the model's.
-    let merged_dir = tempfile::tempdir_in(&out_dir)?;
+    // An adapter is merged and the model re-read as a Hugging Face directory (f32, in a
+    // temporary directory beside --out), named after the base so the GGUF's general.name is
+    // the model's.
     let needs_decoder =
         args.model.adapter.is_some() || is_calibration_text(args.imatrix.as_deref());
     let (ckpt, decoder) = if needs_decoder {
@@ -76,6 +76,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     } else {
         (crate::open(&args.model.model)?, None)
     };
+    let mut merged_dir = None;
     let ckpt = match (&args.model.adapter, &decoder) {
         (Some(_), Some(merged)) => {
             let stem = args
@@ -84,7 +85,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "model".into());
-            let dir = merged_dir.path().join(stem);
+            let tmp = merged_dir.insert(tempfile::tempdir_in(&out_dir)?);
+            let dir = tmp.path().join(stem);
             save_hf_dir(merged, ckpt.tokenizer.as_ref(), &dir, SaveDtype::F32)?;
             Checkpoint::open(&dir)?
         }

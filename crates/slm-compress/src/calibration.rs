@@ -119,64 +119,12 @@ impl InputStats {
     }
 
     /// Activation-aware importance of every MLP neuron and query head of `decoder` (which the
-    /// statistics were collected on), for structured pruning: a neuron's score is the norm of
-    /// its activation over the calibration tokens (the `down_proj` input channel) times the
-    /// norm of its `down_proj` column, what it adds to the residual stream; a head's is the
-    /// norm of its slice of the `o_proj` input times the norm of its `o_proj` columns (the
-    /// activation x weight criterion of Wanda, per structure as in FLAP and LLM-Pruner).
+    /// statistics were collected on), for structured pruning
+    /// ([`NarrowImportance::from_activations`]: activation norm x output-weight norm).
     ///
     /// # Errors
-    /// [`Error::InvalidCalibration`] when the statistics lack a layer's `down_proj`/`o_proj`.
+    /// [`Error::Core`] when the statistics lack a layer's `down_proj`/`o_proj`.
     pub fn narrow_importance(&self, decoder: &Decoder) -> Result<NarrowImportance> {
-        let c = decoder.config();
-        let (inter, hd, heads) = (c.intermediate_size, c.head_dim, c.num_attention_heads);
-        let params = decoder.named_parameters()?;
-        let weight = |name: &str| {
-            params
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|(_, _, v)| v.as_slice())
-                .ok_or_else(|| Error::InvalidCalibration(format!("the model has no `{name}`")))
-        };
-        let stats = |name: &str, len: usize| {
-            self.sq_sums
-                .get(name)
-                .filter(|s| s.len() == len)
-                .ok_or_else(|| {
-                    Error::InvalidCalibration(format!(
-                        "no input statistics of width {len} for `{name}`"
-                    ))
-                })
-        };
-        // Squared norm of column `j` of a row-major `[rows, cols]` matrix.
-        let col_sq = |m: &[f32], cols: usize, j: usize| -> f32 {
-            m.iter().skip(j).step_by(cols).map(|x| x * x).sum()
-        };
-        let mut out = NarrowImportance {
-            mlp: Vec::with_capacity(c.num_hidden_layers),
-            heads: Vec::with_capacity(c.num_hidden_layers),
-        };
-        for l in 0..c.num_hidden_layers {
-            let down = format!("model.layers.{l}.mlp.down_proj.weight");
-            let (x, w) = (stats(&down, inter)?, weight(&down)?);
-            out.mlp.push(
-                (0..inter)
-                    .map(|j| x[j].sqrt() * col_sq(w, inter, j).sqrt())
-                    .collect(),
-            );
-            let o = format!("model.layers.{l}.self_attn.o_proj.weight");
-            let (x, w) = (stats(&o, heads * hd)?, weight(&o)?);
-            out.heads.push(
-                (0..heads)
-                    .map(|h| {
-                        let range = h * hd..(h + 1) * hd;
-                        let act: f32 = x[range.clone()].iter().sum();
-                        let wn: f32 = range.map(|k| col_sq(w, heads * hd, k)).sum();
-                        act.sqrt() * wn.sqrt()
-                    })
-                    .collect(),
-            );
-        }
-        Ok(out)
+        Ok(NarrowImportance::from_activations(decoder, &self.sq_sums)?)
     }
 }

@@ -512,16 +512,7 @@ fn report(
             params: t.dims.iter().product(),
             bytes: t.data.len(),
             weighted: imatrix.is_some_and(|m| m.entries.contains_key(&t.name))
-                && matches!(
-                    t.ggml_type,
-                    GgmlType::Q4_0
-                        | GgmlType::Q4_1
-                        | GgmlType::Q5_0
-                        | GgmlType::Q5_1
-                        | GgmlType::Q4_K
-                        | GgmlType::Q5_K
-                        | GgmlType::Q6_K
-                ),
+                && t.ggml_type.has_weighted_quantizer(),
         })
         .collect();
     let params: usize = tensors.iter().map(|t| t.params).sum();

@@ -110,7 +110,7 @@ pub fn quantize_weighted(
         return Err(Error::LengthNotMultiple { ty, len: row_len });
     }
     use GgmlType::*;
-    if !matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K) {
+    if !ty.has_weighted_quantizer() {
         return quantize(ty, values);
     }
     if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {

@@ -146,6 +146,13 @@ impl GgmlType {
         )
     }
 
+    /// Whether [`quantize_weighted`](crate::quantize_weighted) weights this type's rounding by an
+    /// importance matrix (the others are quantized as [`quantize`](crate::quantize) does).
+    pub fn has_weighted_quantizer(self) -> bool {
+        use GgmlType::*;
+        matches!(self, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K)
+    }
+
     /// Every type this crate knows, in id order.
     pub fn all() -> impl Iterator<Item = GgmlType> {
         (0..64).filter_map(GgmlType::from_u32)

@@ -17,7 +17,7 @@
 //! provides the converter's rule ([`GgufOutType::encode`]), slm-compress the quantization
 //! mixtures of `llama-quantize`.
 
-use super::names::{gguf_name, permute_rows};
+use super::names::{gguf_name, permute_rows, rotary_heads};
 use super::{GgmlType, GgufFile, GgufValue, GgufWriter, tokenizer_metadata};
 use crate::checkpoint::{Checkpoint, ModelFormat};
 use crate::config::{Architecture, ModelConfig};
@@ -267,24 +267,14 @@ fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor<'_>, Source<'
                 source_name: weights.source_name(),
                 name: hf.clone(),
             })?;
-        let heads = if !permute {
-            None
-        } else if hf.contains(".self_attn.q_proj.") {
-            Some(config.num_attention_heads)
-        } else if hf.contains(".self_attn.k_proj.") {
-            Some(config.num_key_value_heads)
+        let rows = info.shape.first().copied().unwrap_or(1);
+        let cols: usize = info.shape.iter().skip(1).product();
+        let heads = if permute {
+            let (q, kv) = (config.num_attention_heads, config.num_key_value_heads);
+            rotary_heads(&hf, rows, q, kv, &|| format!("`{hf}`"))?
         } else {
             None
         };
-        let rows = info.shape.first().copied().unwrap_or(1);
-        let cols: usize = info.shape.iter().skip(1).product();
-        if let Some(h) = heads
-            && (h == 0 || rows % (2 * h) != 0)
-        {
-            return Err(Error::InvalidConfig(format!(
-                "`{hf}` has {rows} rows, not a multiple of 2 x {h} heads"
-            )));
-        }
         let tensor = ExportTensor {
             name,
             dims: info.shape.iter().rev().copied().collect(),

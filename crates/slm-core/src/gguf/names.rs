@@ -2,6 +2,8 @@
 //! Hugging Face names (the loader, [`GgufWeights`](crate::weights::GgufWeights)) and back (the
 //! writer), and the rotary row permutation `convert_hf_to_gguf.py` applies to Llama's Q/K.
 
+use crate::error::{Error, Result};
+
 /// GGUF tensors that are derived data, not weights: skipped and listed by
 /// [`GgufWeights::unmapped`] (`rope_freqs.weight` holds llama3 rope factors the config also has).
 pub(crate) const SKIPPED: &[&str] = &["rope_freqs.weight"];
@@ -85,6 +87,35 @@ pub fn gguf_name(hf: &str) -> Option<String> {
     }
     let stem = LAYER_MAP.iter().find(|(_, m)| *m == module)?.0;
     Some(format!("blk.{layer}.{stem}.{kind}"))
+}
+
+/// The heads a Llama tensor's rows are permuted by (llama.cpp's rotary layout): the query heads
+/// for `q_proj` (weight and bias), the KV heads for `k_proj`, `None` for every other tensor.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming `what` when the rows are not a multiple of twice the heads.
+pub(crate) fn rotary_heads(
+    hf: &str,
+    rows: usize,
+    n_head: usize,
+    n_kv_head: usize,
+    what: &dyn Fn() -> String,
+) -> Result<Option<usize>> {
+    let heads = if hf.ends_with("self_attn.q_proj.weight") || hf.ends_with("self_attn.q_proj.bias")
+    {
+        n_head
+    } else if hf.ends_with("self_attn.k_proj.weight") || hf.ends_with("self_attn.k_proj.bias") {
+        n_kv_head
+    } else {
+        return Ok(None);
+    };
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        return Err(Error::InvalidConfig(format!(
+            "{} has {rows} rows, not a multiple of 2 x {heads} heads",
+            what()
+        )));
+    }
+    Ok(Some(heads))
 }
 
 /// llama.cpp's rotary permutation of a `[rows, cols]` matrix (`LlamaModel.permute` of the

@@ -94,6 +94,59 @@ impl NarrowImportance {
     }
 }
 
+impl NarrowImportance {
+    /// Activation-aware scores from calibration statistics of `decoder`: `sq_sums` holds, by
+    /// Hugging Face weight name, each projection input channel's sum of squares over the
+    /// calibration tokens (what [`capture_input_sq_norms`](crate::model::capture_input_sq_norms)
+    /// records). A neuron's score is the norm of its activation (its `down_proj` input channel)
+    /// times the norm of its `down_proj` column, what it adds to the residual stream; a head's is
+    /// the norm of its slice of the `o_proj` input times the norm of its `o_proj` columns (the
+    /// activation x weight criterion of Wanda, per structure as in FLAP and LLM-Pruner).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `sq_sums` lacks a layer's `down_proj`/`o_proj` statistics
+    /// of the right width; [`Error::Backend`] when the parameters cannot be read.
+    pub fn from_activations(
+        decoder: &Decoder,
+        sq_sums: &std::collections::HashMap<String, Vec<f32>>,
+    ) -> Result<Self> {
+        let c = decoder.config();
+        let (inter, hd, heads) = (c.intermediate_size, c.head_dim, c.num_attention_heads);
+        let params = decoder.named_parameters()?;
+        let stats = |name: &str, len: usize| {
+            sq_sums.get(name).filter(|s| s.len() == len).ok_or_else(|| {
+                Error::InvalidInput(format!("no input statistics of width {len} for `{name}`"))
+            })
+        };
+        let mut out = NarrowImportance {
+            mlp: Vec::with_capacity(c.num_hidden_layers),
+            heads: Vec::with_capacity(c.num_hidden_layers),
+        };
+        for l in 0..c.num_hidden_layers {
+            let down = format!("model.layers.{l}.mlp.down_proj.weight");
+            let (x, w) = (stats(&down, inter)?, param(&params, &down)?);
+            out.mlp.push(
+                (0..inter)
+                    .map(|j| x[j].sqrt() * col_sq(w, inter, j).sqrt())
+                    .collect(),
+            );
+            let o = format!("model.layers.{l}.self_attn.o_proj.weight");
+            let (x, w) = (stats(&o, heads * hd)?, param(&params, &o)?);
+            out.heads.push(
+                (0..heads)
+                    .map(|h| {
+                        let range = h * hd..(h + 1) * hd;
+                        let act: f32 = x[range.clone()].iter().sum();
+                        let wn: f32 = range.map(|k| col_sq(w, heads * hd, k)).sum();
+                        act.sqrt() * wn.sqrt()
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+}
+
 /// The `k` highest-scoring of `ids`, in their original order (ties keep the earlier one).
 fn top(ids: impl Iterator<Item = usize>, scores: &[f32], k: usize) -> Vec<usize> {
     let mut ids: Vec<usize> = ids.collect();

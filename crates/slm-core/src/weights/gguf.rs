@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::gguf::names::{Mapped, hf_name, unpermute_rows};
+use crate::gguf::names::{Mapped, hf_name, rotary_heads, unpermute_rows};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::weights::{StorageDtype, TensorInfo, WeightSource};
 
@@ -82,30 +82,14 @@ impl GgufWeights {
                 }
                 Mapped::Unknown => t.name.clone(),
             };
-            let heads = if !permute {
-                None
-            } else if hf.ends_with("self_attn.q_proj.weight")
-                || hf.ends_with("self_attn.q_proj.bias")
-            {
-                Some(n_head)
-            } else if hf.ends_with("self_attn.k_proj.weight")
-                || hf.ends_with("self_attn.k_proj.bias")
-            {
-                Some(n_kv_head)
+            let shape = t.shape();
+            let rows = shape.first().copied().unwrap_or(1);
+            let what = || format!("{}: tensor `{}`", file.source_name(), t.name);
+            let heads = if permute {
+                rotary_heads(&hf, rows, n_head, n_kv_head, &what)?
             } else {
                 None
             };
-            let shape = t.shape();
-            if let Some(h) = heads {
-                let rows = shape.first().copied().unwrap_or(1);
-                if h == 0 || rows % (2 * h) != 0 {
-                    return Err(Error::InvalidConfig(format!(
-                        "{}: tensor `{}` has {rows} rows, not a multiple of 2 x {h} heads",
-                        file.source_name(),
-                        t.name
-                    )));
-                }
-            }
             let entry = Entry {
                 gguf_name: t.name.clone(),
                 shape,
