@@ -13,10 +13,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::GgmlType;
 use super::value::GgufValue;
 use crate::error::{Error, Result};
+use crate::weights::SharedBytes;
 
 /// Longest string (key or value) accepted, in bytes. The largest real strings are chat
 /// templates and embedded `tokenizer.huggingface.json` files (a few MB).
@@ -80,10 +82,16 @@ impl Backing {
     }
 }
 
+impl AsRef<[u8]> for Backing {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// A parsed GGUF file: metadata, tensor infos and (memory-mapped or owned) tensor data.
 pub struct GgufFile {
     path: PathBuf,
-    data: Backing,
+    data: Arc<Backing>,
     version: u32,
     alignment: u64,
     data_start: usize,
@@ -129,7 +137,7 @@ impl GgufFile {
         let header = parse_header(&path, data.bytes())?;
         Ok(GgufFile {
             path,
-            data,
+            data: Arc::new(data),
             version: header.version,
             alignment: header.alignment,
             data_start: header.data_start,
@@ -288,13 +296,26 @@ impl GgufFile {
 
     /// The raw stored bytes of a tensor (GGML blocks for quantized types).
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
+        let range = self.tensor_range(name)?;
+        Ok(&self.data.bytes()[range])
+    }
+
+    /// [`GgufFile::tensor_bytes`] as bytes that share the file's memory map and keep it alive
+    /// (for models that compute on the stored blocks).
+    pub fn tensor_shared(&self, name: &str) -> Result<SharedBytes> {
+        let range = self.tensor_range(name)?;
+        let whole = SharedBytes::new(self.data.clone());
+        Ok(whole.slice(range).expect("tensor_range checked the bounds"))
+    }
+
+    fn tensor_range(&self, name: &str) -> Result<std::ops::Range<usize>> {
         let info = self.require(name)?;
-        let bytes = usize::try_from(info.offset)
+        let range = usize::try_from(info.offset)
             .ok()
             .and_then(|o| o.checked_add(self.data_start))
             .and_then(|start| Some(start..start.checked_add(info.n_bytes)?))
-            .and_then(|range| self.data.bytes().get(range));
-        bytes.ok_or_else(|| {
+            .filter(|range| range.end <= self.data.bytes().len());
+        range.ok_or_else(|| {
             Error::format(
                 &self.path,
                 format!("tensor `{name}` data lies outside the file"),

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::gguf::names::{Mapped, hf_name, rotary_heads, unpermute_rows};
 use crate::gguf::{GgmlType, GgufFile};
-use crate::weights::{StorageDtype, TensorInfo, WeightSource};
+use crate::weights::{RawTensor, RowOrder, StorageDtype, TensorInfo, WeightSource};
 
 /// One exposed tensor.
 #[derive(Debug, Clone)]
@@ -173,6 +173,29 @@ impl WeightSource for GgufWeights {
                 unpermute_rows(&data, rows, cols, n_head)
             }
             None => data,
+        })
+    }
+
+    fn read_raw(&self, name: &str) -> Result<RawTensor> {
+        let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor {
+            source_name: self.source_name(),
+            name: name.to_owned(),
+        })?;
+        let info = self
+            .file
+            .tensor_info(&entry.gguf_name)
+            .ok_or_else(|| Error::MissingTensor {
+                source_name: self.source_name(),
+                name: entry.gguf_name.clone(),
+            })?;
+        Ok(RawTensor {
+            ty: info.ggml_type,
+            shape: entry.shape.clone(),
+            row_order: match entry.unpermute {
+                Some(heads) => RowOrder::RotaryInterleaved { heads },
+                None => RowOrder::Hf,
+            },
+            data: self.file.tensor_shared(&entry.gguf_name)?,
         })
     }
 }

@@ -6,9 +6,11 @@
 //! rotary-permuted Q/K rows) live in exactly one place per format.
 
 mod gguf;
+mod raw;
 mod safetensors;
 
 pub use self::gguf::GgufWeights;
+pub use self::raw::{RawTensor, RowOrder, SharedBytes};
 pub use self::safetensors::SafetensorsWeights;
 
 use crate::error::Result;
@@ -77,4 +79,18 @@ pub trait WeightSource: Send + Sync {
     /// precision tensors are converted. Fails with [`Error::MissingTensor`](crate::Error::MissingTensor)
     /// if absent.
     fn read_f32(&self, name: &str) -> Result<Vec<f32>>;
+
+    /// The tensor as stored, without conversion (GGML blocks stay blocks; a memory-mapped file
+    /// is not copied), in Hugging Face shape; rows may be in llama.cpp's rotary order (see
+    /// [`RowOrder`]). The default, for sources without stored bytes, converts
+    /// [`WeightSource::read_f32`] into an f32 tensor of its own.
+    fn read_raw(&self, name: &str) -> Result<RawTensor> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| crate::Error::MissingTensor {
+                source_name: self.source_name(),
+                name: name.to_owned(),
+            })?;
+        Ok(RawTensor::from_f32(info.shape, &self.read_f32(name)?))
+    }
 }

@@ -4,18 +4,20 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use super::{StorageDtype, TensorInfo, WeightSource};
+use super::{RawTensor, RowOrder, SharedBytes, StorageDtype, TensorInfo, WeightSource};
 use crate::error::{Error, Result};
+use crate::gguf::GgmlType;
 
 /// One safetensors file, mapped into memory.
 #[derive(Debug)]
 struct Shard {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     /// Where the data section starts (8 + header length).
     data_start: usize,
 }
@@ -183,7 +185,7 @@ impl SafetensorsWeights {
             }
             shards.push(Shard {
                 path: path.clone(),
-                mmap,
+                mmap: Arc::new(mmap),
                 data_start,
             });
         }
@@ -264,5 +266,25 @@ impl WeightSource for SafetensorsWeights {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
         let dtype = self.entry(name)?.info.dtype;
         Ok(le_bytes_to_f32(self.raw_bytes(name)?, dtype))
+    }
+
+    fn read_raw(&self, name: &str) -> Result<RawTensor> {
+        let e = self.entry(name)?;
+        let shard = &self.shards[e.shard];
+        let range = shard.data_start + e.start..shard.data_start + e.end;
+        let data = SharedBytes::new(shard.mmap.clone())
+            .slice(range)
+            .expect("entries were checked against the shard on open");
+        Ok(RawTensor {
+            ty: match e.info.dtype {
+                StorageDtype::F32 => GgmlType::F32,
+                StorageDtype::F16 => GgmlType::F16,
+                StorageDtype::BF16 => GgmlType::BF16,
+                StorageDtype::Ggml(t) => t,
+            },
+            shape: e.info.shape.clone(),
+            row_order: RowOrder::Hf,
+            data,
+        })
     }
 }

@@ -10,60 +10,125 @@
 //! otherwise. Every SIMD kernel is tested against its scalar reference and against the f32 dot
 //! product of the dequantized values.
 
+mod matmul;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use matmul::{Matrix, matmul, matmul_with};
+
 use rayon::prelude::*;
 
-use crate::blocks::{QK, f16_at};
-use crate::codec::quantize;
+use crate::blocks::q8::quantize_q8_0;
+use crate::blocks::{Block, QK, f16_at};
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
 
-/// A vector quantized for the integer dot products: Q8_0 blocks (`d` f16, 32 x i8; the
-/// k-quants' 32-wide sub-blocks each meet one, Q6_K's 16-wide ones two per block), and per
-/// block its scale as f32 and `d * sum(levels)` (llama.cpp's Q8_1 `s`, for the affine formats),
-/// so the kernels convert no activation scale.
-#[derive(Debug, Clone, PartialEq)]
+/// Activations quantized for the integer dot products: one or more rows, each Q8_0 blocks
+/// (`d` f16, 32 x i8; the k-quants' 32-wide sub-blocks each meet one, Q6_K's 16-wide ones two
+/// per block), and per block its scale as f32 and `d * sum(levels)` (llama.cpp's Q8_1 `s`, for
+/// the affine formats), so the kernels convert no activation scale.
+///
+/// Reusable: [`Activations::quantize_rows`] refills the same buffers, so a decode loop that
+/// keeps one allocates nothing once warm.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Activations {
     blocks: Vec<u8>,
     scales: Vec<f32>,
     scaled_sums: Vec<f32>,
     len: usize,
+    rows: usize,
+}
+
+/// One row of [`Activations`], as the kernels take it.
+#[derive(Clone, Copy)]
+pub(crate) struct Row<'a> {
+    pub blocks: &'a [u8],
+    pub scales: &'a [f32],
+    pub sums: &'a [f32],
 }
 
 impl Activations {
+    /// No rows yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Quantizes `x` (a whole number of 32-value blocks) to Q8_0, as llama.cpp quantizes the
     /// activations of a matrix-vector product with 4- and 8-bit weights.
     ///
     /// # Errors
-    /// As [`quantize`] for Q8_0: a partial block, NaN or infinities, an activation beyond
-    /// f16's range times 127.
+    /// As [`Activations::quantize_rows`].
     pub fn quantize(x: &[f32]) -> Result<Self> {
-        let blocks = quantize(GgmlType::Q8_0, x)?;
-        let scales: Vec<f32> = blocks.chunks_exact(34).map(|b| f16_at(b, 0)).collect();
-        let scaled_sums = blocks
-            .chunks_exact(34)
-            .zip(&scales)
-            .map(|(b, d)| d * b[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32)
-            .collect();
-        Ok(Self {
-            blocks,
-            scales,
-            scaled_sums,
-            len: x.len(),
-        })
+        let mut a = Self::new();
+        a.quantize_rows(x, x.len())?;
+        Ok(a)
     }
 
-    /// Values.
+    /// Quantizes `x`, rows of `cols` values laid end to end, into these buffers.
+    ///
+    /// # Errors
+    /// [`Error::LengthNotMultiple`] when `cols` is not a whole number of blocks or `x` not a
+    /// whole number of rows; [`Error::NonFinite`] for NaN or infinities; [`Error::ScaleOverflow`]
+    /// for an activation beyond f16's range times 127.
+    pub fn quantize_rows(&mut self, x: &[f32], cols: usize) -> Result<()> {
+        let ty = GgmlType::Q8_0;
+        if cols == 0 || !cols.is_multiple_of(QK) || !x.len().is_multiple_of(cols) {
+            return Err(Error::LengthNotMultiple { ty, len: cols });
+        }
+        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                index,
+                value: x[index],
+            });
+        }
+        let nb = x.len() / QK;
+        self.blocks.resize(nb * 34, 0);
+        self.scales.resize(nb, 0.0);
+        self.scaled_sums.resize(nb, 0.0);
+        for (i, ((xb, out), (d, s))) in x
+            .chunks_exact(QK)
+            .zip(self.blocks.chunks_exact_mut(34))
+            .zip(self.scales.iter_mut().zip(self.scaled_sums.iter_mut()))
+            .enumerate()
+        {
+            let block: &Block = xb.try_into().expect("chunks of QK");
+            quantize_q8_0(block, out).map_err(|o| Error::ScaleOverflow {
+                ty,
+                block: i,
+                field: o.field,
+                value: o.value,
+            })?;
+            *d = f16_at(out, 0);
+            *s = *d * out[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32;
+        }
+        self.len = cols;
+        self.rows = x.len() / cols;
+        Ok(())
+    }
+
+    /// Values per row.
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 || self.rows == 0
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn row(&self, t: usize) -> Row<'_> {
+        let nb = self.len / QK;
+        Row {
+            blocks: &self.blocks[t * nb * 34..(t + 1) * nb * 34],
+            scales: &self.scales[t * nb..(t + 1) * nb],
+            sums: &self.scaled_sums[t * nb..(t + 1) * nb],
+        }
     }
 }
 
@@ -120,13 +185,19 @@ pub fn dot(ty: GgmlType, row: &[u8], x: &Activations) -> Result<f32> {
 /// As [`dot`], and [`Error::Unsupported`] for a kernel this CPU lacks.
 pub fn dot_with(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> Result<f32> {
     check(ty, row.len(), x.len)?;
+    if x.rows != 1 {
+        return Err(Error::Unsupported {
+            ty,
+            op: "a dot product with more than one activation row",
+        });
+    }
     if !kernel.available() {
         return Err(Error::Unsupported {
             ty,
             op: "this dot-product kernel on this CPU",
         });
     }
-    Ok(run(kernel, ty, row, x))
+    Ok(run(kernel, ty, row, x.row(0)))
 }
 
 /// `out[r] = dot(row r, x)` for a row-major matrix of `out.len()` rows stored in `ty`'s blocks,
@@ -147,7 +218,13 @@ pub fn matvec(ty: GgmlType, weights: &[u8], x: &Activations, out: &mut [f32]) ->
         });
     }
     check(ty, row_bytes, x.len)?;
-    let kernel = Kernel::detect();
+    if x.rows != 1 {
+        return Err(Error::Unsupported {
+            ty,
+            op: "a matrix-vector product with more than one activation row",
+        });
+    }
+    let (kernel, x) = (Kernel::detect(), x.row(0));
     const ROWS_PER_TASK: usize = 16;
     out.par_chunks_mut(ROWS_PER_TASK)
         .zip(weights.par_chunks(ROWS_PER_TASK * row_bytes))
@@ -181,11 +258,16 @@ fn check(ty: GgmlType, row_bytes: usize, n: usize) -> Result<()> {
 }
 
 /// The kernel for a checked row.
-fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
+fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
+    let Row {
+        blocks,
+        scales,
+        sums,
+    } = x;
     // Q5_K and Q6_K have only their scalar reference so far.
     match ty {
-        GgmlType::Q5_K => return scalar::q5_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
-        GgmlType::Q6_K => return scalar::q6_k_q8_0(row, &x.blocks, &x.scales),
+        GgmlType::Q5_K => return scalar::q5_k_q8_0(row, blocks, scales, sums),
+        GgmlType::Q6_K => return scalar::q6_k_q8_0(row, blocks, scales),
         _ => {}
     }
     match kernel {
@@ -194,21 +276,21 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> f32 {
         // CPU reports AVX2, FMA and F16C; the lengths were checked by `check`.
         Kernel::Avx2 => unsafe {
             match ty {
-                GgmlType::Q8_0 => x86::q8_0_q8_0(row, &x.blocks, &x.scales),
-                GgmlType::Q4_0 => x86::q4_0_q8_0(row, &x.blocks, &x.scales),
-                GgmlType::Q5_0 => x86::q5_0_q8_0(row, &x.blocks, &x.scales),
-                GgmlType::Q5_1 => x86::q5_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
-                GgmlType::Q4_K => x86::q4_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
-                _ => x86::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
+                GgmlType::Q8_0 => x86::q8_0_q8_0(row, blocks, scales),
+                GgmlType::Q4_0 => x86::q4_0_q8_0(row, blocks, scales),
+                GgmlType::Q5_0 => x86::q5_0_q8_0(row, blocks, scales),
+                GgmlType::Q5_1 => x86::q5_1_q8_0(row, blocks, scales, sums),
+                GgmlType::Q4_K => x86::q4_k_q8_0(row, blocks, scales, sums),
+                _ => x86::q4_1_q8_0(row, blocks, scales, sums),
             }
         },
         _ => match ty {
-            GgmlType::Q8_0 => scalar::q8_0_q8_0(row, &x.blocks, &x.scales),
-            GgmlType::Q4_0 => scalar::q4_0_q8_0(row, &x.blocks, &x.scales),
-            GgmlType::Q5_0 => scalar::q5_0_q8_0(row, &x.blocks, &x.scales),
-            GgmlType::Q5_1 => scalar::q5_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
-            GgmlType::Q4_K => scalar::q4_k_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
-            _ => scalar::q4_1_q8_0(row, &x.blocks, &x.scales, &x.scaled_sums),
+            GgmlType::Q8_0 => scalar::q8_0_q8_0(row, blocks, scales),
+            GgmlType::Q4_0 => scalar::q4_0_q8_0(row, blocks, scales),
+            GgmlType::Q5_0 => scalar::q5_0_q8_0(row, blocks, scales),
+            GgmlType::Q5_1 => scalar::q5_1_q8_0(row, blocks, scales, sums),
+            GgmlType::Q4_K => scalar::q4_k_q8_0(row, blocks, scales, sums),
+            _ => scalar::q4_1_q8_0(row, blocks, scales, sums),
         },
     }
 }

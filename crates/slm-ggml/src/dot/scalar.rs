@@ -172,3 +172,22 @@ pub(crate) fn q6_k_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     }
     sum
 }
+
+/// Float weights (`F32`, `F16` or `BF16`, little-endian) times f32 activations, in eight
+/// partial sums as the SIMD kernels add them.
+pub(crate) fn float_f32(ty: crate::GgmlType, w: &[u8], x: &[f32]) -> f32 {
+    let value = |i: usize| -> f32 {
+        match ty {
+            crate::GgmlType::F32 => {
+                f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]])
+            }
+            crate::GgmlType::F16 => half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32(),
+            _ => f32::from_bits(u32::from(u16::from_le_bytes([w[2 * i], w[2 * i + 1]])) << 16),
+        }
+    };
+    let mut acc = [0.0f32; 8];
+    for (i, &xi) in x.iter().enumerate() {
+        acc[i % 8] += value(i) * xi;
+    }
+    acc.iter().sum()
+}

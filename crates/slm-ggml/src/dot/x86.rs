@@ -212,3 +212,59 @@ pub(crate) unsafe fn q4_k_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) ->
     }
     hsum(acc) - mins
 }
+
+/// Float weights times f32 activations: 32 products per step in four FMA chains, the tail
+/// (fewer than 8 values) scalar. F16 is widened by F16C, BF16 by a 16-bit shift.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds `x.len()` values of `ty` (`F32`, `F16` or `BF16`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn float_f32(ty: crate::GgmlType, w: &[u8], x: &[f32]) -> f32 {
+    let width = if ty == crate::GgmlType::F32 { 4 } else { 2 };
+    let wp = w.as_ptr();
+    // SAFETY (every `load` and `_mm256_loadu_ps` below): `i + 8 <= n`, `w` holds `n * width`
+    // bytes and `x` n values.
+    let load = |i: usize| unsafe { load8(ty, wp.add(i * width)) };
+    let n = x.len();
+    let xp = x.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let j = i + 8 * k;
+            // SAFETY: see above.
+            *a = _mm256_fmadd_ps(load(j), unsafe { _mm256_loadu_ps(xp.add(j)) }, *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: see above.
+        acc[0] = _mm256_fmadd_ps(load(i), unsafe { _mm256_loadu_ps(xp.add(i)) }, acc[0]);
+        i += 8;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut total = hsum(sum);
+    if i < n {
+        total += super::scalar::float_f32(ty, &w[i * width..], &x[i..]);
+    }
+    total
+}
+
+/// Eight float weights of `ty` at `p`, as f32.
+///
+/// # Safety
+/// `p` points at 8 readable values of `ty`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load8(ty: crate::GgmlType, p: *const u8) -> __m256 {
+    // SAFETY (caller): 8 values of `ty` at `p`.
+    unsafe {
+        match ty {
+            crate::GgmlType::F32 => _mm256_loadu_ps(p as *const f32),
+            crate::GgmlType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                _mm_loadu_si128(p as *const __m128i),
+            ))),
+        }
+    }
+}

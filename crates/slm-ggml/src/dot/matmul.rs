@@ -1,0 +1,194 @@
+//! Matrix products over stored weights: `y[t][r] = W[r] · x[t]` for a few weight matrices that
+//! share one input (a layer's q/k/v, or gate/up), every token of a step at once. Each weight row
+//! is read once per call and meets every token while it is in cache, so decoding 8 sequences
+//! costs little more memory traffic than decoding one. Rows are split across rayon's current
+//! pool (run a model inside `ThreadPool::install` to choose the threads); once the
+//! [`Activations`] buffer is warm nothing is allocated.
+
+use rayon::prelude::*;
+
+use super::{Activations, Kernel, check, run};
+use crate::error::{Error, Result};
+use crate::types::GgmlType;
+
+/// A weight matrix in its stored encoding: `rows` rows of `cols` values, each row's bytes
+/// contiguous (GGML blocks, or little-endian F32/F16/BF16).
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: &'a [u8],
+}
+
+impl<'a> Matrix<'a> {
+    /// Checks that `data` is `rows` rows of `cols` values of `ty`, a type [`matmul`] multiplies.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for types without a kernel; [`Error::LengthNotMultiple`] or
+    /// [`Error::ByteLength`] when the bytes do not fit the shape.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self> {
+        if !Self::supports(ty) {
+            return Err(Error::Unsupported {
+                ty,
+                op: "matrix products",
+            });
+        }
+        let row_bytes = ty
+            .bytes_for(cols)
+            .ok_or(Error::LengthNotMultiple { ty, len: cols })?;
+        if !is_float(ty) {
+            check(ty, row_bytes, cols)?;
+        }
+        if data.len() != row_bytes * rows {
+            return Err(Error::ByteLength {
+                ty,
+                elements: rows * cols,
+                expected: row_bytes * rows,
+                got: data.len(),
+            });
+        }
+        Ok(Self {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data,
+        })
+    }
+
+    /// Weight types [`matmul`] multiplies: every type [`super::dot`] takes, and F32, F16 and
+    /// BF16 (times unquantized f32 activations).
+    pub fn supports(ty: GgmlType) -> bool {
+        is_float(ty) || super::supports(ty)
+    }
+
+    /// The storage type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The stored bytes of row `r`.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+}
+
+fn is_float(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+}
+
+/// `out[t * rows + r] = W[r] · x[t]` for every `(W, out)` of `products`, where `x` holds the
+/// tokens' inputs laid end to end (`cols` values each, the same `cols` for every matrix) and
+/// each `out` has room for `tokens * rows` values. Quantized weights meet `x` quantized to Q8_0
+/// in `acts` (once for all of them); float weights meet it as f32.
+///
+/// # Errors
+/// [`Error::ByteLength`] when a matrix's `cols` or an output's length does not fit `x`; as
+/// [`Activations::quantize_rows`] for inputs that cannot be quantized.
+pub fn matmul(
+    products: &mut [(Matrix<'_>, &mut [f32])],
+    x: &[f32],
+    acts: &mut Activations,
+) -> Result<()> {
+    matmul_with(Kernel::detect(), products, x, acts)
+}
+
+/// [`matmul`] with a chosen kernel (for tests and benchmarks).
+///
+/// # Errors
+/// As [`matmul`], and [`Error::Unsupported`] for a kernel this CPU lacks.
+pub fn matmul_with(
+    kernel: Kernel,
+    products: &mut [(Matrix<'_>, &mut [f32])],
+    x: &[f32],
+    acts: &mut Activations,
+) -> Result<()> {
+    let Some(cols) = products.first().map(|(m, _)| m.cols) else {
+        return Ok(());
+    };
+    if !kernel.available() {
+        return Err(Error::Unsupported {
+            ty: products[0].0.ty,
+            op: "this matrix-product kernel on this CPU",
+        });
+    }
+    let tokens = x.len() / cols.max(1);
+    for (m, out) in products.iter() {
+        if m.cols != cols || x.len() != tokens * cols || out.len() != tokens * m.rows {
+            return Err(Error::ByteLength {
+                ty: m.ty,
+                elements: tokens * m.rows,
+                expected: tokens * m.rows,
+                got: out.len(),
+            });
+        }
+    }
+    if products.iter().any(|(m, _)| !is_float(m.ty)) {
+        acts.quantize_rows(x, cols)?;
+    }
+    let acts = &*acts;
+    // Enough rows per job that scheduling costs little next to the products.
+    let min_rows = (64 / tokens.max(1)).max(4);
+    products.par_iter_mut().for_each(|(m, out)| {
+        let m = *m;
+        let out = OutPtr(out.as_mut_ptr());
+        (0..m.rows)
+            .into_par_iter()
+            .with_min_len(min_rows)
+            .for_each(|r| {
+                let row = m.row(r);
+                for t in 0..tokens {
+                    let y = if is_float(m.ty) {
+                        float_dot(kernel, m.ty, row, &x[t * cols..(t + 1) * cols])
+                    } else {
+                        run(kernel, m.ty, row, acts.row(t))
+                    };
+                    // SAFETY: `out` holds `tokens * m.rows` values (checked above) and each
+                    // `(t, r)` is written by exactly one job.
+                    unsafe { out.write(t * m.rows + r, y) };
+                }
+            });
+    });
+    Ok(())
+}
+
+/// A float weight row times f32 activations with `kernel` (checked by the caller).
+fn float_dot(kernel: Kernel, ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` is only used where the CPU has AVX2, FMA and F16C; `row`
+        // holds `x.len()` values of `ty` (checked by `Matrix::new` and `matmul_with`).
+        Kernel::Avx2 => unsafe { super::x86::float_f32(ty, row, x) },
+        _ => super::scalar::float_f32(ty, row, x),
+    }
+}
+
+/// The output of a product, written from several jobs at disjoint indices.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+// SAFETY: jobs write disjoint elements and the buffer outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// # Safety
+    /// `i` is in bounds and no other job writes it.
+    unsafe fn write(self, i: usize, v: f32) {
+        // SAFETY (caller): in bounds, exclusive.
+        unsafe { *self.0.add(i) = v };
+    }
+}
