@@ -132,6 +132,24 @@ pub enum Error {
     /// A tensor operation of the backend failed.
     #[error("backend: {0}")]
     Backend(String),
+    /// The key/value pool has fewer free blocks than a step or fork needs (the scheduler's cue
+    /// to wait or preempt; raise the memory budget to hold more).
+    #[error("key/value cache full: {needed} blocks needed, {free} free")]
+    KvCacheFull {
+        /// Blocks the request needs.
+        needed: usize,
+        /// Blocks free.
+        free: usize,
+    },
+    /// A sequence would grow past the model's context (`max_position_embeddings`); nothing is
+    /// cut silently.
+    #[error("{tokens} tokens exceed the model's context of {max}")]
+    ContextOverflow {
+        /// Tokens the sequence would hold.
+        tokens: usize,
+        /// The context length.
+        max: usize,
+    },
 }
 
 /// `Result` with slm-core's [`Error`].

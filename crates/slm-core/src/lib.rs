@@ -51,11 +51,13 @@ pub mod causal_lm;
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod fast;
 pub mod gguf;
 pub mod io;
 pub mod model;
 pub mod peft;
 pub mod prelude;
+pub mod step;
 pub mod tokenizer;
 pub mod weights;
 

@@ -3,7 +3,7 @@
 //! types) or the f64 dot product of the stored floats (F32/F16/BF16); bad shapes are errors.
 
 use proptest::prelude::*;
-use slm_ggml::dot::{Activations, Kernel, Matrix, dot_with, matmul, matmul_with};
+use slm_ggml::dot::{Activations, Kernel, Matrix, Precision, dot_with, matmul, matmul_with};
 use slm_ggml::prelude::*;
 
 const TYPES: [GgmlType; 11] = [
@@ -55,6 +55,7 @@ proptest! {
                 let mut acts = Activations::new();
                 matmul_with(
                     kernel,
+                    Precision::Quantized,
                     &mut [
                         (Matrix::new(ty, rows, cols, &b0).unwrap(), &mut y0[..]),
                         (Matrix::new(ty, rows + 3, cols, &b1).unwrap(), &mut y1[..]),
@@ -103,7 +104,14 @@ fn float_rows_of_any_length() {
             for kernel in kernels() {
                 let mut y = [0.0f32];
                 let m = Matrix::new(ty, 1, cols, &b).unwrap();
-                matmul_with(kernel, &mut [(m, &mut y[..])], &x, &mut Activations::new()).unwrap();
+                matmul_with(
+                    kernel,
+                    Precision::Quantized,
+                    &mut [(m, &mut y[..])],
+                    &x,
+                    &mut Activations::new(),
+                )
+                .unwrap();
                 assert!(
                     (y[0] - want).abs() <= 1e-5,
                     "{ty} {kernel:?} {cols}: {} vs {want}",
@@ -139,4 +147,45 @@ fn shapes_that_do_not_fit_are_errors() {
         ),
         Err(Error::NonFinite { .. })
     ));
+}
+
+#[test]
+fn exact_precision_is_the_dequantized_f32_product() {
+    let (rows, cols, tokens) = (9, 512, 3);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let x: Vec<f32> = (0..tokens * cols)
+        .map(|i| (i as f32 * 0.37).sin() * 4.0)
+        .collect();
+    for ty in TYPES {
+        let b = quantize(ty, &w).unwrap();
+        let deq = dequantize(ty, &b, w.len()).unwrap();
+        for kernel in kernels() {
+            let mut y = vec![0.0f32; tokens * rows];
+            let m = Matrix::new(ty, rows, cols, &b).unwrap();
+            matmul_with(
+                kernel,
+                Precision::Exact,
+                &mut [(m, &mut y[..])],
+                &x,
+                &mut Activations::new(),
+            )
+            .unwrap();
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let want: f64 = deq[r * cols..(r + 1) * cols]
+                        .iter()
+                        .zip(&x[t * cols..(t + 1) * cols])
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum();
+                    let got = y[t * rows + r];
+                    assert!(
+                        (f64::from(got) - want).abs() <= 1e-4,
+                        "{ty} {kernel:?}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -537,9 +537,11 @@ impl BoundWeights {
     }
 }
 
-/// Reads every tensor of `config`'s layout from `weights`, checking names and shapes strictly,
-/// and splits fused tensors into canonical parameters.
-pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWeights> {
+/// `config`'s on-disk layout ([`disk_layout`]) after checking `weights` against it strictly:
+/// the layer count, no unexpected tensors, every tensor present with its shape. Every loader
+/// (the burn decoder's [`bind`], the CPU fast path) goes through it, so they accept and refuse
+/// the same checkpoints with the same errors.
+pub fn checked_layout(config: &ModelConfig, weights: &dyn WeightSource) -> Result<Vec<DiskTensor>> {
     let source_name = weights.source_name();
     // The layer count first: the layout below has a dozen entries per layer the config claims.
     let layers = weights
@@ -592,6 +594,14 @@ pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWei
             });
         }
     }
+    Ok(layout)
+}
+
+/// Reads every tensor of `config`'s layout from `weights`, checking names and shapes strictly
+/// ([`checked_layout`]), and splits fused tensors into canonical parameters.
+pub fn bind(config: &ModelConfig, weights: &dyn WeightSource) -> Result<BoundWeights> {
+    let layout = checked_layout(config, weights)?;
+    let source_name = weights.source_name();
     let mut map = HashMap::new();
     for t in layout {
         let values = weights.read_f32(&t.name)?;

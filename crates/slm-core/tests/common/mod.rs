@@ -95,7 +95,14 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
 /// The largest |diff| between `model`'s logits on `<dir>/expected/inputs.json` (a left-padded
 /// batch with its attention mask) and `<dir>/expected/logits.safetensors`, over real tokens.
 #[allow(dead_code)]
-pub fn padded_batch_diff(model: &slm_core::model::Decoder, dir: &str) -> f32 {
+pub fn padded_batch_diff<M: slm_core::CausalLm>(model: &M, dir: &str) -> f32 {
+    padded_batch_diff_against(model, dir, &format!("{dir}/expected/logits.safetensors"))
+}
+
+/// [`padded_batch_diff`] with the inputs of `dir` against the logits in `logits` (a fixture
+/// path).
+#[allow(dead_code)]
+pub fn padded_batch_diff_against<M: slm_core::CausalLm>(model: &M, dir: &str, want: &str) -> f32 {
     use slm_core::prelude::*;
     let inputs = json(&format!("{dir}/expected/inputs.json"));
     let rows: Vec<Vec<u32>> = inputs["input_ids"]
@@ -116,10 +123,7 @@ pub fn padded_batch_diff(model: &slm_core::model::Decoder, dir: &str) -> f32 {
         scope: LogitsScope::All,
     };
     let logits = model.forward(&batch, &mut model.new_cache()).unwrap();
-    let (shape, expected) = read_tensor(
-        &fixture(&format!("{dir}/expected/logits.safetensors")),
-        "logits",
-    );
+    let (shape, expected) = read_tensor(&fixture(want), "logits");
     assert_eq!(shape, vec![logits.batch, logits.positions, logits.vocab]);
     let mut worst = 0f32;
     for (b, m) in mask.iter().enumerate() {

@@ -89,6 +89,19 @@ fn is_float(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
+/// How quantized weights meet the activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Activations quantized to Q8_0, integer products per block: llama.cpp's way, the fast one.
+    /// Adds the activations' rounding (at most half a step of 1/127 of each block's largest
+    /// magnitude) to the weights' own.
+    #[default]
+    Quantized,
+    /// f32 activations times each weight row dequantized on the fly: what a framework computes
+    /// from the dequantized matrix, up to the order of the additions. Slower; for parity checks.
+    Exact,
+}
+
 /// `out[t * rows + r] = W[r] · x[t]` for every `(W, out)` of `products`, where `x` holds the
 /// tokens' inputs laid end to end (`cols` values each, the same `cols` for every matrix) and
 /// each `out` has room for `tokens * rows` values. Quantized weights meet `x` quantized to Q8_0
@@ -102,7 +115,7 @@ pub fn matmul(
     x: &[f32],
     acts: &mut Activations,
 ) -> Result<()> {
-    matmul_with(Kernel::detect(), products, x, acts)
+    matmul_with(Kernel::detect(), Precision::Quantized, products, x, acts)
 }
 
 /// [`matmul`] with a chosen kernel (for tests and benchmarks).
@@ -111,6 +124,7 @@ pub fn matmul(
 /// As [`matmul`], and [`Error::Unsupported`] for a kernel this CPU lacks.
 pub fn matmul_with(
     kernel: Kernel,
+    precision: Precision,
     products: &mut [(Matrix<'_>, &mut [f32])],
     x: &[f32],
     acts: &mut Activations,
@@ -135,7 +149,8 @@ pub fn matmul_with(
             });
         }
     }
-    if products.iter().any(|(m, _)| !is_float(m.ty)) {
+    let exact = |ty| is_float(ty) || precision == Precision::Exact;
+    if products.iter().any(|(m, _)| !exact(m.ty)) {
         acts.quantize_rows(x, cols)?;
     }
     let acts = &*acts;
@@ -144,24 +159,47 @@ pub fn matmul_with(
     products.par_iter_mut().for_each(|(m, out)| {
         let m = *m;
         let out = OutPtr(out.as_mut_ptr());
-        (0..m.rows)
-            .into_par_iter()
-            .with_min_len(min_rows)
-            .for_each(|r| {
+        let rows = (0..m.rows).into_par_iter().with_min_len(min_rows);
+        if !exact(m.ty) {
+            rows.for_each(|r| {
                 let row = m.row(r);
                 for t in 0..tokens {
-                    let y = if is_float(m.ty) {
-                        float_dot(kernel, m.ty, row, &x[t * cols..(t + 1) * cols])
-                    } else {
-                        run(kernel, m.ty, row, acts.row(t))
-                    };
                     // SAFETY: `out` holds `tokens * m.rows` values (checked above) and each
                     // `(t, r)` is written by exactly one job.
-                    unsafe { out.write(t * m.rows + r, y) };
+                    unsafe { out.write(t * m.rows + r, run(kernel, m.ty, row, acts.row(t))) };
                 }
             });
+            return;
+        }
+        rows.for_each_init(Vec::new, |buf: &mut Vec<f32>, r| {
+            let (ty, row) = if is_float(m.ty) {
+                (m.ty, m.row(r))
+            } else {
+                buf.resize(cols, 0.0);
+                crate::codec::dequantize_into(m.ty, m.row(r), buf)
+                    .expect("Matrix::new checked the row's blocks");
+                (GgmlType::F32, f32_bytes(buf))
+            };
+            for t in 0..tokens {
+                let y = float_dot(kernel, ty, row, &x[t * cols..(t + 1) * cols]);
+                // SAFETY: as above.
+                unsafe { out.write(t * m.rows + r, y) };
+            }
+        });
     });
     Ok(())
+}
+
+/// `sum_i a_i * b_i` with the fastest kernel (attention's query-key products).
+pub fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    float_dot(Kernel::detect(), GgmlType::F32, f32_bytes(&a[..n]), &b[..n])
+}
+
+/// The bytes of f32 values (little-endian on every target this crate builds for).
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: any f32 is four initialised bytes; u8 has no alignment requirement.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
 /// A float weight row times f32 activations with `kernel` (checked by the caller).

@@ -15,7 +15,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use matmul::{Matrix, matmul, matmul_with};
+pub use matmul::{Matrix, Precision, f32_dot, matmul, matmul_with};
 
 use rayon::prelude::*;
 
