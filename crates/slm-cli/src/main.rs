@@ -3,6 +3,8 @@
 //! Every subcommand prints JSON (or plain text) on stdout; on bad input it prints one line
 //! starting with `error:` on stderr and exits with status 1.
 
+mod backend;
+mod bench;
 mod perplexity;
 mod progress;
 mod prune;
@@ -43,6 +45,10 @@ struct ModelArgs {
     /// Where to run: `cpu` (burn's flex backend) or `cuda:N` (builds with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: DeviceArg,
+    /// Which implementation runs the model (generate, logits, perplexity): `auto` is the CPU
+    /// fast path for a GGUF file on the CPU without an adapter, burn otherwise.
+    #[arg(long, value_enum, default_value_t = backend::BackendArg::Auto)]
+    backend: backend::BackendArg,
 }
 
 /// A parsed `--device`.
@@ -178,6 +184,9 @@ enum Command {
     /// Perplexity of a model on a text, by llama.cpp's llama-perplexity method (chunks of
     /// --ctx tokens, the second half of each scored).
     Perplexity(perplexity::PerplexityArgs),
+    /// Measure prompt and decode speed (tokens/s, as llama-bench's pp and tg), peak memory and
+    /// the memory-bandwidth roofline of decoding.
+    Bench(bench::BenchArgs),
     /// Prune a model's projections (magnitude, 2:4, or structured MLP neurons) and write it as
     /// a Hugging Face directory with prune_report.json.
     Prune(prune::PruneArgs),
@@ -404,7 +413,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", json!({ "ids": ids }));
         }
         Command::Logits { model, ids, out } => {
-            let (_, decoder) = load(&model)?;
+            let (_, decoder) = backend::Runner::load(&model)?;
             let mut cache = decoder.new_cache();
             let logits =
                 decoder.forward(&TokenBatch::single(ids.0, LogitsScope::All), &mut cache)?;
@@ -429,7 +438,7 @@ fn run(cli: Cli) -> Result<()> {
             ignore_eos,
             json,
         } => {
-            let (ckpt, decoder) = load(&model)?;
+            let (ckpt, decoder) = backend::Runner::load(&model)?;
             let tokenizer = ckpt.tokenizer.as_ref();
             // A fine-tuned adapter or model directory records its task: the same prompt.
             let task = match (raw || chat, &model.adapter) {
@@ -580,6 +589,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Finetune(args) => tune::finetune(args)?,
         Command::Eval(args) => tune::eval(args)?,
         Command::Perplexity(args) => perplexity::run(args)?,
+        Command::Bench(args) => bench::run(args)?,
         Command::Prune(args) => prune::run(args)?,
         Command::Quantize(args) => quantize::run(args)?,
         Command::Distill(args) => tune::distill(args)?,
@@ -597,6 +607,7 @@ fn run(cli: Cli) -> Result<()> {
                 model,
                 adapter: Some(adapter),
                 device: DeviceArg::Cpu,
+                backend: backend::BackendArg::Burn,
             };
             write_hf_dir(&args, &out, dtype, keep_sparsity)?;
         }

@@ -33,7 +33,7 @@ pub struct PerplexityArgs {
 pub fn run(args: PerplexityArgs) -> Result<()> {
     let text =
         std::fs::read_to_string(&args.text).with_context(|| format!("{}", args.text.display()))?;
-    let (ckpt, model) = crate::load(&args.model)?;
+    let (ckpt, model) = crate::backend::Runner::load(&args.model)?;
     let tokenizer = ckpt
         .tokenizer
         .as_ref()
