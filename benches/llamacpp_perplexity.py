@@ -41,7 +41,13 @@ def model_path():
 
 
 def build_llama_perplexity(build):
-    exe = os.path.join(build, "out", "bin", "llama-perplexity")
+    return build_tool(build, "llama-perplexity")
+
+
+def build_tool(build, target):
+    """Builds one llama.cpp tool (llama-perplexity, llama-bench, llama-quantize) from the
+    vendored sources of the llama-cpp-python sdist into `build` once; returns its path."""
+    exe = os.path.join(build, "out", "bin", target)
     if os.path.exists(exe):
         return exe
     os.makedirs(build, exist_ok=True)
@@ -70,7 +76,7 @@ def build_llama_perplexity(build):
         check=True,
     )
     subprocess.run(
-        [cmake, "--build", out, "--target", "llama-perplexity", "-j", str(os.cpu_count())],
+        [cmake, "--build", out, "--target", target, "-j", str(os.cpu_count())],
         check=True,
     )
     return exe

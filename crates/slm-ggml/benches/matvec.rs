@@ -9,7 +9,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
 use slm_ggml::GgmlType;
-use slm_ggml::dot::{Activations, matvec};
+use slm_ggml::dot::{Activations, Matrix, matmul, matvec};
 
 fn f32_matvec(w: &[f32], x: &[f32], out: &mut [f32]) {
     let cols = x.len();
@@ -63,6 +63,13 @@ fn bench(c: &mut Criterion) {
                     matvec(ty, &q, &act, &mut out).unwrap()
                 })
             });
+            // The decoder's entry point: matmul (four-row tiles where the type has them).
+            let mut acts = Activations::new();
+            let m = Matrix::new(ty, rows, cols, &q).unwrap();
+            group.bench_function(
+                BenchmarkId::new(format!("{}/matmul", ty.name()), rows * cols),
+                |b| b.iter(|| matmul(&mut [(m, &mut out[..])], &x, &mut acts).unwrap()),
+            );
         }
         group.finish();
     }

@@ -7,9 +7,12 @@
 
 use rayon::prelude::*;
 
-use super::{Activations, Kernel, check, run};
+use super::{Activations, Kernel, check};
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
+
+/// Jobs per thread and product call.
+const JOBS_PER_THREAD: usize = 2;
 
 /// A weight matrix in its stored encoding: `rows` rows of `cols` values, each row's bytes
 /// contiguous (GGML blocks, or little-endian F32/F16/BF16).
@@ -155,22 +158,33 @@ pub fn matmul_with(
     }
     let acts = &*acts;
     // Enough rows per job that scheduling costs little next to the products.
-    let min_rows = (64 / tokens.max(1)).max(4);
+    // A few jobs per thread over all the matrices: enough to balance, few enough that
+    // scheduling costs little next to the products.
+    let threads = rayon::current_num_threads().max(1);
+    let total_rows: usize = products.iter().map(|(m, _)| m.rows).sum();
+    let per_job = |rows: usize| {
+        let share = rows * threads * JOBS_PER_THREAD / total_rows.max(1);
+        rows.div_ceil(share.max(1)).max(1)
+    };
     products.par_iter_mut().for_each(|(m, out)| {
         let m = *m;
         let out = OutPtr(out.as_mut_ptr());
-        let rows = (0..m.rows).into_par_iter().with_min_len(min_rows);
         if !exact(m.ty) {
-            rows.for_each(|r| {
-                let row = m.row(r);
-                for t in 0..tokens {
+            // Groups of four rows, each through the widest tile the type has.
+            let groups = (0..m.rows.div_ceil(4))
+                .into_par_iter()
+                .with_min_len(per_job(m.rows).div_ceil(4));
+            groups.for_each(|g| {
+                let rows = 4 * g..(4 * g + 4).min(m.rows);
+                super::tile_rows(kernel, &m, rows, acts, tokens, |t, r, y| {
                     // SAFETY: `out` holds `tokens * m.rows` values (checked above) and each
                     // `(t, r)` is written by exactly one job.
-                    unsafe { out.write(t * m.rows + r, run(kernel, m.ty, row, acts.row(t))) };
-                }
+                    unsafe { out.write(t * m.rows + r, y) }
+                });
             });
             return;
         }
+        let rows = (0..m.rows).into_par_iter().with_min_len(per_job(m.rows));
         rows.for_each_init(Vec::new, |buf: &mut Vec<f32>, r| {
             let (ty, row) = if is_float(m.ty) {
                 (m.ty, m.row(r))

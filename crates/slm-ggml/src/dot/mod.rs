@@ -257,6 +257,89 @@ fn check(ty: GgmlType, row_bytes: usize, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// `emit(t, r, W[r] · x[t])` for the rows `rows` of `m` and every token of `acts`: four rows
+/// at once through the AVX2 tiles where the type has them (4 rows x 1 token, or 2 x 4 when
+/// there are 4 tokens or more), one product at a time otherwise.
+pub(crate) fn tile_rows(
+    kernel: Kernel,
+    m: &Matrix<'_>,
+    rows: std::ops::Range<usize>,
+    acts: &Activations,
+    tokens: usize,
+    mut emit: impl FnMut(usize, usize, f32),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 && rows.len() == 4 {
+        let kind = match m.ty() {
+            GgmlType::Q8_0 => Some(x86::TILE_Q8_0),
+            GgmlType::Q4_0 => Some(x86::TILE_Q4_0),
+            GgmlType::Q4_1 => Some(x86::TILE_Q4_1),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let nb = m.cols() / QK;
+            let w: [*const u8; 4] = std::array::from_fn(|i| m.row(rows.start + i).as_ptr());
+            let ptrs = |t: usize| {
+                let row = acts.row(t);
+                (row.blocks.as_ptr(), row.scales.as_ptr(), row.sums.as_ptr())
+            };
+            let mut t = 0;
+            while t + 4 <= tokens {
+                let p: [_; 4] = std::array::from_fn(|i| ptrs(t + i));
+                let (x, dx, s) = (p.map(|p| p.0), p.map(|p| p.1), p.map(|p| p.2));
+                for half in 0..2 {
+                    let w2 = [w[2 * half], w[2 * half + 1]];
+                    // SAFETY: AVX2 is available (`kernel`); every row holds `nb` blocks of its
+                    // type and every activation row `nb` Q8_0 blocks (checked by `Matrix::new`
+                    // and `matmul_with`).
+                    let y = unsafe {
+                        match kind {
+                            x86::TILE_Q8_0 => {
+                                x86::tile::<{ x86::TILE_Q8_0 }, 2, 4>(nb, w2, x, dx, s)
+                            }
+                            x86::TILE_Q4_0 => {
+                                x86::tile::<{ x86::TILE_Q4_0 }, 2, 4>(nb, w2, x, dx, s)
+                            }
+                            _ => x86::tile::<{ x86::TILE_Q4_1 }, 2, 4>(nb, w2, x, dx, s),
+                        }
+                    };
+                    for (i, yr) in y.iter().enumerate() {
+                        for (j, &v) in yr.iter().enumerate() {
+                            emit(t + j, rows.start + 2 * half + i, v);
+                        }
+                    }
+                }
+                t += 4;
+            }
+            while t < tokens {
+                let (x, dx, s) = ptrs(t);
+                // SAFETY: as above.
+                let y = unsafe {
+                    match kind {
+                        x86::TILE_Q8_0 => {
+                            x86::tile::<{ x86::TILE_Q8_0 }, 4, 1>(nb, w, [x], [dx], [s])
+                        }
+                        x86::TILE_Q4_0 => {
+                            x86::tile::<{ x86::TILE_Q4_0 }, 4, 1>(nb, w, [x], [dx], [s])
+                        }
+                        _ => x86::tile::<{ x86::TILE_Q4_1 }, 4, 1>(nb, w, [x], [dx], [s]),
+                    }
+                };
+                for (i, yr) in y.iter().enumerate() {
+                    emit(t, rows.start + i, yr[0]);
+                }
+                t += 1;
+            }
+            return;
+        }
+    }
+    for r in rows {
+        for t in 0..tokens {
+            emit(t, r, run(kernel, m.ty(), m.row(r), acts.row(t)));
+        }
+    }
+}
+
 /// The kernel for a checked row.
 fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
     let Row {

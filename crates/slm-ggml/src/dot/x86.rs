@@ -7,6 +7,7 @@ use std::arch::x86_64::*;
 /// The f16 at `b[i..i + 2]` as f32, by the F16C instruction (the `half` crate's portable
 /// conversion costs more than a block's integer products).
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     let h = u16::from_le_bytes([b[i], b[i + 1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
@@ -14,6 +15,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 
 /// Sum of the eight f32 lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 fn hsum(v: __m256) -> f32 {
     let lo = _mm256_castps256_ps128(v);
     let hi = _mm256_extractf128_ps::<1>(v);
@@ -26,6 +28,7 @@ fn hsum(v: __m256) -> f32 {
 /// The 16 pairwise products of signed bytes `x * y`, summed to 8 i32 and converted to f32
 /// (`mul_sum_i8_pairs_float`: |x| as unsigned times y with x's sign, which `maddubs` takes).
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
     let ax = _mm256_sign_epi8(x, x);
     let sy = _mm256_sign_epi8(y, x);
@@ -34,6 +37,7 @@ fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
 
 /// Unsigned bytes `x` times signed bytes `y`, pairwise, summed to 8 i32, as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
     let dot = _mm256_maddubs_epi16(x, y);
     let summed = _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
@@ -42,6 +46,7 @@ fn mul_sum_u8_i8(x: __m256i, y: __m256i) -> __m256 {
 
 /// 16 bytes of nibbles to 32 bytes: low nibbles first (elements 0..16), then high ones.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 unsafe fn nibbles(p: *const u8) -> __m256i {
     // SAFETY (caller): `p` points at 16 readable bytes.
     let tmp = unsafe { _mm_loadu_si128(p as *const __m128i) };
@@ -51,6 +56,7 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 
 /// 0xFF in byte `j` where bit `j` of the 4 bytes at `p` is set (`bytes_from_bits_32`).
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 fn bits(qh: &[u8]) -> __m256i {
     let x = i32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
     let shuffle = _mm256_set_epi64x(
@@ -66,6 +72,7 @@ fn bits(qh: &[u8]) -> __m256i {
 
 /// 32 signed bytes at `p`.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 unsafe fn load32(p: *const u8) -> __m256i {
     // SAFETY (caller): `p` points at 32 readable bytes.
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
@@ -267,4 +274,94 @@ unsafe fn load8(ty: crate::GgmlType, p: *const u8) -> __m256 {
             ))),
         }
     }
+}
+
+/// The legacy block formats [`tile`] multiplies, as its `K` parameter.
+pub(crate) const TILE_Q8_0: u8 = 0;
+/// See [`TILE_Q8_0`].
+pub(crate) const TILE_Q4_0: u8 = 1;
+/// See [`TILE_Q8_0`].
+pub(crate) const TILE_Q4_1: u8 = 2;
+
+/// The f16 at `p` as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16_ptr(p: *const u8) -> f32 {
+    // SAFETY (caller): two readable bytes at `p`.
+    let h = unsafe { std::ptr::read_unaligned(p as *const u16) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+/// `R` weight rows times `T` activation rows of one legacy format (`K`: Q8_0, Q4_0 or Q4_1),
+/// `R * T` independent accumulators: each weight block is unpacked once for all `T` tokens and
+/// each activation block loaded once for all `R` rows (llama.cpp's `gemm` tiles do the same
+/// after repacking; here the stored layout is read as it is).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; every `w[r]` points at `blocks` weight blocks of `K`, every
+/// `x[t]` at `blocks` 34-byte Q8_0 blocks with `blocks` entries at `dx[t]` and `sums[t]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn tile<const K: u8, const R: usize, const T: usize>(
+    blocks: usize,
+    w: [*const u8; R],
+    x: [*const u8; T],
+    dx: [*const f32; T],
+    sums: [*const f32; T],
+) -> [[f32; T]; R] {
+    let block_bytes = match K {
+        TILE_Q8_0 => 34,
+        TILE_Q4_0 => 18,
+        _ => 20,
+    };
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut offset = [[0.0f32; T]; R];
+    let eight = _mm256_set1_epi8(8);
+    for b in 0..blocks {
+        // SAFETY (all pointer reads): `b < blocks`, and the caller's pointers hold `blocks`
+        // blocks each.
+        let mut qx = [_mm256_setzero_si256(); T];
+        let mut sx = [0.0f32; T];
+        let mut mx = [0.0f32; T];
+        for t in 0..T {
+            unsafe {
+                qx[t] = load32(x[t].add(b * 34 + 2));
+                sx[t] = *dx[t].add(b);
+                if K == TILE_Q4_1 {
+                    mx[t] = *sums[t].add(b);
+                }
+            }
+        }
+        for r in 0..R {
+            let wb = unsafe { w[r].add(b * block_bytes) };
+            let d = unsafe { f16_ptr(wb) };
+            let q = unsafe {
+                match K {
+                    TILE_Q8_0 => load32(wb.add(2)),
+                    TILE_Q4_0 => _mm256_sub_epi8(nibbles(wb.add(2)), eight),
+                    _ => nibbles(wb.add(4)),
+                }
+            };
+            if K == TILE_Q4_1 {
+                let m = unsafe { f16_ptr(wb.add(2)) };
+                for t in 0..T {
+                    let p = mul_sum_u8_i8(q, qx[t]);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * sx[t]), p, acc[r][t]);
+                    offset[r][t] += m * mx[t];
+                }
+            } else {
+                let aq = _mm256_sign_epi8(q, q);
+                for t in 0..T {
+                    let p = mul_sum_u8_i8(aq, _mm256_sign_epi8(qx[t], q));
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * sx[t]), p, acc[r][t]);
+                }
+            }
+        }
+    }
+    let mut out = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = hsum(acc[r][t]) + offset[r][t];
+        }
+    }
+    out
 }
