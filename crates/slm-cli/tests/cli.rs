@@ -423,19 +423,32 @@ fn smollm2_gguf_info_tokenize_and_generate() {
         story["text"].as_str().unwrap(),
     ]);
     assert_eq!(ids_of(&v["ids"]), ids_of(&story["ids"]));
-    let v = ok_json(&[
-        "generate",
-        "--model",
-        m,
-        "--prompt",
-        story["text"].as_str().unwrap(),
-        "--max-new-tokens",
-        "24",
-        "--ignore-eos",
-        "--json",
-    ]);
+    let generate = |backend: &str| {
+        ok_json(&[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            story["text"].as_str().unwrap(),
+            "--max-new-tokens",
+            "24",
+            "--ignore-eos",
+            "--json",
+            "--backend",
+            backend,
+        ])
+    };
+    // burn computes in f32 as transformers does: the same 24 tokens.
+    let v = generate("burn");
     assert_eq!(ids_of(&v["ids"]), ids_of(&story["greedy"]["new_ids"]));
     assert_eq!(v["text"], story["greedy"]["new_text"]);
+    // The default for a GGUF on the CPU is the fast path, with llama.cpp's 8-bit activations:
+    // the same first 12 tokens, then its own greedy text (as llama.cpp's own drifts).
+    let fast = generate("auto");
+    assert_eq!(
+        ids_of(&fast["ids"])[..12],
+        ids_of(&story["greedy"]["new_ids"])[..12]
+    );
     // --chat renders the template and stops at <|im_end|>.
     let v = ok_json(&[
         "generate",
@@ -1045,4 +1058,56 @@ fn prune_reports_perplexity_before_and_after_and_new_methods_run() {
         assert!(v["perplexity"].is_null());
         assert!(out.join("config.json").is_file(), "{method}");
     }
+}
+
+#[test]
+fn bench_reports_pp_tg_memory_and_the_roofline() {
+    let q8 = fixtures().join("quant/gguf/llama-tiny.q8_0.gguf");
+    let m = q8.to_str().unwrap();
+    let args = [
+        "bench",
+        "--model",
+        m,
+        "--threads",
+        "1",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--repetitions",
+        "1",
+        "--json",
+    ];
+    let v = ok_json(&args);
+    for key in [
+        "pp",
+        "tg",
+        "roofline_tg",
+        "read_bandwidth_gb_s",
+        "roofline_fraction",
+    ] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    assert_eq!(v["batch"], 1);
+    // The weights one decode step reads: every Q8_0 matrix once and one embedding row.
+    let per_token = v["weight_bytes_per_token"].as_u64().unwrap();
+    assert!(per_token > 100_000 && per_token < 204_576, "{per_token}");
+    let batched = ok_json(&[&args[..], &["--batch", "3", "--backend", "burn"]].concat());
+    assert_eq!(batched["batch"], 3);
+    assert!(batched["tg"].as_f64().unwrap() > 0.0);
+    // The fast path runs no adapter: a clear error, not silently the base model.
+    let out = slm(&[
+        "generate",
+        "--model",
+        m,
+        "--ids",
+        "1,2",
+        "--backend",
+        "fast",
+        "--adapter",
+        fixtures().join("lora/adapter_a").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("adapter"));
 }

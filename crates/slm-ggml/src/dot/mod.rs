@@ -1,5 +1,5 @@
-//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K with AVX2; Q5_K, Q6_K with their
-//! scalar reference so far): a weight row stored in its GGML blocks times activations quantized
+//! Quantized dot products (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K, AVX2 and a
+//! scalar reference for each): a weight row stored in its GGML blocks times activations quantized
 //! to 8 bits per block, as llama.cpp multiplies them (`ggml_vec_dot_q4_0_q8_0` and friends):
 //! integer products within a block, one float multiply-add per block. The weights are never
 //! dequantized, so a matrix-vector product reads 4.5-8.5 bits per weight instead of 32.
@@ -258,8 +258,8 @@ fn check(ty: GgmlType, row_bytes: usize, n: usize) -> Result<()> {
 }
 
 /// `emit(t, r, W[r] · x[t])` for the rows `rows` of `m` and every token of `acts`: four rows
-/// at once through the AVX2 tiles where the type has them (4 rows x 1 token, or 2 x 4 when
-/// there are 4 tokens or more), one product at a time otherwise.
+/// at once through the AVX2 tiles where the type has them and there are several tokens (2 x 4
+/// per 4 tokens, 4 x 1 for the rest), one product at a time otherwise.
 pub(crate) fn tile_rows(
     kernel: Kernel,
     m: &Matrix<'_>,
@@ -268,8 +268,12 @@ pub(crate) fn tile_rows(
     tokens: usize,
     mut emit: impl FnMut(usize, usize, f32),
 ) {
+    // One token streams its weights from memory, where one row at a time is fastest: measured
+    // in decode (slm bench, SmolLM2, 2 threads) four interleaved rows ran at 0.65-0.7x (Q8_0
+    // 105 -> 68 t/s, Q4_1 119 -> 84); they only win on cached matrices (benches/matvec.rs
+    // ffn_up Q8_0: 91 vs 121 us) and when several tokens share each unpacked block.
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx2 && rows.len() == 4 {
+    if kernel == Kernel::Avx2 && rows.len() == 4 && tokens > 1 {
         let kind = match m.ty() {
             GgmlType::Q8_0 => Some(x86::TILE_Q8_0),
             GgmlType::Q4_0 => Some(x86::TILE_Q4_0),
@@ -347,12 +351,6 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
         scales,
         sums,
     } = x;
-    // Q5_K and Q6_K have only their scalar reference so far.
-    match ty {
-        GgmlType::Q5_K => return scalar::q5_k_q8_0(row, blocks, scales, sums),
-        GgmlType::Q6_K => return scalar::q6_k_q8_0(row, blocks, scales),
-        _ => {}
-    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Avx2` is only chosen (`detect`) or accepted (`available`) when the
@@ -364,6 +362,8 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
                 GgmlType::Q5_0 => x86::q5_0_q8_0(row, blocks, scales),
                 GgmlType::Q5_1 => x86::q5_1_q8_0(row, blocks, scales, sums),
                 GgmlType::Q4_K => x86::q4_k_q8_0(row, blocks, scales, sums),
+                GgmlType::Q5_K => x86::q5_k_q8_0(row, blocks, scales, sums),
+                GgmlType::Q6_K => x86::q6_k_q8_0(row, blocks, scales),
                 _ => x86::q4_1_q8_0(row, blocks, scales, sums),
             }
         },
@@ -373,6 +373,8 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
             GgmlType::Q5_0 => scalar::q5_0_q8_0(row, blocks, scales),
             GgmlType::Q5_1 => scalar::q5_1_q8_0(row, blocks, scales, sums),
             GgmlType::Q4_K => scalar::q4_k_q8_0(row, blocks, scales, sums),
+            GgmlType::Q5_K => scalar::q5_k_q8_0(row, blocks, scales, sums),
+            GgmlType::Q6_K => scalar::q6_k_q8_0(row, blocks, scales),
             _ => scalar::q4_1_q8_0(row, blocks, scales, sums),
         },
     }

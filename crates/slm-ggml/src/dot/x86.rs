@@ -365,3 +365,102 @@ pub(crate) unsafe fn tile<const K: u8, const R: usize, const T: usize>(
     }
     out
 }
+
+/// Q5_K x Q8_0: Q4_K's layout plus a fifth bit per value (`qh`, 32 bytes: bit `j` of byte `l`
+/// belongs to value `l` of sub-block `j`).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds whole 176-byte super-blocks, `x` eight 34-byte
+/// blocks per super-block with `dx`/`dsums` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_k_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    let low = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    for (s, wb) in w.chunks_exact(176).enumerate() {
+        let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
+        // SAFETY: the 32 high-bit bytes follow d, dmin and the 12 scale bytes.
+        let qh = unsafe { load32(wb.as_ptr().add(16)) };
+        for pair in 0..4 {
+            // SAFETY: 32 bytes of low nibbles per pair of sub-blocks after the high bits.
+            let q = unsafe { load32(wb.as_ptr().add(48 + 32 * pair)) };
+            for half in 0..2 {
+                let j = 2 * pair + half;
+                let (sc, m) = crate::blocks::k_affine::scale_min_k4(j, &wb[4..16]);
+                let a = s * 8 + j;
+                let nib = if half == 0 {
+                    _mm256_and_si256(q, low)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), low)
+                };
+                let high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)), one);
+                let levels = _mm256_or_si256(nib, _mm256_slli_epi16::<4>(high));
+                // SAFETY: activation block `a` exists (8 per super-block, checked by the caller).
+                let y = unsafe { load32(x.as_ptr().add(a * 34 + 2)) };
+                let scale = _mm256_set1_ps(d * f32::from(sc) * dx[a]);
+                acc = _mm256_fmadd_ps(scale, mul_sum_u8_i8(levels, y), acc);
+                mins += dmin * f32::from(m) * dsums[a];
+            }
+        }
+    }
+    hsum(acc) - mins
+}
+
+/// Q6_K x Q8_0: per 32-value activation block, the 6-bit levels (4 from `ql`, 2 from `qh`)
+/// times the activations minus 32 times their sum, the two 16-value halves weighted by their
+/// int8 scales in one `madd` (llama.cpp's `ggml_vec_dot_q6_K_q8_K` AVX2 arithmetic).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds whole 210-byte super-blocks, `x` eight 34-byte
+/// blocks per super-block with `dx` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q6_k_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let low = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(3);
+    let m32 = _mm256_set1_epi8(32);
+    for (s, wb) in w.chunks_exact(210).enumerate() {
+        let d = f16_at(wb, 208);
+        let p = wb.as_ptr();
+        for half in 0..2 {
+            // SAFETY: `ql` is bytes 0..128, `qh` 128..192 of the super-block.
+            let (ql0, ql1, qh) = unsafe {
+                (
+                    load32(p.add(64 * half)),
+                    load32(p.add(64 * half + 32)),
+                    load32(p.add(128 + 32 * half)),
+                )
+            };
+            for quarter in 0..4 {
+                let a = 4 * half + quarter;
+                let ql = if quarter % 2 == 0 { ql0 } else { ql1 };
+                let nib = if quarter < 2 {
+                    _mm256_and_si256(ql, low)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql), low)
+                };
+                let hb = _mm256_and_si256(
+                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * quarter as i32)),
+                    three,
+                );
+                let levels = _mm256_or_si256(nib, _mm256_slli_epi16::<4>(hb));
+                let b = s * 8 + a;
+                // SAFETY: activation block `b` exists (8 per super-block, checked by the caller).
+                let y = unsafe { load32(x.as_ptr().add(b * 34 + 2)) };
+                let p16 = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(levels, y),
+                    _mm256_maddubs_epi16(m32, y),
+                );
+                let (s0, s1) = (
+                    i16::from(wb[192 + 2 * a] as i8),
+                    i16::from(wb[193 + 2 * a] as i8),
+                );
+                let scales = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
+                let p32 = _mm256_madd_epi16(p16, scales);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dx[b]), _mm256_cvtepi32_ps(p32), acc);
+            }
+        }
+    }
+    hsum(acc)
+}
