@@ -358,7 +358,7 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
         Kernel::Avx2 => unsafe {
             match ty {
                 GgmlType::Q8_0 => x86::q8_0_q8_0(row, blocks, scales),
-                GgmlType::Q4_0 => x86::q4_0_q8_0(row, blocks, scales),
+                GgmlType::Q4_0 => x86::q4_0_q8_0(row, blocks, scales, sums),
                 GgmlType::Q5_0 => x86::q5_0_q8_0(row, blocks, scales),
                 GgmlType::Q5_1 => x86::q5_1_q8_0(row, blocks, scales, sums),
                 GgmlType::Q4_K => x86::q4_k_q8_0(row, blocks, scales, sums),

@@ -94,23 +94,31 @@ pub(crate) unsafe fn q8_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     hsum(acc)
 }
 
-/// Q4_0 x Q8_0.
+/// Q4_0 x Q8_0, as Q4_1 with the minimum `-8 d`: unsigned nibbles times the activations
+/// (`maddubs` directly, no sign juggling), `8 d` times the activation block's scaled sum
+/// subtracted: `sum (q - 8) y = sum q y - 8 sum y` exactly in integers.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; `w` holds as many 18-byte blocks as `x` 34-byte ones.
+/// The CPU has AVX2, FMA and F16C; `w` holds as many 18-byte blocks as `x` 34-byte ones and
+/// `dx`/`dsums` entries.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
+pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let eight = _mm256_set1_epi8(8);
-    for ((wb, xb), &dx) in w.chunks_exact(18).zip(x.chunks_exact(34)).zip(dx) {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
+    let mut offset = 0.0f32;
+    for (((wb, xb), &dx), &dsum) in w
+        .chunks_exact(18)
+        .zip(x.chunks_exact(34))
+        .zip(dx)
+        .zip(dsums)
+    {
+        let dw = f16_at(wb, 0);
         // SAFETY: 16 bytes of nibbles after the weight block's scale, 32 levels after the
         // activation block's.
         let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(2)), load32(xb.as_ptr().add(2))) };
-        let qw = _mm256_sub_epi8(qw, eight);
-        acc = _mm256_fmadd_ps(d, mul_sum_i8(qw, qx), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), mul_sum_u8_i8(qw, qx), acc);
+        offset += dw * dsum;
     }
-    hsum(acc)
+    hsum(acc) - 8.0 * offset
 }
 
 /// Q4_1 x Q8_0 with the activation blocks' scaled level sums.
@@ -315,7 +323,6 @@ pub(crate) unsafe fn tile<const K: u8, const R: usize, const T: usize>(
     };
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     let mut offset = [[0.0f32; T]; R];
-    let eight = _mm256_set1_epi8(8);
     for b in 0..blocks {
         // SAFETY (all pointer reads): `b < blocks`, and the caller's pointers hold `blocks`
         // blocks each.
@@ -326,7 +333,7 @@ pub(crate) unsafe fn tile<const K: u8, const R: usize, const T: usize>(
             unsafe {
                 qx[t] = load32(x[t].add(b * 34 + 2));
                 sx[t] = *dx[t].add(b);
-                if K == TILE_Q4_1 {
+                if K != TILE_Q8_0 {
                     mx[t] = *sums[t].add(b);
                 }
             }
@@ -337,12 +344,17 @@ pub(crate) unsafe fn tile<const K: u8, const R: usize, const T: usize>(
             let q = unsafe {
                 match K {
                     TILE_Q8_0 => load32(wb.add(2)),
-                    TILE_Q4_0 => _mm256_sub_epi8(nibbles(wb.add(2)), eight),
+                    TILE_Q4_0 => nibbles(wb.add(2)),
                     _ => nibbles(wb.add(4)),
                 }
             };
-            if K == TILE_Q4_1 {
-                let m = unsafe { f16_ptr(wb.add(2)) };
+            if K != TILE_Q8_0 {
+                // Q4_0 is Q4_1 with the minimum -8 d (see `q4_0_q8_0`).
+                let m = if K == TILE_Q4_0 {
+                    -8.0 * d
+                } else {
+                    unsafe { f16_ptr(wb.add(2)) }
+                };
                 for t in 0..T {
                     let p = mul_sum_u8_i8(q, qx[t]);
                     acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * sx[t]), p, acc[r][t]);
