@@ -9,6 +9,10 @@
 //! (a Hugging Face directory or a `.gguf` file), [`Checkpoint::load_decoder`] builds the burn
 //! module on a device. Writing goes the other way with [`save_hf_dir`].
 //!
+//! On the CPU, [`fast::FastDecoder`] runs the same model (same config, names and checks) on the
+//! weights as stored, GGUF blocks straight from the memory map, over a paged key/value pool; it
+//! and every [`CausalLm`] serve the batched step API of [`step::BatchedLm`] that an engine drives.
+//!
 //! ```
 //! use slm_core::prelude::*;
 //! use slm_core::config::{RopeScaling};

@@ -14,9 +14,9 @@
 //! - [`quantize_weighted`]: the 4-, 5- and 6-bit types weighted by an importance matrix
 //!   (llama.cpp's imatrix), bit-exact with `llama-quantize --imatrix`.
 //!
-//! - [`dot`]: quantized dot products and matrix-vector products of Q8_0/Q4_0/Q4_1 weights with
-//!   8-bit activations, AVX2 (detected at run time) with a scalar reference beside each: the
-//!   start of the CPU fast path.
+//! - [`dot`]: the CPU fast path's kernels: dot products and matrix products of every stored
+//!   type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K with 8-bit activations; F32, F16, BF16
+//!   with f32 ones), AVX2 (detected at run time) with a scalar reference beside each.
 //!
 //! Input is whole blocks (a weight matrix's rows laid end to end). NaN, infinities and scales
 //! that do not fit an f16 are errors naming the value or block, never garbage.
