@@ -109,6 +109,25 @@ fn llama_cpp_ggufs_match_transformers() {
     let dq = padded_batch_diff_against(&quantized, "models/llama-tiny", q8);
     eprintln!("Q8_0 GGUF: exact {d:.3e}, quantized activations {dq:.3e}");
     assert!(dq <= 0.075, "Q8_0 GGUF, quantized activations: {dq}");
+    // Repacked for VNNI (where the CPU has it) or not, the same products.
+    let ckpt = Checkpoint::open(&fixture("quant/gguf/llama-tiny.q8_0.gguf")).unwrap();
+    let unpacked = FastDecoderConfig {
+        repack: false,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    let ids: Vec<u32> = (0..40).map(|i| (i * 53 % 768) as u32).collect();
+    let run = |m: &FastDecoder| {
+        m.forward(
+            &TokenBatch::single(ids.clone(), LogitsScope::All),
+            &mut m.new_cache(),
+        )
+        .unwrap()
+        .values
+    };
+    let d = max_abs_diff(&run(&quantized), &run(&unpacked));
+    assert!(d <= 1e-4, "packed vs stored layout: {d}");
 }
 
 /// Each sequence's logits from a ragged batched run equal its logits run alone.

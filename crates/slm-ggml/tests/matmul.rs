@@ -189,3 +189,46 @@ fn exact_precision_is_the_dequantized_f32_product() {
         }
     }
 }
+
+/// The repacked Q8_0/Q4_0 kernels (AVX-512 VNNI) give the stored-layout products: the same
+/// integer sums per block, only the float additions in another order.
+#[test]
+fn packed_weights_give_the_stored_products() {
+    use slm_ggml::dot::PackedMatrix;
+    if !PackedMatrix::available() {
+        eprintln!("skipping: no AVX-512 VNNI");
+        return;
+    }
+    let cols = 576;
+    for rows in [8usize, 24, 64] {
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i as u64 * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0) * 0.3)
+            .collect();
+        for tokens in 1..=9 {
+            let x: Vec<f32> = (0..tokens * cols)
+                .map(|i| (i as f32 * 0.37).sin() * 5.0)
+                .collect();
+            for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+                let b = quantize(ty, &w).unwrap();
+                let m = Matrix::new(ty, rows, cols, &b).unwrap();
+                let packed = PackedMatrix::pack(&m).unwrap();
+                let (mut want, mut got) =
+                    (vec![0.0f32; tokens * rows], vec![0.0f32; tokens * rows]);
+                let mut acts = Activations::new();
+                matmul(&mut [(m, &mut want[..])], &x, &mut acts).unwrap();
+                matmul(&mut [(m.with_packed(&packed), &mut got[..])], &x, &mut acts).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{ty} rows {rows} tokens {tokens} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    // Types and shapes it does not cover stay unpacked.
+    let b = quantize(GgmlType::Q4_1, &[0.5f32; 8 * 32]).unwrap();
+    assert!(PackedMatrix::pack(&Matrix::new(GgmlType::Q4_1, 8, 32, &b).unwrap()).is_none());
+    let b = quantize(GgmlType::Q8_0, &[0.5f32; 7 * 32]).unwrap();
+    assert!(PackedMatrix::pack(&Matrix::new(GgmlType::Q8_0, 7, 32, &b).unwrap()).is_none());
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use slm_ggml::dot::{Activations, Matrix, Precision, f32_dot, matmul};
+use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_dot, matmul};
 
 use super::kv_pool::{DEFAULT_BLOCK_SIZE, KvPool};
 use crate::causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
@@ -35,6 +35,9 @@ pub struct FastDecoderConfig {
     pub threads: Option<usize>,
     /// How quantized weights meet the activations (default: quantized, as llama.cpp).
     pub precision: Precision,
+    /// Repack Q8_0 and Q4_0 matrices at load for the AVX-512 VNNI kernels where the CPU has
+    /// them (a copy of those weights in memory, as llama.cpp's repacking makes). Default: on.
+    pub repack: bool,
     /// Collect a per-op timing breakdown ([`FastDecoder::take_profile`]); also switched on by
     /// the `SLM_PROFILE` environment variable.
     pub profile: bool,
@@ -47,6 +50,7 @@ impl Default for FastDecoderConfig {
             block_size: DEFAULT_BLOCK_SIZE,
             threads: None,
             precision: Precision::Quantized,
+            repack: true,
             profile: std::env::var_os("SLM_PROFILE").is_some_and(|v| !v.is_empty() && v != "0"),
         }
     }
@@ -62,6 +66,13 @@ impl FastDecoderConfig {
     /// thread pool cannot start.
     pub fn init(&self, config: &ModelConfig, weights: &dyn WeightSource) -> Result<FastDecoder> {
         FastDecoder::load(config, weights, self)
+    }
+}
+
+/// Lets the stored pages of rows `rows` of `t` go (see [`crate::weights::SharedBytes::release_pages`]).
+fn release_rows(t: &RawTensor, rows: std::ops::Range<usize>) {
+    if let Some(part) = t.rows_slice(rows) {
+        part.data.release_pages();
     }
 }
 
@@ -119,19 +130,25 @@ impl Bound {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            packed: None,
+        })
     }
 }
 
-/// A projection over stored weights, with its bias in f32.
+/// A projection over stored weights, with its bias in f32 and, where the CPU has the kernels
+/// for its type, a repacked copy the products read instead.
 #[derive(Debug, Clone)]
 struct Linear {
     weight: RawTensor,
     bias: Option<Vec<f32>>,
+    packed: Option<PackedMatrix>,
 }
 
 impl Linear {
-    fn matrix(&self) -> Matrix<'_> {
+    fn stored(&self) -> Matrix<'_> {
         Matrix::new(
             self.weight.ty,
             self.weight.rows(),
@@ -139,6 +156,20 @@ impl Linear {
             self.weight.data.bytes(),
         )
         .expect("checked when the weights were bound")
+    }
+
+    fn matrix(&self) -> Matrix<'_> {
+        match &self.packed {
+            Some(p) => self.stored().with_packed(p),
+            None => self.stored(),
+        }
+    }
+
+    /// Repacks the weight for the VNNI kernels where they apply, and lets the stored copy's
+    /// pages go (the products read only the packed one).
+    fn repack(&mut self) {
+        self.packed =
+            PackedMatrix::pack_with(&self.stored(), |rows| release_rows(&self.weight, rows));
     }
 
     /// Adds the bias to `out`, `tokens` rows of this projection's outputs.
@@ -253,6 +284,8 @@ pub struct FastDecoder {
     norm: Vec<f32>,
     /// `None` when tied to the embedding.
     lm_head: Option<Linear>,
+    /// The embedding as the tied LM head's matrix, repacked (`None` when untied or unpacked).
+    tied_head: Option<PackedMatrix>,
     inv_freq: Vec<f32>,
     /// Whether q/k rows are in llama.cpp's rotary order (pairs `2j, 2j + 1`).
     interleaved: bool,
@@ -376,12 +409,38 @@ impl FastDecoder {
             )),
         };
         let kv_dim = c.num_key_value_heads * c.head_dim;
+        let mut lm_head = lm_head;
+        let mut tied_head = None;
+        if opts.repack && opts.precision == Precision::Quantized {
+            for l in &mut layers {
+                for p in [
+                    &mut l.q,
+                    &mut l.k,
+                    &mut l.v,
+                    &mut l.o,
+                    &mut l.gate,
+                    &mut l.up,
+                    &mut l.down,
+                ] {
+                    p.repack();
+                }
+            }
+            match &mut lm_head {
+                Some(h) => h.repack(),
+                None => {
+                    let m = Matrix::new(embed.ty, c.vocab_size, c.hidden_size, embed.data.bytes())?;
+                    // Lookups fault in only the rows of the tokens seen.
+                    tied_head = PackedMatrix::pack_with(&m, |rows| release_rows(&embed, rows));
+                }
+            }
+        }
         Ok(Self {
             config: c.clone(),
             embed,
             layers,
             norm,
             lm_head,
+            tied_head,
             inv_freq: c.rope_scaling.inv_freq(c.rope_theta, c.head_dim),
             interleaved,
             precision: opts.precision,
@@ -657,7 +716,13 @@ impl FastDecoder {
         if r > 0 {
             let head = match &self.lm_head {
                 Some(l) => l.matrix(),
-                None => Matrix::new(self.embed.ty, vocab, d, self.embed.data.bytes())?,
+                None => {
+                    let m = Matrix::new(self.embed.ty, vocab, d, self.embed.data.bytes())?;
+                    match &self.tied_head {
+                        Some(p) => m.with_packed(p),
+                        None => m,
+                    }
+                }
             };
             self.matmul(&mut [(head, &mut s.logits[..])], &normed, &mut s.acts)?;
         }

@@ -304,7 +304,10 @@ impl GgufFile {
     /// (for models that compute on the stored blocks).
     pub fn tensor_shared(&self, name: &str) -> Result<SharedBytes> {
         let range = self.tensor_range(name)?;
-        let whole = SharedBytes::new(self.data.clone());
+        let whole = match *self.data {
+            Backing::Mmap(_) => SharedBytes::mapped(self.data.clone()),
+            Backing::Owned(_) => SharedBytes::new(self.data.clone()),
+        };
         Ok(whole.slice(range).expect("tensor_range checked the bounds"))
     }
 

@@ -14,6 +14,8 @@ use crate::gguf::GgmlType;
 pub struct SharedBytes {
     owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
     range: Range<usize>,
+    /// Whether the owner is a read-only memory map of a file (see [`SharedBytes::release_pages`]).
+    mapped: bool,
 }
 
 impl SharedBytes {
@@ -23,6 +25,46 @@ impl SharedBytes {
         Self {
             owner,
             range: 0..len,
+            mapped: false,
+        }
+    }
+
+    /// All of a read-only, private memory map of a file (which [`SharedBytes::release_pages`]
+    /// may hand back to the kernel: a later read faults the file's bytes in again).
+    pub(crate) fn mapped(owner: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Self {
+        Self {
+            mapped: true,
+            ..Self::new(owner)
+        }
+    }
+
+    /// Drops the whole memory pages of these bytes from the process's resident memory, where
+    /// they are a read-only file map (a no-op for buffers): for weights a model has copied
+    /// (repacked) and no longer reads, so they do not count twice. The bytes stay readable; a
+    /// read brings them back from the page cache or the file.
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        if self.mapped {
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+            let bytes = self.bytes();
+            let start = bytes.as_ptr() as usize;
+            let (first, last) = (
+                start.next_multiple_of(page),
+                (start + bytes.len()) / page * page,
+            );
+            if last > first {
+                // SAFETY: [first, last) lies inside a live, read-only, private file mapping
+                // (`mapped`); MADV_DONTNEED on such pages only drops them: later reads see the
+                // file's contents again, never zeros or stale data.
+                unsafe {
+                    libc::madvise(
+                        first as *mut libc::c_void,
+                        last - first,
+                        libc::MADV_DONTNEED,
+                    );
+                }
+            }
         }
     }
 
@@ -39,6 +81,7 @@ impl SharedBytes {
         Some(Self {
             owner: self.owner.clone(),
             range: self.range.start + range.start..self.range.start + range.end,
+            mapped: self.mapped,
         })
     }
 

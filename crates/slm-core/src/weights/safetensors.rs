@@ -272,7 +272,7 @@ impl WeightSource for SafetensorsWeights {
         let e = self.entry(name)?;
         let shard = &self.shards[e.shard];
         let range = shard.data_start + e.start..shard.data_start + e.end;
-        let data = SharedBytes::new(shard.mmap.clone())
+        let data = SharedBytes::mapped(shard.mmap.clone())
             .slice(range)
             .expect("entries were checked against the shard on open");
         Ok(RawTensor {

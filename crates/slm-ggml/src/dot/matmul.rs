@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use super::packed::{GROUP, PackedMatrix};
 use super::{Activations, Kernel, check};
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
@@ -23,6 +24,7 @@ pub struct Matrix<'a> {
     cols: usize,
     row_bytes: usize,
     data: &'a [u8],
+    packed: Option<&'a PackedMatrix>,
 }
 
 impl<'a> Matrix<'a> {
@@ -58,7 +60,18 @@ impl<'a> Matrix<'a> {
             cols,
             row_bytes,
             data,
+            packed: None,
         })
+    }
+
+    /// The same matrix with its repacked copy (made by [`PackedMatrix::pack`] from it), which
+    /// [`matmul`] then reads instead of the stored blocks; a copy of another shape or type is
+    /// ignored.
+    pub fn with_packed(mut self, packed: &'a PackedMatrix) -> Self {
+        if (packed.ty(), packed.rows(), packed.cols()) == (self.ty, self.rows, self.cols) {
+            self.packed = Some(packed);
+        }
+        self
     }
 
     /// Weight types [`matmul`] multiplies: every type [`super::dot`] takes, and F32, F16 and
@@ -169,6 +182,21 @@ pub fn matmul_with(
     products.par_iter_mut().for_each(|(m, out)| {
         let m = *m;
         let out = OutPtr(out.as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(p), false, Kernel::Avx2) = (m.packed, exact(m.ty), kernel)
+            && PackedMatrix::available()
+        {
+            let groups = (0..m.rows / GROUP)
+                .into_par_iter()
+                .with_min_len(per_job(m.rows).div_ceil(GROUP));
+            groups.for_each(|g| {
+                // SAFETY: VNNI is available (checked above); the group holds the row blocks of
+                // `cols` values, every activation row `cols / 32` blocks, and `out` room for
+                // `tokens * rows` values of which this job alone writes rows `8g..8g + 8`.
+                unsafe { packed_rows(p, g, acts, tokens, out.ptr(), m.rows) };
+            });
+            return;
+        }
         if !exact(m.ty) {
             // Groups of four rows, each through the widest tile the type has.
             let groups = (0..m.rows.div_ceil(4))
@@ -216,6 +244,51 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
+/// Rows `8g..8g + 8` of `p` times every token of `acts`, four tokens at a time.
+///
+/// # Safety
+/// As [`super::x86::packed_group`]; `out` holds `tokens * rows` values.
+#[cfg(target_arch = "x86_64")]
+unsafe fn packed_rows(
+    p: &PackedMatrix,
+    g: usize,
+    acts: &Activations,
+    tokens: usize,
+    out: *mut f32,
+    rows: usize,
+) {
+    use super::x86::{TILE_Q4_0, TILE_Q8_0, packed_group};
+    let nb = p.cols() / crate::blocks::QK;
+    let group = p.group(g).as_ptr();
+    let ptrs = |t: usize| {
+        let r = acts.row(t);
+        (r.blocks.as_ptr(), r.scales.as_ptr(), r.sums.as_ptr())
+    };
+    // SAFETY (the pointer offsets and calls): as the caller guarantees.
+    unsafe {
+        let dst = |t: usize| out.add(t * rows + g * GROUP);
+        let mut t = 0;
+        while t + 4 <= tokens {
+            let v: [_; 4] = std::array::from_fn(|i| ptrs(t + i));
+            let (x, dx, s) = (v.map(|v| v.0), v.map(|v| v.1), v.map(|v| v.2));
+            let o: [*mut f32; 4] = std::array::from_fn(|i| dst(t + i));
+            match p.ty() {
+                GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 4>(nb, group, x, dx, s, o),
+                _ => packed_group::<TILE_Q4_0, 4>(nb, group, x, dx, s, o),
+            }
+            t += 4;
+        }
+        while t < tokens {
+            let (x, dx, s) = ptrs(t);
+            match p.ty() {
+                GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 1>(nb, group, [x], [dx], [s], [dst(t)]),
+                _ => packed_group::<TILE_Q4_0, 1>(nb, group, [x], [dx], [s], [dst(t)]),
+            }
+            t += 1;
+        }
+    }
+}
+
 /// A float weight row times f32 activations with `kernel` (checked by the caller).
 fn float_dot(kernel: Kernel, ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
     match kernel {
@@ -237,6 +310,11 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+
     /// # Safety
     /// `i` is in bounds and no other job writes it.
     unsafe fn write(self, i: usize, v: f32) {

@@ -11,11 +11,13 @@
 //! product of the dequantized values.
 
 mod matmul;
+mod packed;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use matmul::{Matrix, Precision, f32_dot, matmul, matmul_with};
+pub use packed::PackedMatrix;
 
 use rayon::prelude::*;
 

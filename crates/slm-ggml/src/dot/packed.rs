@@ -1,0 +1,213 @@
+//! Weights repacked at load for AVX-512 VNNI: rows in groups of eight, each 32-column block of a
+//! group stored together so one 256-bit register holds four consecutive weights of each of the
+//! eight rows (one row per 32-bit lane). A broadcast of four activation bytes and one `vpdpbusd`
+//! then advance eight rows at once, the eight block scales convert in one instruction and no
+//! horizontal sum is left: llama.cpp's idea (`ggml-cpu/repack.cpp`), with VNNI's unsigned x
+//! signed products and the activation blocks' sums taking the weights' offsets.
+//!
+//! - Q8_0 groups (272 bytes per 8 rows x 32 columns): 8 f16 scales, then for each run of four
+//!   columns the eight rows' four levels plus 128 (as unsigned bytes).
+//! - Q4_0 groups (144 bytes): 8 f16 scales, then for each run of eight columns the eight rows'
+//!   four bytes, byte `j` holding column `j` in its low nibble and column `j + 4` in its high one.
+//!
+//! `sum (w + 128) y - 128 sum y` (Q8_0) and `sum q y - 8 sum y` (Q4_0) are exact in integers, so
+//! the packed products equal the stored-layout ones up to the order of the float additions.
+
+use super::Matrix;
+use crate::blocks::QK;
+use crate::types::GgmlType;
+
+/// Rows per group.
+pub(crate) const GROUP: usize = 8;
+
+/// A matrix repacked for [`super::matmul`] (attach it with [`Matrix::with_packed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl PackedMatrix {
+    /// Whether this CPU runs the packed kernels (AVX-512 VNNI with VL, and AVX2, FMA, F16C).
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && super::Kernel::Avx2.available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Repacks `m`, or `None` where the packed kernels do not apply: types other than Q8_0 and
+    /// Q4_0, row counts that are not a multiple of 8, CPUs without VNNI.
+    pub fn pack(m: &Matrix<'_>) -> Option<Self> {
+        Self::pack_with(m, |_| {})
+    }
+
+    /// [`PackedMatrix::pack`], calling `done(rows)` after each run of rows is packed (so a
+    /// caller can let the stored copy of those rows go while the rest is still being read).
+    pub fn pack_with(m: &Matrix<'_>, done: impl FnMut(std::ops::Range<usize>)) -> Option<Self> {
+        if !Self::available() {
+            return None;
+        }
+        Self::pack_layout(m, done)
+    }
+
+    /// The repacking itself, whatever the CPU (tests check the layout everywhere).
+    pub(crate) fn pack_layout(
+        m: &Matrix<'_>,
+        mut done: impl FnMut(std::ops::Range<usize>),
+    ) -> Option<Self> {
+        let ty = m.ty();
+        if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) || !m.rows().is_multiple_of(GROUP) {
+            return None;
+        }
+        let nb = m.cols() / QK;
+        let bs = group_bytes(ty);
+        let mut data = vec![0u8; m.rows() / GROUP * nb * bs];
+        const RELEASE_GROUPS: usize = 64;
+        for (g, group) in data.chunks_exact_mut(nb * bs).enumerate() {
+            if g > 0 && g % RELEASE_GROUPS == 0 {
+                done((g - RELEASE_GROUPS) * GROUP..g * GROUP);
+            }
+            for (b, out) in group.chunks_exact_mut(bs).enumerate() {
+                let block = |r: usize| {
+                    let row = m.row(g * GROUP + r);
+                    let size = ty.type_size();
+                    &row[b * size..(b + 1) * size]
+                };
+                for r in 0..GROUP {
+                    out[2 * r..2 * r + 2].copy_from_slice(&block(r)[..2]);
+                }
+                let quants = &mut out[16..];
+                for r in 0..GROUP {
+                    let blk = block(r);
+                    match ty {
+                        GgmlType::Q8_0 => {
+                            for c in 0..QK {
+                                let (run, j) = (c / 4, c % 4);
+                                quants[run * 32 + r * 4 + j] = blk[2 + c] ^ 0x80;
+                            }
+                        }
+                        _ => {
+                            let nib = |c: usize| {
+                                if c < 16 {
+                                    blk[2 + c] & 0x0F
+                                } else {
+                                    blk[2 + c - 16] >> 4
+                                }
+                            };
+                            for run in 0..4 {
+                                for j in 0..4 {
+                                    let (lo, hi) = (nib(8 * run + j), nib(8 * run + 4 + j));
+                                    quants[run * 32 + r * 4 + j] = lo | (hi << 4);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let groups = m.rows() / GROUP;
+        done(groups.saturating_sub(1) / RELEASE_GROUPS * RELEASE_GROUPS * GROUP..m.rows());
+        Some(Self {
+            ty,
+            rows: m.rows(),
+            cols: m.cols(),
+            data,
+        })
+    }
+
+    /// The storage type it was packed from.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The bytes of row group `g` (its blocks one after another).
+    pub(crate) fn group(&self, g: usize) -> &[u8] {
+        let n = self.cols / QK * group_bytes(self.ty);
+        &self.data[g * n..(g + 1) * n]
+    }
+}
+
+/// Bytes of one 8-row, 32-column group of `ty`.
+pub(crate) fn group_bytes(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q8_0 => 16 + 8 * 32,
+        _ => 16 + 4 * 32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::quantize;
+
+    #[test]
+    fn layout_holds_every_level_once() {
+        let (rows, cols) = (16, 64);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37) % 19) as f32 - 9.0)
+            .collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+            let bytes = quantize(ty, &w).unwrap();
+            let m = Matrix::new(ty, rows, cols, &bytes).unwrap();
+            let mut released = Vec::new();
+            let p = PackedMatrix::pack_layout(&m, |r| released.push(r)).unwrap();
+            assert_eq!(released, vec![0..rows], "one run: every row once");
+            assert_eq!(p.len(), rows / 8 * 2 * group_bytes(ty));
+            // Row 11, column 45: group 1, block 1, lane 3.
+            let (r, c) = (11, 45);
+            let blk = &m.row(r)[ty.type_size()..2 * ty.type_size()];
+            let grp = &p.group(1)[group_bytes(ty)..2 * group_bytes(ty)];
+            assert_eq!(&grp[6..8], &blk[..2], "scale of lane 3");
+            let cc = c - 32;
+            let got = match ty {
+                GgmlType::Q8_0 => grp[16 + (cc / 4) * 32 + 3 * 4 + cc % 4] ^ 0x80,
+                _ => {
+                    let (run, k) = (cc / 8, cc % 8);
+                    let byte = grp[16 + run * 32 + 3 * 4 + k % 4];
+                    if k < 4 { byte & 0x0F } else { byte >> 4 }
+                }
+            };
+            let want = match ty {
+                GgmlType::Q8_0 => blk[2 + cc],
+                _ => {
+                    if cc < 16 {
+                        blk[2 + cc] & 0x0F
+                    } else {
+                        blk[2 + cc - 16] >> 4
+                    }
+                }
+            };
+            assert_eq!(got, want, "{ty}");
+        }
+        let bytes = quantize(GgmlType::Q4_1, &w).unwrap();
+        let m = Matrix::new(GgmlType::Q4_1, rows, cols, &bytes).unwrap();
+        assert!(PackedMatrix::pack_layout(&m, |_| {}).is_none());
+    }
+}
