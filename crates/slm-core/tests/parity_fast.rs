@@ -344,7 +344,10 @@ fn smollm2_matches_transformers() {
         let dq = max_abs_diff(&steps[0], &last);
         eprintln!("{case}: exact {d:.3e}, quantized activations {dq:.3e}");
         assert_eq!(got, want[..6], "{case}: greedy with quantized activations");
-        // Measured 0.53 (story) over 30 layers; logits span about 40.
-        assert!(dq <= 1.0, "{case}: quantized activations diff {dq}");
+        // 8-bit activations make the arithmetic discontinuous (a 1e-6 change can flip a
+        // rounding), so the stored and the repacked kernels, equal to 1e-6 per product, end
+        // 0.26-1.3 apart after 30 layers; measured against transformers: 0.53-0.62 (stored),
+        // 0.56-1.15 (repacked), on logits spanning about 40.
+        assert!(dq <= 1.5, "{case}: quantized activations diff {dq}");
     }
 }

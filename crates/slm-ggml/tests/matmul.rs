@@ -208,7 +208,7 @@ fn packed_weights_give_the_stored_products() {
             let x: Vec<f32> = (0..tokens * cols)
                 .map(|i| (i as f32 * 0.37).sin() * 5.0)
                 .collect();
-            for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+            for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
                 let b = quantize(ty, &w).unwrap();
                 let m = Matrix::new(ty, rows, cols, &b).unwrap();
                 let packed = PackedMatrix::pack(&m).unwrap();
@@ -227,8 +227,8 @@ fn packed_weights_give_the_stored_products() {
         }
     }
     // Types and shapes it does not cover stay unpacked.
-    let b = quantize(GgmlType::Q4_1, &[0.5f32; 8 * 32]).unwrap();
-    assert!(PackedMatrix::pack(&Matrix::new(GgmlType::Q4_1, 8, 32, &b).unwrap()).is_none());
+    let b = quantize(GgmlType::Q5_1, &[0.5f32; 8 * 32]).unwrap();
+    assert!(PackedMatrix::pack(&Matrix::new(GgmlType::Q5_1, 8, 32, &b).unwrap()).is_none());
     let b = quantize(GgmlType::Q8_0, &[0.5f32; 7 * 32]).unwrap();
     assert!(PackedMatrix::pack(&Matrix::new(GgmlType::Q8_0, 7, 32, &b).unwrap()).is_none());
 }

@@ -257,7 +257,7 @@ unsafe fn packed_rows(
     out: *mut f32,
     rows: usize,
 ) {
-    use super::x86::{TILE_Q4_0, TILE_Q8_0, packed_group};
+    use super::x86::{TILE_Q4_0, TILE_Q4_1, TILE_Q8_0, packed_group};
     let nb = p.cols() / crate::blocks::QK;
     let group = p.group(g).as_ptr();
     let ptrs = |t: usize| {
@@ -274,15 +274,18 @@ unsafe fn packed_rows(
             let o: [*mut f32; 4] = std::array::from_fn(|i| dst(t + i));
             match p.ty() {
                 GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 4>(nb, group, x, dx, s, o),
-                _ => packed_group::<TILE_Q4_0, 4>(nb, group, x, dx, s, o),
+                GgmlType::Q4_0 => packed_group::<TILE_Q4_0, 4>(nb, group, x, dx, s, o),
+                _ => packed_group::<TILE_Q4_1, 4>(nb, group, x, dx, s, o),
             }
             t += 4;
         }
         while t < tokens {
             let (x, dx, s) = ptrs(t);
+            let o = [dst(t)];
             match p.ty() {
-                GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 1>(nb, group, [x], [dx], [s], [dst(t)]),
-                _ => packed_group::<TILE_Q4_0, 1>(nb, group, [x], [dx], [s], [dst(t)]),
+                GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 1>(nb, group, [x], [dx], [s], o),
+                GgmlType::Q4_0 => packed_group::<TILE_Q4_0, 1>(nb, group, [x], [dx], [s], o),
+                _ => packed_group::<TILE_Q4_1, 1>(nb, group, [x], [dx], [s], o),
             }
             t += 1;
         }

@@ -9,9 +9,11 @@
 //!   columns the eight rows' four levels plus 128 (as unsigned bytes).
 //! - Q4_0 groups (144 bytes): 8 f16 scales, then for each run of eight columns the eight rows'
 //!   four bytes, byte `j` holding column `j` in its low nibble and column `j + 4` in its high one.
+//! - Q4_1 groups (160 bytes): 8 f16 scales, 8 f16 minimums, then the nibbles as for Q4_0.
 //!
-//! `sum (w + 128) y - 128 sum y` (Q8_0) and `sum q y - 8 sum y` (Q4_0) are exact in integers, so
-//! the packed products equal the stored-layout ones up to the order of the float additions.
+//! `sum (w + 128) y - 128 sum y` (Q8_0) and `sum q y - 8 sum y` (Q4_0) are exact in integers (Q4_1
+//! adds `m` times the activation sum as its stored form does), so the packed products equal the
+//! stored-layout ones up to the order of the float additions.
 
 use super::Matrix;
 use crate::blocks::QK;
@@ -42,8 +44,8 @@ impl PackedMatrix {
         false
     }
 
-    /// Repacks `m`, or `None` where the packed kernels do not apply: types other than Q8_0 and
-    /// Q4_0, row counts that are not a multiple of 8, CPUs without VNNI.
+    /// Repacks `m`, or `None` where the packed kernels do not apply: types other than Q8_0,
+    /// Q4_0 and Q4_1, row counts that are not a multiple of 8, CPUs without VNNI.
     pub fn pack(m: &Matrix<'_>) -> Option<Self> {
         Self::pack_with(m, |_| {})
     }
@@ -63,7 +65,9 @@ impl PackedMatrix {
         mut done: impl FnMut(std::ops::Range<usize>),
     ) -> Option<Self> {
         let ty = m.ty();
-        if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) || !m.rows().is_multiple_of(GROUP) {
+        if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+            || !m.rows().is_multiple_of(GROUP)
+        {
             return None;
         }
         let nb = m.cols() / QK;
@@ -80,10 +84,15 @@ impl PackedMatrix {
                     let size = ty.type_size();
                     &row[b * size..(b + 1) * size]
                 };
+                let header = if ty == GgmlType::Q4_1 { 32 } else { 16 };
                 for r in 0..GROUP {
                     out[2 * r..2 * r + 2].copy_from_slice(&block(r)[..2]);
+                    if ty == GgmlType::Q4_1 {
+                        out[16 + 2 * r..18 + 2 * r].copy_from_slice(&block(r)[2..4]);
+                    }
                 }
-                let quants = &mut out[16..];
+                let nibbles_at = if ty == GgmlType::Q4_1 { 4 } else { 2 };
+                let quants = &mut out[header..];
                 for r in 0..GROUP {
                     let blk = block(r);
                     match ty {
@@ -94,13 +103,8 @@ impl PackedMatrix {
                             }
                         }
                         _ => {
-                            let nib = |c: usize| {
-                                if c < 16 {
-                                    blk[2 + c] & 0x0F
-                                } else {
-                                    blk[2 + c - 16] >> 4
-                                }
-                            };
+                            let q = &blk[nibbles_at..];
+                            let nib = |c: usize| if c < 16 { q[c] & 0x0F } else { q[c - 16] >> 4 };
                             for run in 0..4 {
                                 for j in 0..4 {
                                     let (lo, hi) = (nib(8 * run + j), nib(8 * run + 4 + j));
@@ -158,6 +162,7 @@ impl PackedMatrix {
 pub(crate) fn group_bytes(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q8_0 => 16 + 8 * 32,
+        GgmlType::Q4_1 => 32 + 4 * 32,
         _ => 16 + 4 * 32,
     }
 }
@@ -173,9 +178,14 @@ mod tests {
         let w: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 37) % 19) as f32 - 9.0)
             .collect();
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
             let bytes = quantize(ty, &w).unwrap();
             let m = Matrix::new(ty, rows, cols, &bytes).unwrap();
+            let (header, at) = if ty == GgmlType::Q4_1 {
+                (32, 4)
+            } else {
+                (16, 2)
+            };
             let mut released = Vec::new();
             let p = PackedMatrix::pack_layout(&m, |r| released.push(r)).unwrap();
             assert_eq!(released, vec![0..rows], "one run: every row once");
@@ -186,28 +196,28 @@ mod tests {
             let grp = &p.group(1)[group_bytes(ty)..2 * group_bytes(ty)];
             assert_eq!(&grp[6..8], &blk[..2], "scale of lane 3");
             let cc = c - 32;
+            if ty == GgmlType::Q4_1 {
+                assert_eq!(&grp[22..24], &blk[2..4], "minimum of lane 3");
+            }
             let got = match ty {
-                GgmlType::Q8_0 => grp[16 + (cc / 4) * 32 + 3 * 4 + cc % 4] ^ 0x80,
+                GgmlType::Q8_0 => grp[header + (cc / 4) * 32 + 3 * 4 + cc % 4] ^ 0x80,
                 _ => {
                     let (run, k) = (cc / 8, cc % 8);
-                    let byte = grp[16 + run * 32 + 3 * 4 + k % 4];
+                    let byte = grp[header + run * 32 + 3 * 4 + k % 4];
                     if k < 4 { byte & 0x0F } else { byte >> 4 }
                 }
             };
+            // ggml-common.h: Q4_0 {d, qs[16]}, Q4_1 {d, m, qs[16]}; value c < 16 is qs[c]'s low
+            // nibble, value c >= 16 qs[c - 16]'s high one.
             let want = match ty {
                 GgmlType::Q8_0 => blk[2 + cc],
-                _ => {
-                    if cc < 16 {
-                        blk[2 + cc] & 0x0F
-                    } else {
-                        blk[2 + cc - 16] >> 4
-                    }
-                }
+                _ if cc < 16 => blk[at + cc] & 0x0F,
+                _ => blk[at + cc - 16] >> 4,
             };
             assert_eq!(got, want, "{ty}");
         }
-        let bytes = quantize(GgmlType::Q4_1, &w).unwrap();
-        let m = Matrix::new(GgmlType::Q4_1, rows, cols, &bytes).unwrap();
+        let bytes = quantize(GgmlType::Q5_0, &w).unwrap();
+        let m = Matrix::new(GgmlType::Q5_0, rows, cols, &bytes).unwrap();
         assert!(PackedMatrix::pack_layout(&m, |_| {}).is_none());
     }
 }

@@ -480,12 +480,13 @@ pub(crate) unsafe fn q6_k_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
 /// One packed group of eight rows ([`super::packed`]) times `T` activation rows with AVX-512
 /// VNNI: per block, the eight rows' products as eight 32-bit lanes (`vpdpbusd` of the packed
 /// unsigned levels and four broadcast activation bytes), their eight scales in one conversion,
-/// the offset (128 for Q8_0, 8 for Q4_0) times the activation block's scaled sum subtracted.
+/// the offset (128 for Q8_0, 8 for Q4_0) times the activation block's scaled sum subtracted
+/// (for Q4_1 its eight minimums times it added).
 /// Writes eight values at each `out[t]`.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA, F16C, AVX-512 VNNI and VL; `group` holds `blocks` packed blocks of
-/// `K` (`TILE_Q8_0` or `TILE_Q4_0`); every `x[t]` points at `blocks` 34-byte Q8_0 blocks with
+/// `K` (`TILE_Q8_0`, `TILE_Q4_0` or `TILE_Q4_1`); every `x[t]` points at `blocks` 34-byte Q8_0 blocks with
 /// `blocks` entries at `dx[t]` and `sums[t]`; every `out[t]` at 8 writable f32.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
@@ -496,11 +497,12 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
     sums: [*const f32; T],
     out: [*mut f32; T],
 ) {
-    let bs = super::packed::group_bytes(if K == TILE_Q8_0 {
-        crate::GgmlType::Q8_0
-    } else {
-        crate::GgmlType::Q4_0
+    let bs = super::packed::group_bytes(match K {
+        TILE_Q8_0 => crate::GgmlType::Q8_0,
+        TILE_Q4_0 => crate::GgmlType::Q4_0,
+        _ => crate::GgmlType::Q4_1,
     });
+    let header = if K == TILE_Q4_1 { 32 } else { 16 };
     let offset = if K == TILE_Q8_0 { 128.0f32 } else { 8.0 };
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); T];
@@ -521,7 +523,7 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
                 }
             } else {
                 for run in 0..4 {
-                    let w = load32(p.add(16 + 32 * run));
+                    let w = load32(p.add(header + 32 * run));
                     let lo = _mm256_and_si256(w, low);
                     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
                     for t in 0..T {
@@ -533,10 +535,21 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
                     }
                 }
             }
+            // Q4_1's eight minimums, times each token's scaled block sum.
+            let mins = if K == TILE_Q4_1 {
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i))
+            } else {
+                _mm256_setzero_ps()
+            };
             for t in 0..T {
                 let scale = _mm256_mul_ps(sw, _mm256_set1_ps(*dx[t].add(b)));
                 acc[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum[t]), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(sw, _mm256_set1_ps(offset * *sums[t].add(b)), acc[t]);
+                let dsum = _mm256_set1_ps(*sums[t].add(b));
+                acc[t] = if K == TILE_Q4_1 {
+                    _mm256_fmadd_ps(mins, dsum, acc[t])
+                } else {
+                    _mm256_fnmadd_ps(sw, _mm256_mul_ps(_mm256_set1_ps(offset), dsum), acc[t])
+                };
             }
         }
         for t in 0..T {
