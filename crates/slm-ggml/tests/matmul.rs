@@ -208,7 +208,12 @@ fn packed_weights_give_the_stored_products() {
             let x: Vec<f32> = (0..tokens * cols)
                 .map(|i| (i as f32 * 0.37).sin() * 5.0)
                 .collect();
-            for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            for ty in [
+                GgmlType::Q8_0,
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q5_0,
+            ] {
                 let b = quantize(ty, &w).unwrap();
                 let m = Matrix::new(ty, rows, cols, &b).unwrap();
                 let packed = PackedMatrix::pack(&m).unwrap();

@@ -35,7 +35,7 @@ pub struct FastDecoderConfig {
     pub threads: Option<usize>,
     /// How quantized weights meet the activations (default: quantized, as llama.cpp).
     pub precision: Precision,
-    /// Repack Q8_0, Q4_0 and Q4_1 matrices at load for the AVX-512 VNNI kernels where the CPU has
+    /// Repack Q8_0, Q4_0, Q4_1 and Q5_0 matrices at load for the AVX-512 VNNI kernels where the CPU has
     /// them (a copy of those weights in memory, as llama.cpp's repacking makes). Default: on.
     pub repack: bool,
     /// Collect a per-op timing breakdown ([`FastDecoder::take_profile`]); also switched on by

@@ -257,7 +257,7 @@ unsafe fn packed_rows(
     out: *mut f32,
     rows: usize,
 ) {
-    use super::x86::{TILE_Q4_0, TILE_Q4_1, TILE_Q8_0, packed_group};
+    use super::x86::{TILE_Q4_0, TILE_Q4_1, TILE_Q5_0, TILE_Q8_0, packed_group};
     let nb = p.cols() / crate::blocks::QK;
     let group = p.group(g).as_ptr();
     let ptrs = |t: usize| {
@@ -275,6 +275,7 @@ unsafe fn packed_rows(
             match p.ty() {
                 GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 4>(nb, group, x, dx, s, o),
                 GgmlType::Q4_0 => packed_group::<TILE_Q4_0, 4>(nb, group, x, dx, s, o),
+                GgmlType::Q5_0 => packed_group::<TILE_Q5_0, 4>(nb, group, x, dx, s, o),
                 _ => packed_group::<TILE_Q4_1, 4>(nb, group, x, dx, s, o),
             }
             t += 4;
@@ -285,6 +286,7 @@ unsafe fn packed_rows(
             match p.ty() {
                 GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 1>(nb, group, [x], [dx], [s], o),
                 GgmlType::Q4_0 => packed_group::<TILE_Q4_0, 1>(nb, group, [x], [dx], [s], o),
+                GgmlType::Q5_0 => packed_group::<TILE_Q5_0, 1>(nb, group, [x], [dx], [s], o),
                 _ => packed_group::<TILE_Q4_1, 1>(nb, group, [x], [dx], [s], o),
             }
             t += 1;

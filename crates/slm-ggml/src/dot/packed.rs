@@ -10,6 +10,8 @@
 //! - Q4_0 groups (144 bytes): 8 f16 scales, then for each run of eight columns the eight rows'
 //!   four bytes, byte `j` holding column `j` in its low nibble and column `j + 4` in its high one.
 //! - Q4_1 groups (160 bytes): 8 f16 scales, 8 f16 minimums, then the nibbles as for Q4_0.
+//! - Q5_0 groups (176 bytes): 8 f16 scales, the eight rows' 32 fifth bits (row `r`'s four bytes,
+//!   byte `k` holding columns `8k..8k + 8`), then the nibbles as for Q4_0; levels less 16.
 //!
 //! `sum (w + 128) y - 128 sum y` (Q8_0) and `sum q y - 8 sum y` (Q4_0) are exact in integers (Q4_1
 //! adds `m` times the activation sum as its stored form does), so the packed products equal the
@@ -45,7 +47,7 @@ impl PackedMatrix {
     }
 
     /// Repacks `m`, or `None` where the packed kernels do not apply: types other than Q8_0,
-    /// Q4_0 and Q4_1, row counts that are not a multiple of 8, CPUs without VNNI.
+    /// Q4_0, Q4_1 and Q5_0, row counts that are not a multiple of 8, CPUs without VNNI.
     pub fn pack(m: &Matrix<'_>) -> Option<Self> {
         Self::pack_with(m, |_| {})
     }
@@ -65,8 +67,10 @@ impl PackedMatrix {
         mut done: impl FnMut(std::ops::Range<usize>),
     ) -> Option<Self> {
         let ty = m.ty();
-        if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
-            || !m.rows().is_multiple_of(GROUP)
+        if !matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0
+        ) || !m.rows().is_multiple_of(GROUP)
         {
             return None;
         }
@@ -84,14 +88,26 @@ impl PackedMatrix {
                     let size = ty.type_size();
                     &row[b * size..(b + 1) * size]
                 };
-                let header = if ty == GgmlType::Q4_1 { 32 } else { 16 };
+                let header = header_bytes(ty);
                 for r in 0..GROUP {
                     out[2 * r..2 * r + 2].copy_from_slice(&block(r)[..2]);
-                    if ty == GgmlType::Q4_1 {
-                        out[16 + 2 * r..18 + 2 * r].copy_from_slice(&block(r)[2..4]);
+                    match ty {
+                        GgmlType::Q4_1 => {
+                            out[16 + 2 * r..18 + 2 * r].copy_from_slice(&block(r)[2..4])
+                        }
+                        // qh is bit c = column c, little-endian: its bytes are already the
+                        // runs of eight columns.
+                        GgmlType::Q5_0 => {
+                            out[16 + 4 * r..20 + 4 * r].copy_from_slice(&block(r)[2..6])
+                        }
+                        _ => {}
                     }
                 }
-                let nibbles_at = if ty == GgmlType::Q4_1 { 4 } else { 2 };
+                let nibbles_at = match ty {
+                    GgmlType::Q4_1 => 4,
+                    GgmlType::Q5_0 => 6,
+                    _ => 2,
+                };
                 let quants = &mut out[header..];
                 for r in 0..GROUP {
                     let blk = block(r);
@@ -160,10 +176,19 @@ impl PackedMatrix {
 
 /// Bytes of one 8-row, 32-column group of `ty`.
 pub(crate) fn group_bytes(ty: GgmlType) -> usize {
+    header_bytes(ty)
+        + match ty {
+            GgmlType::Q8_0 => 8 * 32,
+            _ => 4 * 32,
+        }
+}
+
+/// Bytes before the levels in a group: scales, and minimums (Q4_1) or fifth bits (Q5_0).
+pub(crate) fn header_bytes(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q8_0 => 16 + 8 * 32,
-        GgmlType::Q4_1 => 32 + 4 * 32,
-        _ => 16 + 4 * 32,
+        GgmlType::Q4_1 => 32,
+        GgmlType::Q5_0 => 48,
+        _ => 16,
     }
 }
 
@@ -199,6 +224,19 @@ mod tests {
             if ty == GgmlType::Q4_1 {
                 assert_eq!(&grp[22..24], &blk[2..4], "minimum of lane 3");
             }
+            if ty == GgmlType::Q5_0 {
+                // ggml-common.h: block_q5_0 {d, qh[4], qs[16]}, bit c of qh is column c's fifth.
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let packed = grp[16 + 3 * 4 + cc / 8];
+                assert_eq!(
+                    (packed >> (cc % 8)) & 1,
+                    ((qh >> cc) & 1) as u8,
+                    "fifth bit"
+                );
+                // The last lane's bits too: the header holds all eight rows' 32 bits.
+                let last = &m.row(15)[ty.type_size() + 2..ty.type_size() + 6];
+                assert_eq!(&grp[16 + 7 * 4..16 + 8 * 4], last, "lane 7's fifth bits");
+            }
             let got = match ty {
                 GgmlType::Q8_0 => grp[header + (cc / 4) * 32 + 3 * 4 + cc % 4] ^ 0x80,
                 _ => {
@@ -216,8 +254,8 @@ mod tests {
             };
             assert_eq!(got, want, "{ty}");
         }
-        let bytes = quantize(GgmlType::Q5_0, &w).unwrap();
-        let m = Matrix::new(GgmlType::Q5_0, rows, cols, &bytes).unwrap();
+        let bytes = quantize(GgmlType::Q5_1, &w).unwrap();
+        let m = Matrix::new(GgmlType::Q5_1, rows, cols, &bytes).unwrap();
         assert!(PackedMatrix::pack_layout(&m, |_| {}).is_none());
     }
 }

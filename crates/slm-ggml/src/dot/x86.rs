@@ -290,6 +290,8 @@ pub(crate) const TILE_Q8_0: u8 = 0;
 pub(crate) const TILE_Q4_0: u8 = 1;
 /// See [`TILE_Q8_0`].
 pub(crate) const TILE_Q4_1: u8 = 2;
+/// Q5_0, for the packed kernel only.
+pub(crate) const TILE_Q5_0: u8 = 3;
 
 /// The f16 at `p` as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -497,13 +499,63 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
     sums: [*const f32; T],
     out: [*mut f32; T],
 ) {
-    let bs = super::packed::group_bytes(match K {
+    let ty = match K {
         TILE_Q8_0 => crate::GgmlType::Q8_0,
         TILE_Q4_0 => crate::GgmlType::Q4_0,
+        TILE_Q5_0 => crate::GgmlType::Q5_0,
         _ => crate::GgmlType::Q4_1,
+    };
+    let bs = super::packed::group_bytes(ty);
+    let header = super::packed::header_bytes(ty);
+    let offset = match K {
+        TILE_Q8_0 => 128.0f32,
+        TILE_Q5_0 => 16.0,
+        _ => 8.0,
+    };
+    // Q5_0: byte `run` of each row's fifth bits copied to its four bytes, then bit j (low
+    // nibbles) or 4 + j (high ones) of byte j set as 0x10.
+    let replicate: [__m256i; 4] = std::array::from_fn(|run| {
+        let r = run as i8;
+        _mm256_setr_epi8(
+            r,
+            r,
+            r,
+            r,
+            4 + r,
+            4 + r,
+            4 + r,
+            4 + r,
+            8 + r,
+            8 + r,
+            8 + r,
+            8 + r,
+            12 + r,
+            12 + r,
+            12 + r,
+            12 + r,
+            r,
+            r,
+            r,
+            r,
+            4 + r,
+            4 + r,
+            4 + r,
+            4 + r,
+            8 + r,
+            8 + r,
+            8 + r,
+            8 + r,
+            12 + r,
+            12 + r,
+            12 + r,
+            12 + r,
+        )
     });
-    let header = if K == TILE_Q4_1 { 32 } else { 16 };
-    let offset = if K == TILE_Q8_0 { 128.0f32 } else { 8.0 };
+    let (bits_lo, bits_hi) = (
+        _mm256_set1_epi32(0x0804_0201),
+        _mm256_set1_epi32(0x8040_2010u32 as i32),
+    );
+    let bit4 = _mm256_set1_epi8(0x10);
     let low = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); T];
     // SAFETY (every pointer read and write below): within the extents the caller guarantees.
@@ -522,10 +574,23 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
                     }
                 }
             } else {
+                let qh = if K == TILE_Q5_0 {
+                    load32(p.add(16))
+                } else {
+                    _mm256_setzero_si256()
+                };
                 for run in 0..4 {
                     let w = load32(p.add(header + 32 * run));
-                    let lo = _mm256_and_si256(w, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
+                    let mut lo = _mm256_and_si256(w, low);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
+                    if K == TILE_Q5_0 {
+                        let rep = _mm256_shuffle_epi8(qh, replicate[run]);
+                        let set = |m| {
+                            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, m), m), bit4)
+                        };
+                        lo = _mm256_or_si256(lo, set(bits_lo));
+                        hi = _mm256_or_si256(hi, set(bits_hi));
+                    }
                     for t in 0..T {
                         let xp = x[t].add(b * 34 + 2 + 8 * run);
                         let xl = _mm256_set1_epi32(std::ptr::read_unaligned(xp as *const i32));
