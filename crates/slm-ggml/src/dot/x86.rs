@@ -579,12 +579,12 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
                 } else {
                     _mm256_setzero_si256()
                 };
-                for run in 0..4 {
+                for (run, spread) in replicate.iter().enumerate() {
                     let w = load32(p.add(header + 32 * run));
                     let mut lo = _mm256_and_si256(w, low);
                     let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
                     if K == TILE_Q5_0 {
-                        let rep = _mm256_shuffle_epi8(qh, replicate[run]);
+                        let rep = _mm256_shuffle_epi8(qh, *spread);
                         let set = |m| {
                             _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, m), m), bit4)
                         };
