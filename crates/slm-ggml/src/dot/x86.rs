@@ -200,23 +200,60 @@ pub(crate) unsafe fn q5_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) ->
 /// eight activation blocks per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q4_k_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    // SAFETY: as the caller guarantees.
+    unsafe { affine_k::<false>(w, x, dx, dsums) }
+}
+
+/// Q5_K x Q8_0: Q4_K's layout plus a fifth bit per value (`qh`, 32 bytes after the scales: bit
+/// `j` of byte `l` belongs to value `l` of sub-block `j`).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds whole 176-byte super-blocks, `x` eight 34-byte
+/// blocks per super-block with `dx`/`dsums` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_k_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    // SAFETY: as the caller guarantees.
+    unsafe { affine_k::<true>(w, x, dx, dsums) }
+}
+
+/// The Q4_K/Q5_K super-block (`d`, `dmin`, 12 bytes of 6-bit scales and minimums, with
+/// `FIFTH` 32 bytes of fifth bits, then 128 bytes of nibbles) times Q8_0 activations.
+///
+/// # Safety
+/// As [`q4_k_q8_0`] or [`q5_k_q8_0`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn affine_k<const FIFTH: bool>(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    let (size, nibbles_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0.0f32;
     let low = _mm256_set1_epi8(0x0F);
-    for (s, wb) in w.chunks_exact(144).enumerate() {
+    let one = _mm256_set1_epi8(1);
+    for (s, wb) in w.chunks_exact(size).enumerate() {
         let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
+        // SAFETY: Q5_K's 32 fifth-bit bytes follow d, dmin and the 12 scale bytes.
+        let qh = if FIFTH {
+            unsafe { load32(wb.as_ptr().add(16)) }
+        } else {
+            _mm256_setzero_si256()
+        };
         for pair in 0..4 {
-            // SAFETY: 32 bytes of levels per pair of sub-blocks after d, dmin and the scales.
-            let q = unsafe { load32(wb.as_ptr().add(16 + 32 * pair)) };
+            // SAFETY: 32 bytes of levels per pair of sub-blocks.
+            let q = unsafe { load32(wb.as_ptr().add(nibbles_at + 32 * pair)) };
             for half in 0..2 {
                 let j = 2 * pair + half;
                 let (sc, m) = crate::blocks::k_affine::scale_min_k4(j, &wb[4..16]);
                 let a = s * 8 + j;
-                let levels = if half == 0 {
+                let mut levels = if half == 0 {
                     _mm256_and_si256(q, low)
                 } else {
                     _mm256_and_si256(_mm256_srli_epi16::<4>(q), low)
                 };
+                if FIFTH {
+                    let shift = _mm_cvtsi32_si128(j as i32);
+                    let high = _mm256_and_si256(_mm256_srl_epi16(qh, shift), one);
+                    levels = _mm256_or_si256(levels, _mm256_slli_epi16::<4>(high));
+                }
                 // SAFETY: activation block `a` exists (8 per super-block, checked by the caller).
                 let y = unsafe { load32(x.as_ptr().add(a * 34 + 2)) };
                 let scale = _mm256_set1_ps(d * f32::from(sc) * dx[a]);
@@ -378,47 +415,6 @@ pub(crate) unsafe fn tile<const K: u8, const R: usize, const T: usize>(
         }
     }
     out
-}
-
-/// Q5_K x Q8_0: Q4_K's layout plus a fifth bit per value (`qh`, 32 bytes: bit `j` of byte `l`
-/// belongs to value `l` of sub-block `j`).
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `w` holds whole 176-byte super-blocks, `x` eight 34-byte
-/// blocks per super-block with `dx`/`dsums` entries.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q5_k_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
-    let low = _mm256_set1_epi8(0x0F);
-    let one = _mm256_set1_epi8(1);
-    for (s, wb) in w.chunks_exact(176).enumerate() {
-        let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
-        // SAFETY: the 32 high-bit bytes follow d, dmin and the 12 scale bytes.
-        let qh = unsafe { load32(wb.as_ptr().add(16)) };
-        for pair in 0..4 {
-            // SAFETY: 32 bytes of low nibbles per pair of sub-blocks after the high bits.
-            let q = unsafe { load32(wb.as_ptr().add(48 + 32 * pair)) };
-            for half in 0..2 {
-                let j = 2 * pair + half;
-                let (sc, m) = crate::blocks::k_affine::scale_min_k4(j, &wb[4..16]);
-                let a = s * 8 + j;
-                let nib = if half == 0 {
-                    _mm256_and_si256(q, low)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), low)
-                };
-                let high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j as i32)), one);
-                let levels = _mm256_or_si256(nib, _mm256_slli_epi16::<4>(high));
-                // SAFETY: activation block `a` exists (8 per super-block, checked by the caller).
-                let y = unsafe { load32(x.as_ptr().add(a * 34 + 2)) };
-                let scale = _mm256_set1_ps(d * f32::from(sc) * dx[a]);
-                acc = _mm256_fmadd_ps(scale, mul_sum_u8_i8(levels, y), acc);
-                mins += dmin * f32::from(m) * dsums[a];
-            }
-        }
-    }
-    hsum(acc) - mins
 }
 
 /// Q6_K x Q8_0: per 32-value activation block, the 6-bit levels (4 from `ql`, 2 from `qh`)
