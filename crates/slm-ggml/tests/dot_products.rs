@@ -6,16 +6,10 @@ use proptest::prelude::*;
 use slm_ggml::dot::{Activations, Kernel, dot, dot_with, matvec, supports};
 use slm_ggml::prelude::*;
 
-const TYPES: [GgmlType; 8] = [
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// Every weight type `dot` multiplies (the eight block types).
+fn types() -> Vec<GgmlType> {
+    GgmlType::all().filter(|&t| supports(t)).collect()
+}
 
 /// The f32 dot product (in f64) of the dequantized row and activations.
 fn reference(ty: GgmlType, row: &[u8], x: &Activations, xq: &[u8]) -> f64 {
@@ -44,7 +38,7 @@ proptest! {
     fn kernels_match_the_dequantized_dot_product((w, x) in values()) {
         let act = Activations::quantize(&x).unwrap();
         let xq = quantize(GgmlType::Q8_0, &x).unwrap();
-        for ty in TYPES {
+        for ty in types() {
             let row = quantize(ty, &w).unwrap();
             let want = reference(ty, &row, &act, &xq);
             // Rounding of the per-block f32 products: relative to the sum of |terms|.
@@ -71,7 +65,7 @@ fn matvec_is_dot_per_row() {
         .collect();
     let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
     let act = Activations::quantize(&x).unwrap();
-    for ty in TYPES {
+    for ty in types() {
         let m = quantize(ty, &w).unwrap();
         let mut out = vec![0f32; rows];
         matvec(ty, &m, &act, &mut out).unwrap();
@@ -101,6 +95,11 @@ fn bad_shapes_and_types_are_errors() {
         Err(Error::ByteLength { .. })
     ));
     assert!(supports(GgmlType::Q4_1) && !supports(GgmlType::F16));
+    assert_eq!(
+        types().len(),
+        8,
+        "Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K"
+    );
     assert!(Activations::quantize(&[1.0; 33]).is_err());
     assert!(Activations::quantize(&[f32::NAN; 32]).is_err());
 }

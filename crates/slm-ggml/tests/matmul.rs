@@ -6,19 +6,10 @@ use proptest::prelude::*;
 use slm_ggml::dot::{Activations, Kernel, Matrix, Precision, dot_with, matmul, matmul_with};
 use slm_ggml::prelude::*;
 
-const TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// Every type `matmul` multiplies.
+fn types() -> Vec<GgmlType> {
+    GgmlType::all().filter(|&t| Matrix::supports(t)).collect()
+}
 
 fn kernels() -> Vec<Kernel> {
     [Kernel::Scalar, Kernel::Avx2]
@@ -45,7 +36,7 @@ proptest! {
             (((i as u32).wrapping_mul(2_654_435_761) ^ seed.wrapping_add(salt)) % 2001) as f32 / 1000.0 - 1.0
         };
         let x: Vec<f32> = (0..tokens * cols).map(|i| value(i, 7) * 3.0).collect();
-        for ty in TYPES {
+        for ty in types() {
             let w0: Vec<f32> = (0..rows * cols).map(|i| value(i, 1)).collect();
             let w1: Vec<f32> = (0..(rows + 3) * cols).map(|i| value(i, 2)).collect();
             let (b0, b1) = (quantize(ty, &w0).unwrap(), quantize(ty, &w1).unwrap());
@@ -124,6 +115,11 @@ fn float_rows_of_any_length() {
 
 #[test]
 fn shapes_that_do_not_fit_are_errors() {
+    assert_eq!(
+        types().len(),
+        11,
+        "F32, F16, BF16 and the eight block types"
+    );
     let b = quantize(GgmlType::Q8_0, &[0.5f32; 64]).unwrap();
     assert!(matches!(
         Matrix::new(GgmlType::Q8_0, 3, 32, &b),
@@ -158,7 +154,7 @@ fn exact_precision_is_the_dequantized_f32_product() {
     let x: Vec<f32> = (0..tokens * cols)
         .map(|i| (i as f32 * 0.37).sin() * 4.0)
         .collect();
-    for ty in TYPES {
+    for ty in types() {
         let b = quantize(ty, &w).unwrap();
         let deq = dequantize(ty, &b, w.len()).unwrap();
         for kernel in kernels() {

@@ -103,22 +103,8 @@ pub(crate) unsafe fn q8_0_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
 /// `dx`/`dsums` entries.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut offset = 0.0f32;
-    for (((wb, xb), &dx), &dsum) in w
-        .chunks_exact(18)
-        .zip(x.chunks_exact(34))
-        .zip(dx)
-        .zip(dsums)
-    {
-        let dw = f16_at(wb, 0);
-        // SAFETY: 16 bytes of nibbles after the weight block's scale, 32 levels after the
-        // activation block's.
-        let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(2)), load32(xb.as_ptr().add(2))) };
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), mul_sum_u8_i8(qw, qx), acc);
-        offset += dw * dsum;
-    }
-    hsum(acc) - 8.0 * offset
+    // SAFETY: as the caller guarantees.
+    unsafe { nibbles_q8_0::<false>(w, x, dx, dsums) }
 }
 
 /// Q4_1 x Q8_0 with the activation blocks' scaled level sums.
@@ -128,20 +114,39 @@ pub(crate) unsafe fn q4_0_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) ->
 /// `dx`/`dsums` entries.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q4_1_q8_0(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f32]) -> f32 {
+    // SAFETY: as the caller guarantees.
+    unsafe { nibbles_q8_0::<true>(w, x, dx, dsums) }
+}
+
+/// Blocks of `d` (and with `STORED_MIN` an f16 minimum `m`, else `m = -8 d`) and 16 bytes of
+/// nibbles, value `d q + m`, times Q8_0 activations: `d d_x sum(q y) + m (d_x sum(y))`.
+///
+/// # Safety
+/// As [`q4_0_q8_0`] or [`q4_1_q8_0`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibbles_q8_0<const STORED_MIN: bool>(
+    w: &[u8],
+    x: &[u8],
+    dx: &[f32],
+    dsums: &[f32],
+) -> f32 {
+    let (size, at) = if STORED_MIN { (20, 4) } else { (18, 2) };
     let mut acc = _mm256_setzero_ps();
     let mut offset = 0.0f32;
     for (((wb, xb), &dx), &dsum) in w
-        .chunks_exact(20)
+        .chunks_exact(size)
         .zip(x.chunks_exact(34))
         .zip(dx)
         .zip(dsums)
     {
-        let d = _mm256_set1_ps(f16_at(wb, 0) * dx);
-        // SAFETY: 16 bytes of nibbles after the weight block's d and m, 32 levels after the
+        let d = f16_at(wb, 0);
+        let m = if STORED_MIN { f16_at(wb, 2) } else { -8.0 * d };
+        // SAFETY: 16 bytes of nibbles after the weight block's d (and m), 32 levels after the
         // activation block's scale.
-        let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(4)), load32(xb.as_ptr().add(2))) };
-        acc = _mm256_fmadd_ps(d, mul_sum_u8_i8(qw, qx), acc);
-        offset += f16_at(wb, 2) * dsum;
+        let (qw, qx) = unsafe { (nibbles(wb.as_ptr().add(at)), load32(xb.as_ptr().add(2))) };
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), mul_sum_u8_i8(qw, qx), acc);
+        offset += m * dsum;
     }
     hsum(acc) + offset
 }
