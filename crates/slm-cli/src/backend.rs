@@ -68,8 +68,7 @@ impl Runner {
             let model = FastDecoderConfig::default().init(&ckpt.config, ckpt.weights.as_ref())?;
             return Ok((ckpt, Runner::Fast(Box::new(model))));
         }
-        drop(ckpt);
-        let (ckpt, model) = crate::load(args)?;
+        let model = crate::load_decoder(&ckpt, args)?;
         Ok((ckpt, Runner::Burn(Box::new(model))))
     }
 }

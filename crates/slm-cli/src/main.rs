@@ -359,11 +359,17 @@ fn open(path: &Path) -> Result<Checkpoint> {
 
 fn load(args: &ModelArgs) -> Result<(Checkpoint, Decoder)> {
     let ckpt = open(&args.model)?;
+    let model = load_decoder(&ckpt, args)?;
+    Ok((ckpt, model))
+}
+
+/// The burn decoder of an opened checkpoint on `args`' device, with `args`' adapter.
+fn load_decoder(ckpt: &Checkpoint, args: &ModelArgs) -> Result<Decoder> {
     let mut model = ckpt.load_decoder(&args.device.device()?)?;
     if let Some(dir) = &args.adapter {
         model = slm_core::peft::load_adapter(model, dir)?.0;
     }
-    Ok((ckpt, model))
+    Ok(model)
 }
 
 /// Loads `args` (an adapter merged in) and writes it as a Hugging Face directory, printing

@@ -244,11 +244,12 @@ where
             Some(s) if len <= s.tokens.len() => s.tokens[..len].to_vec(),
             _ => return Err(bad_seq(seq, len)),
         };
-        if self.used_blocks(&st) + len.div_ceil(self.block_size) > self.total_blocks {
-            return Err(Error::KvCacheFull {
-                needed: len.div_ceil(self.block_size),
-                free: self.total_blocks.saturating_sub(self.used_blocks(&st)),
-            });
+        let (needed, free) = (
+            len.div_ceil(self.block_size),
+            self.total_blocks.saturating_sub(self.used_blocks(&st)),
+        );
+        if needed > free {
+            return Err(Error::KvCacheFull { needed, free });
         }
         let id = SeqId(st.next);
         st.next += 1;

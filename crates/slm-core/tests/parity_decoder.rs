@@ -5,34 +5,6 @@ mod common;
 
 use common::*;
 use slm_core::prelude::*;
-use slm_infer_free::greedy;
-
-/// A tiny greedy loop through the KV cache (slm-infer is a downstream crate).
-mod slm_infer_free {
-    use slm_core::prelude::*;
-
-    pub fn greedy(model: &Decoder, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
-        let mut cache = model.new_cache();
-        let (mut ids, mut steps) = (Vec::new(), Vec::new());
-        let mut input = prompt.to_vec();
-        for _ in 0..n {
-            let logits = model
-                .forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache)
-                .unwrap();
-            let row = logits.last(0).to_vec();
-            let mut best = 0;
-            for (i, v) in row.iter().enumerate() {
-                if *v > row[best] {
-                    best = i;
-                }
-            }
-            ids.push(best as u32);
-            steps.push(row);
-            input = vec![best as u32];
-        }
-        (ids, steps)
-    }
-}
 
 const MODELS: [&str; 7] = [
     "llama-tiny",

@@ -31,26 +31,6 @@ fn fast(path: &std::path::Path, precision: Precision) -> FastDecoder {
     .unwrap()
 }
 
-fn argmax(row: &[f32]) -> u32 {
-    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
-}
-
-fn greedy<M: CausalLm>(model: &M, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
-    let mut cache = model.new_cache();
-    let (mut ids, mut steps) = (Vec::new(), Vec::new());
-    let mut input = prompt.to_vec();
-    for _ in 0..n {
-        let logits = model
-            .forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache)
-            .unwrap();
-        let row = logits.last(0).to_vec();
-        ids.push(argmax(&row));
-        input = vec![argmax(&row)];
-        steps.push(row);
-    }
-    (ids, steps)
-}
-
 #[test]
 fn tiny_models_match_transformers() {
     for name in MODELS {

@@ -33,7 +33,7 @@ fn check_prompt(model: &Decoder, case: &str) {
             );
             worst = worst.max((row[id] - want).abs());
         }
-        let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+        let best = argmax(row);
         assert_eq!(
             best as u64,
             top[0][0].as_u64().unwrap(),
@@ -54,18 +54,7 @@ fn check_prompt(model: &Decoder, case: &str) {
 
     // Greedy continuation through the KV cache, no EOS stop.
     let want = ids(&fx["greedy"]["new_ids"]);
-    let mut cache = model.new_cache();
-    let mut input = prompt;
-    let mut got = Vec::new();
-    for _ in 0..want.len() {
-        let l = model
-            .forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache)
-            .unwrap();
-        let row = l.last(0);
-        let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32;
-        got.push(best);
-        input = vec![best];
-    }
+    let (got, _) = greedy(model, &prompt, want.len());
     assert_eq!(got, want, "{case}: greedy continuation");
 }
 

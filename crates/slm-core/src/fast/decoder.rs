@@ -195,6 +195,28 @@ struct Layer {
     down: Linear,
 }
 
+impl Layer {
+    /// The seven projections.
+    fn linears(&self) -> [&Linear; 7] {
+        [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ]
+    }
+
+    /// The seven projections, writable.
+    fn linears_mut(&mut self) -> [&mut Linear; 7] {
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.down,
+        ]
+    }
+}
+
 /// Time spent per operation since the last [`FastDecoder::take_profile`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
@@ -387,7 +409,7 @@ impl FastDecoder {
             ));
         }
         let embed = tensors.take("model.embed_tokens.weight")?;
-        if !embed.ty.can_dequantize() || embed.shape.len() != 2 {
+        if !embed.ty.can_dequantize() || embed.shape.len() != 2 || embed.row_bytes().is_none() {
             return Err(tensors.unsupported("model.embed_tokens.weight", &embed));
         }
         let norm = tensors.vector("model.norm.weight")?;
@@ -413,17 +435,7 @@ impl FastDecoder {
         let mut tied_head = None;
         if opts.repack && opts.precision == Precision::Quantized {
             for l in &mut layers {
-                for p in [
-                    &mut l.q,
-                    &mut l.k,
-                    &mut l.v,
-                    &mut l.o,
-                    &mut l.gate,
-                    &mut l.up,
-                    &mut l.down,
-                ] {
-                    p.repack();
-                }
+                l.linears_mut().into_iter().for_each(Linear::repack);
             }
             match &mut lm_head {
                 Some(h) => h.repack(),
@@ -465,36 +477,28 @@ impl FastDecoder {
 
     /// Bytes of the weights as held (the stored blocks, memory-mapped where the file allows).
     pub fn weight_bytes(&self) -> usize {
-        let lin = |l: &Linear| l.weight.data.len();
-        self.embed.data.len()
-            + self.lm_head.as_ref().map_or(0, lin)
-            + self
-                .layers
-                .iter()
-                .map(|l| {
-                    lin(&l.q)
-                        + lin(&l.k)
-                        + lin(&l.v)
-                        + lin(&l.o)
-                        + lin(&l.gate)
-                        + lin(&l.up)
-                        + lin(&l.down)
-                })
-                .sum::<usize>()
+        self.layer_bytes()
+            + self.embed.data.len()
+            + self.lm_head.as_ref().map_or(0, |l| l.weight.data.len())
     }
 
     /// Bytes of weights one decode step reads (every matrix once, one embedding row).
     pub fn bytes_per_token(&self) -> usize {
-        let head = self
-            .lm_head
-            .as_ref()
-            .map_or(self.embed.data.len(), |l| l.weight.data.len());
-        let row = self.embed.data.len() / self.embed.rows().max(1);
-        self.weight_bytes()
-            - self.embed.data.len()
-            - self.lm_head.as_ref().map_or(0, |l| l.weight.data.len())
-            + head
-            + row
+        let head = self.lm_head.as_ref().map_or(&self.embed, |l| &l.weight);
+        self.layer_bytes() + head.data.len() + self.embed_row_bytes()
+    }
+
+    /// Bytes of the layers' projections.
+    fn layer_bytes(&self) -> usize {
+        let layers = self.layers.iter().flat_map(Layer::linears);
+        layers.map(|l| l.weight.data.len()).sum()
+    }
+
+    /// Bytes of one embedding row (whole blocks: checked at load).
+    fn embed_row_bytes(&self) -> usize {
+        self.embed
+            .row_bytes()
+            .expect("checked when the weights were bound")
     }
 
     /// The timing breakdown since the last call (`None` unless profiling is on).
@@ -570,7 +574,7 @@ impl FastDecoder {
 
         let t = Instant::now();
         s.x.resize(n * d, 0.0);
-        let row_bytes = self.embed.data.len() / self.embed.rows();
+        let row_bytes = self.embed_row_bytes();
         let embed = self.embed.data.bytes();
         for (id, x) in ids.zip(s.x.chunks_exact_mut(d)) {
             let id = id as usize;

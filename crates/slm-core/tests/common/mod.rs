@@ -139,3 +139,33 @@ pub fn padded_batch_diff_against<M: slm_core::CausalLm>(model: &M, dir: &str, wa
     }
     worst
 }
+
+/// The index of the largest value (the first on ties).
+#[allow(dead_code)]
+pub fn argmax(row: &[f32]) -> u32 {
+    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
+}
+
+/// `n` greedy tokens after `prompt` through `model`'s cache, with each step's logits (a tiny
+/// loop of its own: slm-infer is a downstream crate).
+#[allow(dead_code)]
+pub fn greedy<M: slm_core::CausalLm>(
+    model: &M,
+    prompt: &[u32],
+    n: usize,
+) -> (Vec<u32>, Vec<Vec<f32>>) {
+    use slm_core::{LogitsScope, TokenBatch};
+    let mut cache = model.new_cache();
+    let (mut ids, mut steps) = (Vec::new(), Vec::new());
+    let mut input = prompt.to_vec();
+    for _ in 0..n {
+        let logits = model
+            .forward(&TokenBatch::single(input, LogitsScope::Last), &mut cache)
+            .unwrap();
+        let row = logits.last(0).to_vec();
+        ids.push(argmax(&row));
+        input = vec![argmax(&row)];
+        steps.push(row);
+    }
+    (ids, steps)
+}
