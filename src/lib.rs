@@ -44,5 +44,8 @@ pub mod prelude {
         LogitsScope, ModelConfig, SaveDtype, TokenBatch, Tokenizer, WeightSource, save_hf_dir,
     };
     #[cfg(feature = "infer")]
-    pub use slm_infer::prelude::{Generation, GenerationConfig, Sampler, Sampling, generate};
+    pub use slm_infer::prelude::{
+        FinishReason, Generation, GenerationConfig, Sampler, SamplingParams, generate,
+        generate_text,
+    };
 }

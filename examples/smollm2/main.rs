@@ -91,9 +91,9 @@ fn main() -> Result<()> {
     // 3. Generate: prefill once, then decode token by token through the KV cache.
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
-        sampling: Sampling::from_temperature(args.temperature),
-        seed: 0,
+        sampling: SamplingParams::with_temperature(args.temperature, 0),
         stop_tokens: stop,
+        ..Default::default()
     };
     let started = Instant::now();
     let out = generate(&model, &prompt, &config, false)?;
@@ -105,7 +105,7 @@ fn main() -> Result<()> {
         prompt.len(),
         out.ids.len(),
         out.ids.len() as f64 / secs,
-        if out.stopped {
+        if out.stopped() {
             ""
         } else {
             "; cut at --max-new-tokens, raise it for a longer answer"

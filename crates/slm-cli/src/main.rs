@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use slm_core::prelude::*;
-use slm_infer::{GenerationConfig, Sampling, generate};
+use slm_infer::{GenerationConfig, SamplingParams, generate, generate_text};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -147,6 +147,15 @@ enum Command {
         /// Nucleus sampling threshold.
         #[arg(long, default_value_t = 1.0)]
         top_p: f32,
+        /// Drop tokens less likely than this fraction of the best one (0 = off).
+        #[arg(long, default_value_t = 0.0)]
+        min_p: f32,
+        /// Penalise tokens already in the prompt or output (1 = off; 1.1 is common).
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        /// Stop before this text (repeatable); the text ends before it.
+        #[arg(long = "stop")]
+        stop: Vec<String>,
         /// Sampler seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -440,6 +449,9 @@ fn run(cli: Cli) -> Result<()> {
             temperature,
             top_k,
             top_p,
+            min_p,
+            repeat_penalty,
+            stop,
             seed,
             ignore_eos,
             json,
@@ -473,14 +485,14 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, None) => bail!("pass --prompt or --ids"),
             };
-            let sampling = if temperature == 0.0 {
-                Sampling::Greedy
-            } else {
-                Sampling::Temperature {
-                    temperature,
-                    top_k,
-                    top_p,
-                }
+            let sampling = SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repetition_penalty: repeat_penalty,
+                seed,
+                ..Default::default()
             };
             let mut stop_tokens = if ignore_eos {
                 Vec::new()
@@ -499,13 +511,20 @@ fn run(cli: Cli) -> Result<()> {
             let config = GenerationConfig {
                 max_new_tokens,
                 sampling,
-                seed,
                 stop_tokens,
+                stop_strings: stop,
+                ..Default::default()
             };
-            let out = generate(&decoder, &prompt_ids, &config, false)?;
-            let text = match tokenizer {
-                Some(t) => t.decode(&out.ids, true)?,
-                None => String::new(),
+            let (out, text) = match tokenizer {
+                Some(t) => {
+                    let out = generate_text(&decoder, t, &prompt_ids, &config)?;
+                    let text = out.text.clone();
+                    (out, text)
+                }
+                None => (
+                    generate(&decoder, &prompt_ids, &config, false)?,
+                    String::new(),
+                ),
             };
             if json {
                 println!("{}", json!({ "ids": out.ids, "text": text }));

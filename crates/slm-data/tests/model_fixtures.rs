@@ -8,7 +8,7 @@ use slm_core::prelude::*;
 use slm_data::Example;
 use slm_data::inputs::{Batcher, BatcherConfig, IGNORE_INDEX, PackedBatcher, PromptTemplate};
 use slm_data::synth::{
-    AugmentConfig, DropReason, GenerationRequest, Generator, LabelScorer, QualityBounds, Sampling,
+    AugmentConfig, DropReason, GenerationRequest, Generator, LabelScorer, QualityBounds,
     TeacherConfig, TeacherGenerator, TeacherScorer, augment,
 };
 use slm_data::tokenizer::{extend_tokenizer, new_token_rows, resize_embeddings};
@@ -247,7 +247,7 @@ fn teacher_pipeline_filters_and_reports() {
     let config = TeacherConfig {
         shots: 2,
         max_new_tokens: 12,
-        sampling: Sampling::Greedy,
+        sampling: slm_infer::SamplingParams::greedy(),
         seed: 3,
         ..TeacherConfig::new(INSTRUCTION)
     };

@@ -10,6 +10,26 @@ pub enum Error {
     /// Generation settings are invalid (negative temperature, top_p outside (0, 1], ...).
     #[error("invalid generation config: {0}")]
     InvalidConfig(String),
+    /// The engine's waiting queue is full (a server answers 429).
+    #[error("the engine's queue is full ({capacity} requests waiting); retry later")]
+    QueueFull {
+        /// `max_queue`.
+        capacity: usize,
+    },
+    /// The prompt needs more key/value memory than the engine's whole pool.
+    #[error("the prompt of {tokens} tokens cannot fit the key/value pool ({capacity} tokens)")]
+    PromptTooLarge {
+        /// Prompt tokens.
+        tokens: usize,
+        /// Tokens the pool holds.
+        capacity: usize,
+    },
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    EngineStopped,
+    /// The model failed while running the request.
+    #[error("the request failed: {0}")]
+    RequestFailed(String),
     /// The model produced NaN or infinite logits.
     #[error("the model produced non-finite logits at step {step}")]
     NonFiniteLogits {

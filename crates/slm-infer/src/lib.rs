@@ -1,9 +1,17 @@
 //! # slm-infer
 //!
-//! Generation over any [`slm_core::CausalLm`]: greedy or seeded temperature / top-k / top-p
-//! sampling, prefill once and decode through the model's KV cache; label scoring
-//! ([`score_labels`]) and llama.cpp-compatible [`perplexity`]. Continuous batching and the
-//! OpenAI-compatible server come later in this crate.
+//! Generation and serving of small language models.
+//!
+//! - [`sampling`]: the one sampler (temperature, top-k, top-p, min-p, repetition / presence /
+//!   frequency penalties, logit bias, seeds, logprobs); [`stop`] strings over streamed text and
+//!   [`detokenize`]d deltas that never split a character; [`decoding`]: one sequence's state,
+//!   shared by every loop.
+//! - [`generate`] / [`generate_text`]: one sequence over any [`slm_core::CausalLm`].
+//! - [`engine`]: continuous batching over any [`slm_core::step::BatchedLm`] (the CPU fast path,
+//!   or the burn decoder through `PerSequence`): iteration-level scheduling, chunked prefill,
+//!   preemption, prefix sharing, cancellation and per-request metrics, as a handle usable from
+//!   threads and async code.
+//! - Label scoring ([`score_labels`]) and llama.cpp-compatible [`perplexity`].
 //!
 //! ```
 //! use slm_core::prelude::*;
@@ -28,16 +36,21 @@
 //! ```
 
 pub mod classify;
+pub mod decoding;
+pub mod detokenize;
+pub mod engine;
 mod error;
 mod generate;
 pub mod perplexity;
 pub mod sampling;
+pub mod stop;
 
 pub use classify::{ClassificationReport, LabelMetrics, LabelScores, score_labels};
+pub use decoding::{DEFAULT_MAX_NEW_TOKENS, Decoding, FinishReason, GenerationConfig};
 pub use error::{Error, Result};
-pub use generate::{DEFAULT_MAX_NEW_TOKENS, Generation, GenerationConfig, generate};
+pub use generate::{Generation, generate, generate_text};
 pub use perplexity::{Perplexity, PerplexityConfig, perplexity};
-pub use sampling::{Sampler, Sampling};
+pub use sampling::{Sampler, SamplingParams, TokenLogprob};
 
 /// A tiny random Llama config for unit tests (vocabulary 40, 2 layers, 4 heads over 2 KV heads).
 #[cfg(test)]
@@ -74,7 +87,9 @@ pub(crate) mod test_support {
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::decoding::{FinishReason, GenerationConfig};
+    pub use crate::engine::{Engine, EngineConfig, Request};
     pub use crate::error::{Error, Result};
-    pub use crate::generate::{Generation, GenerationConfig, generate};
-    pub use crate::sampling::{Sampler, Sampling};
+    pub use crate::generate::{Generation, generate, generate_text};
+    pub use crate::sampling::{Sampler, SamplingParams};
 }

@@ -38,7 +38,7 @@
 
 mod teacher;
 
-pub use teacher::{Sampling, TeacherConfig, TeacherGenerator, TeacherScorer, few_shot_prompt};
+pub use teacher::{TeacherConfig, TeacherGenerator, TeacherScorer, few_shot_prompt};
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -1,55 +1,17 @@
-//! A teacher [`CausalLm`] as a generator (few-shot prompting plus a seeded sampling loop) and
-//! as a label scorer (log-likelihood of each label after a classification prompt).
+//! A teacher [`CausalLm`] as a generator (few-shot prompting plus slm-infer's sampler and
+//! generation loop) and as a label scorer (log-likelihood of each label after a classification
+//! prompt).
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use slm_core::tokenizer::Tokenizer;
 use slm_core::{CausalLm, LogitsScope, TokenBatch};
+use slm_infer::{GenerationConfig, SamplingParams, generate_text};
 
 use super::{GenerationRequest, Generator, LabelScorer};
 use crate::error::{Error, Result};
 use crate::example::Example;
-
-/// How the next token is picked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sampling {
-    /// The most likely token (ties go to the lowest id).
-    Greedy,
-    /// A draw from the softmax of `logits / temperature` over the `top_k` most likely tokens.
-    TopK {
-        /// At least 1.
-        top_k: usize,
-        /// Above 0.
-        temperature: f32,
-    },
-}
-
-impl Sampling {
-    fn pick(&self, logits: &[f32], rng: &mut StdRng) -> u32 {
-        let mut order: Vec<usize> = (0..logits.len()).collect();
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-        match *self {
-            Sampling::Greedy => order[0] as u32,
-            Sampling::TopK { top_k, temperature } => {
-                let top = &order[..top_k.clamp(1, order.len())];
-                let max = logits[top[0]];
-                let w: Vec<f64> = top
-                    .iter()
-                    .map(|&i| (((logits[i] - max) / temperature) as f64).exp())
-                    .collect();
-                let mut x = rng.random::<f64>() * w.iter().sum::<f64>();
-                for (&i, wi) in top.iter().zip(&w) {
-                    if x < *wi {
-                        return i as u32;
-                    }
-                    x -= wi;
-                }
-                top[top.len() - 1] as u32
-            }
-        }
-    }
-}
 
 /// Settings of a [`TeacherGenerator`].
 #[derive(Debug, Clone, PartialEq)]
@@ -60,8 +22,9 @@ pub struct TeacherConfig {
     pub shots: usize,
     /// Longest generated text, in tokens (generation also stops at a newline or EOS).
     pub max_new_tokens: usize,
-    /// How tokens are picked.
-    pub sampling: Sampling,
+    /// How tokens are picked (slm-infer's sampler; its `seed` is replaced per example by one
+    /// drawn from `seed` below).
+    pub sampling: SamplingParams,
     /// Seed of the shot selection and the sampler.
     pub seed: u64,
 }
@@ -73,9 +36,10 @@ impl TeacherConfig {
             instruction: instruction.into(),
             shots: 3,
             max_new_tokens: 64,
-            sampling: Sampling::TopK {
-                top_k: 40,
+            sampling: SamplingParams {
                 temperature: 0.8,
+                top_k: 40,
+                ..SamplingParams::default()
             },
             seed: 0,
         }
@@ -94,10 +58,8 @@ impl TeacherConfig {
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "must be positive");
         }
-        if let Sampling::TopK { top_k, temperature } = self.sampling
-            && (top_k == 0 || temperature.is_nan() || temperature <= 0.0)
-        {
-            return bad("sampling", "top_k must be positive and temperature above 0");
+        if let Err(e) = self.sampling.validate() {
+            return bad("sampling", &e.to_string());
         }
         Ok(())
     }
@@ -123,9 +85,9 @@ fn one_line(text: &str) -> String {
 
 /// Writes new examples of a class by prompting a teacher model with a few examples of it.
 ///
-/// Each example comes from its own prompt with `shots` seeds drawn at random (seeded), and a
-/// sampling loop over [`CausalLm::forward`] with the model's cache that stops at a newline,
-/// an end-of-sequence token or `max_new_tokens`. The same seed, request and model give the
+/// Each example comes from its own prompt with `shots` seeds drawn at random (seeded), and
+/// slm-infer's generation loop ([`generate_text`]) that stops at a newline, an
+/// end-of-sequence token or `max_new_tokens`. The same seed, request and model give the
 /// same output.
 #[derive(Debug)]
 pub struct TeacherGenerator<'a, M: CausalLm> {
@@ -162,28 +124,25 @@ impl<'a, M: CausalLm> TeacherGenerator<'a, M> {
                 ),
             });
         }
-        let eos = &self.model.config().eos_token_ids;
-        let mut cache = self.model.new_cache();
-        let mut logits = self
-            .model
-            .forward(&TokenBatch::single(ids, LogitsScope::Last), &mut cache)?;
-        let mut out: Vec<u32> = Vec::new();
-        for _ in 0..self.config.max_new_tokens {
-            let next = self.config.sampling.pick(logits.last(0), &mut self.rng);
-            if eos.contains(&next) {
-                break;
-            }
-            out.push(next);
-            if self.tokenizer.decode(&out, true)?.contains('\n') {
-                break;
-            }
-            logits = self.model.forward(
-                &TokenBatch::single(vec![next], LogitsScope::Last),
-                &mut cache,
-            )?;
-        }
-        let text = self.tokenizer.decode(&out, true)?;
-        Ok(text.lines().next().unwrap_or_default().trim().to_string())
+        let config = GenerationConfig {
+            max_new_tokens: self.config.max_new_tokens,
+            sampling: SamplingParams {
+                seed: self.rng.random(),
+                ..self.config.sampling.clone()
+            },
+            stop_tokens: self.model.config().eos_token_ids.clone(),
+            stop_strings: vec!["\n".into()],
+            logprobs: None,
+        };
+        let out =
+            generate_text(self.model, self.tokenizer, &ids, &config).map_err(|e| match e {
+                slm_infer::Error::Core(e) => Error::Core(e),
+                e => Error::InvalidOption {
+                    name: "sampling",
+                    reason: e.to_string(),
+                },
+            })?;
+        Ok(out.text.trim().to_string())
     }
 }
 
@@ -271,19 +230,6 @@ fn log_softmax_at(row: &[f32], i: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn greedy_takes_the_first_maximum_and_top_k_stays_in_the_top() {
-        let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(Sampling::Greedy.pick(&[0.0, 2.0, 2.0, 1.0], &mut rng), 1);
-        let s = Sampling::TopK {
-            top_k: 2,
-            temperature: 1.0,
-        };
-        for _ in 0..50 {
-            assert!(matches!(s.pick(&[0.0, 2.0, 1.5, 1.0], &mut rng), 1 | 2));
-        }
-    }
 
     #[test]
     fn log_softmax_normalises() {

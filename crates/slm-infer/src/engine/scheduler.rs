@@ -1,0 +1,477 @@
+//! The engine's scheduler: which sequences run in the next step, with how many tokens.
+//!
+//! Iteration-level (continuous) batching as vLLM schedules it: every step first admits waiting
+//! requests while key/value blocks allow (first come, first served), then gives each running
+//! sequence its next chunk within a token budget (decode tokens first, so a long prompt never
+//! stalls decoding), runs one [`BatchedLm::step`] and feeds each sequence's logits to its
+//! [`Decoding`]. When blocks run out, finished sequences kept for prefix sharing are evicted
+//! first (least recently used), then the newest running sequence is preempted: its blocks go
+//! back to the pool and it waits at the head of the queue to be recomputed.
+//!
+//! Batch invariance: prefill chunks end at fixed multiples of `prefill_chunk` positions, so a
+//! sequence sees the same chunks whatever shares its steps; its sampler is its own. Whether the
+//! logits are bitwise the same also depends on the model: the fast path's kernels compute each
+//! token alike in any batch and any chunking.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use slm_core::LogitsScope;
+use slm_core::step::{BatchedLm, SeqChunk, SeqId};
+use slm_core::tokenizer::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::metrics::{EngineStats, RequestMetrics, secs};
+use super::{EngineConfig, Event, RequestId};
+use crate::decoding::{Decoding, FinishReason};
+
+/// A request inside the engine, waiting or running.
+pub(crate) struct Sequence {
+    pub(crate) id: RequestId,
+    /// Prompt then generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// The model-side sequence while it holds blocks.
+    seq: Option<SeqId>,
+    /// Tokens the model-side sequence holds.
+    fed: usize,
+    decoding: Decoding,
+    events: UnboundedSender<Event>,
+    arrived: Instant,
+    scheduled: Option<Instant>,
+    last_token: Option<Instant>,
+    metrics: RequestMetrics,
+}
+
+impl Sequence {
+    pub(crate) fn new(
+        id: RequestId,
+        prompt: Vec<u32>,
+        decoding: Decoding,
+        events: UnboundedSender<Event>,
+    ) -> Self {
+        Self {
+            id,
+            prompt_len: prompt.len(),
+            metrics: RequestMetrics {
+                prompt_tokens: prompt.len(),
+                ..Default::default()
+            },
+            tokens: prompt,
+            seq: None,
+            fed: 0,
+            decoding,
+            events,
+            arrived: Instant::now(),
+            scheduled: None,
+            last_token: None,
+        }
+    }
+}
+
+/// A finished sequence kept for its key/value blocks.
+struct CachedPrefix {
+    seq: SeqId,
+    tokens: Vec<u32>,
+    last_used: u64,
+}
+
+pub(crate) struct Scheduler {
+    model: Arc<dyn BatchedLm>,
+    tokenizer: Option<Arc<Tokenizer>>,
+    config: EngineConfig,
+    pub(crate) waiting: VecDeque<Sequence>,
+    running: Vec<Sequence>,
+    prefixes: Vec<CachedPrefix>,
+    clock: u64,
+    /// Requests not yet admitted once (the queue bound; shared with the handle).
+    queued: Arc<AtomicUsize>,
+    pub(crate) stats: EngineStats,
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        model: Arc<dyn BatchedLm>,
+        tokenizer: Option<Arc<Tokenizer>>,
+        config: EngineConfig,
+        queued: Arc<AtomicUsize>,
+    ) -> Self {
+        let stats = EngineStats::new(model.kv_usage());
+        Self {
+            model,
+            tokenizer,
+            config,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            prefixes: Vec::new(),
+            clock: 0,
+            queued,
+            stats,
+        }
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    pub(crate) fn submit(&mut self, seq: Sequence) {
+        self.waiting.push_back(seq);
+    }
+
+    /// Ends a request wherever it is (unknown or finished ids are ignored).
+    pub(crate) fn cancel(&mut self, id: RequestId) {
+        if let Some(i) = self.waiting.iter().position(|s| s.id == id) {
+            let s = self.waiting.remove(i).expect("found");
+            self.finish(s, FinishReason::Cancelled);
+        } else if let Some(i) = self.running.iter().position(|s| s.id == id) {
+            let s = self.running.remove(i);
+            self.finish(s, FinishReason::Cancelled);
+        }
+    }
+
+    /// Cancels everything and releases every block (shutdown).
+    pub(crate) fn cancel_all(&mut self) {
+        while let Some(s) = self.waiting.pop_front() {
+            self.finish(s, FinishReason::Cancelled);
+        }
+        while let Some(s) = self.running.pop() {
+            self.finish(s, FinishReason::Cancelled);
+        }
+        self.clear_prefix_cache();
+    }
+
+    /// Releases every cached prefix.
+    pub(crate) fn clear_prefix_cache(&mut self) {
+        for p in self.prefixes.drain(..) {
+            self.model.release(p.seq);
+        }
+        self.refresh_stats();
+    }
+
+    fn refresh_stats(&mut self) {
+        let kv = self.model.kv_usage();
+        self.stats.running = self.running.len();
+        self.stats.waiting = self.waiting.len();
+        self.stats.kv_free_blocks = kv.free_blocks;
+        self.stats.kv_total_blocks = kv.total_blocks;
+        self.stats.prefix_cache_entries = self.prefixes.len();
+    }
+
+    /// Sends the end of a request, returns its blocks (or keeps them as a prefix) and counts it.
+    fn finish(&mut self, mut s: Sequence, reason: FinishReason) {
+        s.decoding.end(reason);
+        if let Some(seq) = s.seq.take() {
+            self.keep_or_release(seq, &s.tokens[..s.fed]);
+        }
+        self.record_end(&mut s);
+        self.stats.finished[match reason {
+            FinishReason::Stop => 0,
+            FinishReason::Length => 1,
+            FinishReason::Cancelled => 2,
+        }] += 1;
+        let _ = s.events.send(Event::Finished {
+            reason,
+            metrics: s.metrics,
+        });
+    }
+
+    fn fail(&mut self, mut s: Sequence, error: String) {
+        if let Some(seq) = s.seq.take() {
+            self.model.release(seq);
+        }
+        self.record_end(&mut s);
+        self.stats.finished[3] += 1;
+        let _ = s.events.send(Event::Failed(error));
+    }
+
+    fn record_end(&mut self, s: &mut Sequence) {
+        if s.scheduled.is_none() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            s.scheduled = Some(Instant::now());
+        }
+        s.metrics.e2e_s = secs(s.arrived.elapsed());
+        s.metrics.completion_tokens = s.decoding.ids().len();
+        self.stats.e2e.observe(s.metrics.e2e_s);
+    }
+
+    fn keep_or_release(&mut self, seq: SeqId, tokens: &[u32]) {
+        let bs = self.model.kv_usage().block_size;
+        if self.config.prefix_cache_entries == 0 || tokens.len() < bs {
+            self.model.release(seq);
+            return;
+        }
+        self.clock += 1;
+        self.prefixes.push(CachedPrefix {
+            seq,
+            tokens: tokens.to_vec(),
+            last_used: self.clock,
+        });
+        while self.prefixes.len() > self.config.prefix_cache_entries {
+            self.evict_one();
+        }
+    }
+
+    /// Drops the least recently used cached prefix; false when there is none.
+    fn evict_one(&mut self) -> bool {
+        let Some(i) = (0..self.prefixes.len()).min_by_key(|&i| self.prefixes[i].last_used) else {
+            return false;
+        };
+        let p = self.prefixes.swap_remove(i);
+        self.model.release(p.seq);
+        true
+    }
+
+    /// Frees blocks until `needed` are free: cached prefixes first. False if still short.
+    fn make_room(&mut self, needed: usize) -> bool {
+        while self.model.kv_usage().free_blocks < needed {
+            if !self.evict_one() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Gives a waiting sequence its model-side sequence, sharing the longest cached or running
+    /// prefix of at least one block.
+    fn attach(&mut self, s: &mut Sequence) -> Option<usize> {
+        let kv = self.model.kv_usage();
+        // The last token is always fed, so that the step returns its logits.
+        let limit = s.tokens.len() - 1;
+        let mut best: Option<(usize, SeqId, Option<usize>)> = None;
+        for (i, p) in self.prefixes.iter().enumerate() {
+            let n = common_prefix(&p.tokens, &s.tokens[..limit]);
+            if n >= kv.block_size && best.is_none_or(|b| n > b.0) {
+                best = Some((n, p.seq, Some(i)));
+            }
+        }
+        for r in &self.running {
+            if let Some(seq) = r.seq {
+                let n = common_prefix(&r.tokens[..r.fed], &s.tokens[..limit]);
+                if n >= kv.block_size && best.is_none_or(|b| n > b.0) {
+                    best = Some((n, seq, None));
+                }
+            }
+        }
+        let shared = best.map_or(0, |b| b.0);
+        // Blocks for the rest of the prompt and the first new token; shared full blocks are free.
+        let needed = kv.blocks_for(s.tokens.len() + 1) - shared / kv.block_size;
+        if let Some((_, _, Some(i))) = best {
+            self.clock += 1;
+            self.prefixes[i].last_used = self.clock;
+        }
+        if !self.make_room(needed) {
+            return None;
+        }
+        let seq = match best {
+            Some((n, src, _)) => match self.model.fork(src, n) {
+                Ok(seq) => {
+                    s.fed = n;
+                    seq
+                }
+                Err(_) => {
+                    s.fed = 0;
+                    self.model.add_sequence()
+                }
+            },
+            None => {
+                s.fed = 0;
+                self.model.add_sequence()
+            }
+        };
+        s.seq = Some(seq);
+        Some(s.fed)
+    }
+
+    /// Moves waiting sequences into the running batch while blocks allow.
+    fn admit(&mut self) {
+        while self.running.len() < self.config.max_running {
+            let Some(mut s) = self.waiting.pop_front() else {
+                break;
+            };
+            let Some(shared) = self.attach(&mut s) else {
+                self.waiting.push_front(s);
+                break;
+            };
+            if s.scheduled.is_none() {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                let now = Instant::now();
+                s.scheduled = Some(now);
+                s.metrics.queue_time_s = secs(now - s.arrived);
+                self.stats.queue_time.observe(s.metrics.queue_time_s);
+                // Prompt-cache accounting covers the first admission only.
+                self.stats.prefix_cache_queries += s.prompt_len as u64;
+                self.stats.prefix_cache_hits += shared.min(s.prompt_len) as u64;
+                s.metrics.cached_prompt_tokens = shared.min(s.prompt_len);
+            }
+            self.running.push(s);
+        }
+    }
+
+    /// Preempts the newest running sequence: its blocks go back, it waits first in line.
+    fn preempt_newest(&mut self) -> bool {
+        let Some(mut s) = self.running.pop() else {
+            return false;
+        };
+        if let Some(seq) = s.seq.take() {
+            self.model.release(seq);
+        }
+        s.fed = 0;
+        s.metrics.preemptions += 1;
+        self.stats.preemptions += 1;
+        self.waiting.push_front(s);
+        true
+    }
+
+    /// The next chunk of running sequence `i`: `(start, end)` in its tokens.
+    fn next_chunk(&self, i: usize) -> (usize, usize) {
+        let s = &self.running[i];
+        let c = self.config.prefill_chunk.max(1);
+        let end = ((s.fed / c + 1) * c).min(s.tokens.len());
+        (s.fed, end)
+    }
+
+    /// Runs one step; false when there was nothing to run.
+    pub(crate) fn step(&mut self) -> bool {
+        self.admit();
+        if self.running.is_empty() {
+            self.refresh_stats();
+            return false;
+        }
+        loop {
+            // Decode tokens first, then prefill chunks in arrival order, within the budget.
+            let mut plan: Vec<(usize, usize, usize)> = Vec::new();
+            let mut budget = self.config.max_batch_tokens.max(1);
+            let bs = self.model.kv_usage().block_size;
+            let mut needed = 0;
+            for decode_pass in [true, false] {
+                for i in 0..self.running.len() {
+                    let (start, end) = self.next_chunk(i);
+                    let is_decode = end - start == 1 && start + 1 == self.running[i].tokens.len();
+                    if is_decode != decode_pass || (end - start > budget && !plan.is_empty()) {
+                        continue;
+                    }
+                    budget = budget.saturating_sub(end - start);
+                    needed += end.div_ceil(bs) - start.div_ceil(bs);
+                    plan.push((i, start, end));
+                }
+            }
+            if needed > self.model.kv_usage().free_blocks
+                && !self.make_room(needed)
+                && self.running.len() > 1
+            {
+                self.preempt_newest();
+                continue;
+            }
+            let chunks: Vec<SeqChunk<'_>> = plan
+                .iter()
+                .map(|&(i, start, end)| {
+                    let s = &self.running[i];
+                    SeqChunk {
+                        seq: s.seq.expect("running sequences hold a sequence"),
+                        tokens: &s.tokens[start..end],
+                        logits: (end == s.tokens.len()).then_some(LogitsScope::Last),
+                    }
+                })
+                .collect();
+            match self.model.step(&chunks) {
+                Ok(out) => {
+                    drop(chunks);
+                    self.stats.steps += 1;
+                    self.after_step(&plan, &out);
+                }
+                Err(slm_core::Error::KvCacheFull { .. }) if self.running.len() > 1 => {
+                    drop(chunks);
+                    self.preempt_newest();
+                    continue;
+                }
+                Err(e) => {
+                    drop(chunks);
+                    let msg = e.to_string();
+                    let mut failed: Vec<usize> = plan.iter().map(|p| p.0).collect();
+                    failed.sort_unstable();
+                    for i in failed.into_iter().rev() {
+                        let s = self.running.remove(i);
+                        self.fail(s, msg.clone());
+                    }
+                }
+            }
+            break;
+        }
+        self.refresh_stats();
+        true
+    }
+
+    fn after_step(&mut self, plan: &[(usize, usize, usize)], out: &slm_core::step::StepLogits) {
+        enum End {
+            Finish(FinishReason),
+            Fail(String),
+        }
+        let max_ctx = self.model.config().max_position_embeddings;
+        let mut ended: Vec<(usize, End)> = Vec::new();
+        for (k, &(i, start, end)) in plan.iter().enumerate() {
+            let s = &mut self.running[i];
+            let is_decode = start + 1 == s.tokens.len() && start >= s.prompt_len;
+            if !is_decode {
+                self.stats.prompt_tokens += (end - start) as u64;
+            }
+            s.fed = end;
+            let Some(row) = out.last(k) else { continue };
+            let emitted = match s.decoding.advance(row, self.tokenizer.as_deref()) {
+                Ok(e) => e,
+                Err(e) => {
+                    ended.push((i, End::Fail(e.to_string())));
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            match s.last_token {
+                None => {
+                    let t = secs(now - s.arrived);
+                    s.metrics.ttft_s = Some(t);
+                    self.stats.ttft.observe(t);
+                }
+                Some(prev) => {
+                    let t = secs(now - prev);
+                    s.metrics.inter_token_s.push(t);
+                    self.stats.inter_token.observe(t);
+                }
+            }
+            s.last_token = Some(now);
+            self.stats.generation_tokens += 1;
+            s.tokens.push(emitted.token);
+            let mut finish = emitted.finish;
+            if finish.is_none() && s.tokens.len() > max_ctx {
+                // The chosen token would not fit in the context: the answer ends here.
+                finish = Some(FinishReason::Length);
+            }
+            let open = s
+                .events
+                .send(Event::Token {
+                    token: emitted.token,
+                    text: emitted.text,
+                    logprob: emitted.logprob,
+                })
+                .is_ok();
+            if let Some(r) = finish {
+                ended.push((i, End::Finish(r)));
+            } else if !open {
+                // The receiver is gone: the client left.
+                ended.push((i, End::Finish(FinishReason::Cancelled)));
+            }
+        }
+        ended.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        for (i, end) in ended {
+            let s = self.running.remove(i);
+            match end {
+                End::Finish(r) => self.finish(s, r),
+                End::Fail(msg) => self.fail(s, msg),
+            }
+        }
+    }
+}
