@@ -9,6 +9,7 @@ mod perplexity;
 mod progress;
 mod prune;
 mod quantize;
+mod serve;
 mod summary;
 mod tune;
 
@@ -196,6 +197,9 @@ enum Command {
     /// Measure prompt and decode speed (tokens/s, as llama-bench's pp and tg), peak memory and
     /// the memory-bandwidth roofline of decoding.
     Bench(bench::BenchArgs),
+    /// Serve a model over HTTP with the OpenAI API (chat, completions, streaming), continuous
+    /// batching, Prometheus metrics and per-request energy.
+    Serve(serve::ServeArgs),
     /// Prune a model's projections (magnitude, 2:4, or structured MLP neurons) and write it as
     /// a Hugging Face directory with prune_report.json.
     Prune(prune::PruneArgs),
@@ -615,6 +619,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => tune::eval(args)?,
         Command::Perplexity(args) => perplexity::run(args)?,
         Command::Bench(args) => bench::run(args)?,
+        Command::Serve(args) => serve::run(args)?,
         Command::Prune(args) => prune::run(args)?,
         Command::Quantize(args) => quantize::run(args)?,
         Command::Distill(args) => tune::distill(args)?,

@@ -43,6 +43,8 @@ mod error;
 mod generate;
 pub mod perplexity;
 pub mod sampling;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod stop;
 
 pub use classify::{ClassificationReport, LabelMetrics, LabelScores, score_labels};

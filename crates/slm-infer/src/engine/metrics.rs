@@ -26,6 +26,11 @@ pub struct RequestMetrics {
     pub completion_tokens: usize,
     /// Times it was preempted (its cache dropped and recomputed later).
     pub preemptions: u32,
+    /// Its share of the energy of the steps it ran in (joules; see the engine's meters);
+    /// `None` without meters or when one could not be read.
+    pub energy_joules: Option<f64>,
+    /// How that energy was obtained (`measured (RAPL)`, `estimated (CPU TDP model)`).
+    pub energy_method: Option<String>,
 }
 
 /// A cumulative histogram (Prometheus semantics: `le` bucket bounds, a sum and a count).
@@ -125,6 +130,9 @@ pub struct EngineStats {
     pub e2e: Histogram,
     /// Submission to first step.
     pub queue_time: Histogram,
+    /// Energy of all steps (joules) and how it was obtained; `None` without meters or after a
+    /// failed reading.
+    pub energy: Option<(f64, String)>,
 }
 
 impl EngineStats {
@@ -147,6 +155,7 @@ impl EngineStats {
             inter_token: Histogram::inter_token(),
             e2e: Histogram::request(),
             queue_time: Histogram::request(),
+            energy: None,
         }
     }
 

@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod metering;
 pub mod metrics;
 mod scheduler;
 
@@ -220,6 +221,18 @@ impl Engine {
         tokenizer: Option<Arc<Tokenizer>>,
         config: EngineConfig,
     ) -> Result<Self> {
+        Self::start_metered(model, tokenizer, config, Vec::new())
+    }
+
+    /// Starts an engine that reads `meters` around every step and reports each request's share
+    /// of the energy ([`RequestMetrics::energy_joules`], with the meters' method) and the total
+    /// ([`EngineStats::energy`]); `slm_energy::default_meters()` gives this machine's best.
+    pub fn start_metered(
+        model: Arc<dyn BatchedLm>,
+        tokenizer: Option<Arc<Tokenizer>>,
+        config: EngineConfig,
+        meters: Vec<Box<dyn slm_energy::PowerMeter>>,
+    ) -> Result<Self> {
         if config.max_running == 0 || config.max_batch_tokens == 0 || config.prefill_chunk == 0 {
             return Err(Error::InvalidConfig(
                 "max_running, max_batch_tokens and prefill_chunk must be positive".into(),
@@ -227,8 +240,13 @@ impl Engine {
         }
         let (tx, rx) = mpsc::channel();
         let waiting = Arc::new(AtomicUsize::new(0));
-        let mut scheduler =
-            Scheduler::new(model.clone(), tokenizer, config.clone(), waiting.clone());
+        let mut scheduler = Scheduler::new(
+            model.clone(),
+            tokenizer,
+            config.clone(),
+            waiting.clone(),
+            metering::StepMeter::new(meters),
+        );
         let shared = Arc::new(Shared {
             commands: Mutex::new(tx),
             waiting,
@@ -437,32 +455,62 @@ impl RequestStream {
     /// [`Error::RequestFailed`] when the model failed; [`Error::EngineStopped`] when the
     /// engine went away first.
     pub fn wait(mut self) -> Result<Completion> {
-        let mut c = Completion {
+        let mut c = Completion::default();
+        loop {
+            if let Some(done) = c.absorb(self.blocking_recv()) {
+                return done.map(|()| c);
+            }
+        }
+    }
+
+    /// Awaits the end of the request and returns everything it produced (the async
+    /// [`RequestStream::wait`]).
+    ///
+    /// # Errors
+    /// As [`RequestStream::wait`].
+    pub async fn completion(mut self) -> Result<Completion> {
+        let mut c = Completion::default();
+        loop {
+            if let Some(done) = c.absorb(self.recv().await) {
+                return done.map(|()| c);
+            }
+        }
+    }
+}
+
+impl Default for Completion {
+    fn default() -> Self {
+        Self {
             ids: Vec::new(),
             text: String::new(),
             logprobs: Vec::new(),
             reason: FinishReason::Cancelled,
             metrics: RequestMetrics::default(),
-        };
-        loop {
-            match self.blocking_recv() {
-                Some(Event::Token {
-                    token,
-                    text,
-                    logprob,
-                }) => {
-                    c.ids.push(token);
-                    c.text.push_str(&text);
-                    c.logprobs.extend(logprob);
-                }
-                Some(Event::Finished { reason, metrics }) => {
-                    c.reason = reason;
-                    c.metrics = metrics;
-                    return Ok(c);
-                }
-                Some(Event::Failed(msg)) => return Err(Error::RequestFailed(msg)),
-                None => return Err(Error::EngineStopped),
+        }
+    }
+}
+
+impl Completion {
+    /// Adds an event; `Some` once the request has ended (`Ok` for a finish).
+    fn absorb(&mut self, event: Option<Event>) -> Option<Result<()>> {
+        match event {
+            Some(Event::Token {
+                token,
+                text,
+                logprob,
+            }) => {
+                self.ids.push(token);
+                self.text.push_str(&text);
+                self.logprobs.extend(logprob);
+                None
             }
+            Some(Event::Finished { reason, metrics }) => {
+                self.reason = reason;
+                self.metrics = metrics;
+                Some(Ok(()))
+            }
+            Some(Event::Failed(msg)) => Some(Err(Error::RequestFailed(msg))),
+            None => Some(Err(Error::EngineStopped)),
         }
     }
 }

@@ -23,6 +23,9 @@ use slm_core::step::{BatchedLm, SeqChunk, SeqId};
 use slm_core::tokenizer::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
+use slm_energy::Energy;
+
+use super::metering::{StepMeter, accumulate, share};
 use super::metrics::{EngineStats, RequestMetrics, secs};
 use super::{EngineConfig, Event, RequestId};
 use crate::decoding::{Decoding, FinishReason};
@@ -42,6 +45,8 @@ pub(crate) struct Sequence {
     arrived: Instant,
     scheduled: Option<Instant>,
     last_token: Option<Instant>,
+    /// Its share of the steps' energy (`Some(None)`: a meter failed, so unknown).
+    energy: Option<Option<Energy>>,
     metrics: RequestMetrics,
 }
 
@@ -67,6 +72,7 @@ impl Sequence {
             arrived: Instant::now(),
             scheduled: None,
             last_token: None,
+            energy: None,
         }
     }
 }
@@ -88,6 +94,8 @@ pub(crate) struct Scheduler {
     clock: u64,
     /// Requests not yet admitted once (the queue bound; shared with the handle).
     queued: Arc<AtomicUsize>,
+    meter: StepMeter,
+    energy: Option<Option<Energy>>,
     pub(crate) stats: EngineStats,
 }
 
@@ -101,6 +109,7 @@ impl Scheduler {
         tokenizer: Option<Arc<Tokenizer>>,
         config: EngineConfig,
         queued: Arc<AtomicUsize>,
+        meter: StepMeter,
     ) -> Self {
         let stats = EngineStats::new(model.kv_usage());
         Self {
@@ -112,6 +121,8 @@ impl Scheduler {
             prefixes: Vec::new(),
             clock: 0,
             queued,
+            meter,
+            energy: None,
             stats,
         }
     }
@@ -196,6 +207,10 @@ impl Scheduler {
             s.scheduled = Some(Instant::now());
         }
         s.metrics.e2e_s = secs(s.arrived.elapsed());
+        if let Some(Some(e)) = &s.energy {
+            s.metrics.energy_joules = Some(e.joules());
+            s.metrics.energy_method = Some(e.method().to_string());
+        }
         s.metrics.completion_tokens = s.decoding.ids().len();
         self.stats.e2e.observe(s.metrics.e2e_s);
     }
@@ -379,10 +394,13 @@ impl Scheduler {
                     }
                 })
                 .collect();
+            let meter_start = self.meter.read();
             match self.model.step(&chunks) {
                 Ok(out) => {
                     drop(chunks);
                     self.stats.steps += 1;
+                    let energy = meter_start.and_then(|m| self.meter.since(&m));
+                    self.charge(&plan, energy);
                     self.after_step(&plan, &out);
                 }
                 Err(slm_core::Error::KvCacheFull { .. }) if self.running.len() > 1 => {
@@ -405,6 +423,22 @@ impl Scheduler {
         }
         self.refresh_stats();
         true
+    }
+
+    /// Splits a step's energy between its sequences by the tokens each fed.
+    fn charge(&mut self, plan: &[(usize, usize, usize)], energy: Option<Energy>) {
+        let tokens: usize = plan.iter().map(|p| p.2 - p.1).sum();
+        for &(i, start, end) in plan {
+            let part = energy
+                .as_ref()
+                .and_then(|e| share(e, (end - start) as f64 / tokens.max(1) as f64));
+            accumulate(&mut self.running[i].energy, part);
+        }
+        accumulate(&mut self.energy, energy);
+        self.stats.energy = match &self.energy {
+            Some(Some(e)) => Some((e.joules(), e.method().to_string())),
+            _ => None,
+        };
     }
 
     fn after_step(&mut self, plan: &[(usize, usize, usize)], out: &slm_core::step::StepLogits) {

@@ -1,0 +1,120 @@
+//! The OpenAI-compatible HTTP server over an [`Engine`] (feature `server`; `slm serve` runs it).
+//!
+//! Routes: `POST /v1/chat/completions` and `POST /v1/completions` (both with `stream: true`
+//! server-sent events, `usage`, `n`, `stop`, `seed`, `logprobs`, `logit_bias`), `GET /v1/models`,
+//! `GET /health` and `GET /metrics` (Prometheus text, vLLM's metric meanings under the `slm:`
+//! prefix). Errors are OpenAI-style JSON bodies: 400 for malformed JSON, unknown models, bad
+//! settings and prompts longer than the context (never cut silently: `truncate_prompt_tokens`
+//! cuts on request and `usage` says how much); 429 when the engine's queue is full. A client
+//! that disconnects mid-stream drops its stream, which cancels the request and frees its blocks.
+//!
+//! ```no_run
+//! # async fn demo(engine: slm_infer::engine::Engine, tokenizer: std::sync::Arc<slm_core::tokenizer::Tokenizer>) -> std::io::Result<()> {
+//! use slm_infer::server::{ServerState, serve};
+//! let state = ServerState::new(engine, tokenizer, "smollm2");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod openai;
+mod prometheus;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::{get, post};
+use slm_core::tokenizer::Tokenizer;
+use slm_energy::CarbonIntensity;
+
+use crate::engine::Engine;
+
+/// What the server needs: the engine, the tokenizer (chat template, text), names.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    engine: Engine,
+    tokenizer: Arc<Tokenizer>,
+    model_name: String,
+    created: u64,
+    carbon: CarbonIntensity,
+    /// Longest a graceful shutdown waits for running requests before cancelling them.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerState {
+    /// A server for `engine`'s model under `model_name` (what requests' `model` must say).
+    /// Emissions use the world-average grid intensity unless [`ServerState::with_carbon`] says
+    /// otherwise.
+    pub fn new(engine: Engine, tokenizer: Arc<Tokenizer>, model_name: impl Into<String>) -> Self {
+        Self {
+            engine,
+            tokenizer,
+            model_name: model_name.into(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            carbon: CarbonIntensity::WORLD_DEFAULT,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets the grid's carbon intensity for `usage.gco2e`.
+    pub fn with_carbon(mut self, carbon: CarbonIntensity) -> Self {
+        self.carbon = carbon;
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The routes over `state` (mount it in a larger axum app, or run it with [`serve`]).
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(routes::chat))
+        .route("/v1/completions", post(routes::completions))
+        .route("/v1/models", get(routes::models))
+        .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .with_state(Arc::new(state))
+}
+
+/// Serves until `shutdown` resolves, then stops taking connections, lets running requests
+/// finish for up to `shutdown_grace`, cancels the rest and stops the engine.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let engine = state.engine.clone();
+    let grace = state.shutdown_grace;
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    });
+    let watchdog = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+                // Still running after the grace period: cancel, which ends every stream.
+                let engine = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+            }
+        })
+    };
+    let result = server.await;
+    watchdog.abort();
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .map_err(std::io::Error::other)?;
+    result
+}

@@ -1,0 +1,783 @@
+//! The handlers: parse and check a request (every refusal before anything is queued), submit
+//! one engine request per choice, answer with one JSON body or a stream of server-sent events.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use slm_core::tokenizer::ChatMessage;
+
+use super::ServerState;
+use super::openai::{
+    ApiError, ChatRequest, CompletionRequest, Prompt, PromptTokensDetails, SamplingFields, Usage,
+};
+use super::prometheus;
+use crate::decoding::{FinishReason, GenerationConfig};
+use crate::engine::{Completion, Event, Request, RequestMetrics, RequestStream};
+use crate::sampling::{SamplingParams, TokenLogprob};
+
+type AppState = State<Arc<ServerState>>;
+
+/// Choices per prompt at most.
+const MAX_N: usize = 16;
+/// `top_logprobs` at most (OpenAI's limit).
+const MAX_TOP_LOGPROBS: usize = 20;
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+fn check_model(st: &ServerState, model: &str) -> Result<(), ApiError> {
+    if model == st.model_name {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "The model `{model}` does not exist; this server serves `{}`.",
+            st.model_name
+        ))
+        .param("model")
+        .code("model_not_found"))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn new_id(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{:x}{n:04x}", now_secs())
+}
+
+/// A seed for requests that give none: distinct per request, from the clock and a counter.
+fn fresh_seed() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // splitmix64 of the mix, so consecutive requests get unrelated streams.
+    let mut z = nanos ^ NEXT.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One prompt, checked and ready to submit `n` times.
+struct Prepared {
+    ids: Vec<u32>,
+    truncated: Option<usize>,
+    /// The prompt text, for `echo`.
+    echo: Option<String>,
+    configs: Vec<GenerationConfig>,
+}
+
+/// Checks everything a request asks for, before anything is queued.
+fn prepare(
+    st: &ServerState,
+    mut ids: Vec<u32>,
+    echo: Option<String>,
+    f: &SamplingFields,
+    max_tokens: Option<usize>,
+    default_max: Option<usize>,
+    logprobs: Option<usize>,
+) -> Result<Prepared, ApiError> {
+    let n = f.n.unwrap_or(1);
+    if n == 0 || n > MAX_N {
+        return Err(ApiError::bad_request(format!("n must be in 1..={MAX_N}, got {n}")).param("n"));
+    }
+    if let Some(format) = &f.response_format {
+        let kind = format.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind != "text" {
+            // Fail closed: never answer a structured request with unconstrained text.
+            return Err(ApiError::bad_request(format!(
+                "response_format type `{kind}` is not supported by this server yet \
+                 (only `text`); refusing rather than returning unconstrained output"
+            ))
+            .param("response_format"));
+        }
+    }
+    let mut truncated = None;
+    if let Some(keep) = f.truncate_prompt_tokens
+        && ids.len() > keep
+    {
+        if keep == 0 {
+            return Err(
+                ApiError::bad_request("truncate_prompt_tokens must be at least 1")
+                    .param("truncate_prompt_tokens"),
+            );
+        }
+        truncated = Some(ids.len() - keep);
+        ids.drain(..ids.len() - keep);
+    }
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("the prompt is empty").param("prompt"));
+    }
+    let config = st.engine.model().config();
+    let ctx = config.max_position_embeddings;
+    if ids.len() >= ctx {
+        return Err(ApiError::bad_request(format!(
+            "This model's maximum context length is {ctx} tokens. However, your prompt has {} \
+             tokens (no room for a completion). Shorten it, or pass truncate_prompt_tokens.",
+            ids.len()
+        ))
+        .param("messages")
+        .code("context_length_exceeded"));
+    }
+    let max_new = match max_tokens {
+        Some(0) => {
+            return Err(ApiError::bad_request("max_tokens must be at least 1").param("max_tokens"));
+        }
+        Some(m) if ids.len() + m > ctx => {
+            return Err(ApiError::bad_request(format!(
+                "This model's maximum context length is {ctx} tokens. However, you requested {} \
+                 tokens ({} in the prompt, {m} for the completion). Reduce the prompt or \
+                 max_tokens.",
+                ids.len() + m,
+                ids.len()
+            ))
+            .param("max_tokens")
+            .code("context_length_exceeded"));
+        }
+        Some(m) => m,
+        None => default_max.unwrap_or(ctx).min(ctx - ids.len()),
+    };
+    let mut logit_bias = std::collections::BTreeMap::new();
+    for (k, &v) in f.logit_bias.iter().flatten() {
+        let id: u32 = k
+            .parse()
+            .ok()
+            .filter(|&id| (id as usize) < config.vocab_size)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("logit_bias key `{k}` is not a token id"))
+                    .param("logit_bias")
+            })?;
+        if !(-100.0..=100.0).contains(&v) {
+            return Err(ApiError::bad_request(format!(
+                "logit_bias values must be in [-100, 100], got {v}"
+            ))
+            .param("logit_bias"));
+        }
+        logit_bias.insert(id, v);
+    }
+    let sampling = SamplingParams {
+        temperature: f.temperature.unwrap_or(1.0),
+        top_p: f.top_p.unwrap_or(1.0),
+        top_k: f.top_k.filter(|&k| k > 0).unwrap_or(0) as usize,
+        min_p: f.min_p.unwrap_or(0.0),
+        repetition_penalty: f.repetition_penalty.unwrap_or(1.0),
+        presence_penalty: f.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: f.frequency_penalty.unwrap_or(0.0),
+        logit_bias,
+        seed: 0,
+    };
+    if let Err(e) = sampling.validate() {
+        let msg = e.to_string();
+        let field = msg
+            .trim_start_matches("invalid generation config: ")
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        return Err(ApiError::bad_request(msg).param(&field));
+    }
+    for (name, v) in [
+        ("presence_penalty", sampling.presence_penalty),
+        ("frequency_penalty", sampling.frequency_penalty),
+    ] {
+        if !(-2.0..=2.0).contains(&v) {
+            return Err(
+                ApiError::bad_request(format!("{name} must be in [-2, 2], got {v}")).param(name),
+            );
+        }
+    }
+    let mut stop_tokens = f.stop_token_ids.clone().unwrap_or_default();
+    if !f.ignore_eos {
+        stop_tokens.extend(&config.eos_token_ids);
+        if let Some(id) = st
+            .tokenizer
+            .eos_token()
+            .and_then(|e| st.tokenizer.token_to_id(e))
+        {
+            stop_tokens.push(id);
+        }
+    }
+    let seed = f.seed.unwrap_or_else(fresh_seed);
+    let configs = (0..n as u64)
+        .map(|i| GenerationConfig {
+            max_new_tokens: max_new,
+            sampling: SamplingParams {
+                seed: seed.wrapping_add(i),
+                ..sampling.clone()
+            },
+            stop_tokens: stop_tokens.clone(),
+            stop_strings: f.stop.clone().map(|s| s.into_vec()).unwrap_or_default(),
+            logprobs,
+        })
+        .collect();
+    Ok(Prepared {
+        ids,
+        truncated,
+        echo,
+        configs,
+    })
+}
+
+/// Which API shapes the answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    Chat,
+    Completions,
+}
+
+/// A request after parsing: prompts and settings.
+struct Job {
+    api: Api,
+    model: String,
+    prepared: Vec<Prepared>,
+    stream: bool,
+    include_usage: bool,
+    logprobs: bool,
+}
+
+fn finish_reason(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Cancelled => "abort",
+    }
+}
+
+fn token_text(st: &ServerState, id: u32) -> String {
+    st.tokenizer.decode(&[id], false).unwrap_or_default()
+}
+
+fn chat_logprobs(st: &ServerState, lps: &[TokenLogprob]) -> Value {
+    let entry = |id: u32, lp: f32| {
+        let t = token_text(st, id);
+        json!({"token": t, "logprob": lp, "bytes": t.as_bytes()})
+    };
+    let content: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let mut e = entry(l.token, l.logprob);
+            e["top_logprobs"] = l.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
+            e
+        })
+        .collect();
+    json!({ "content": content })
+}
+
+fn completion_logprobs(st: &ServerState, lps: &[TokenLogprob], offset: usize) -> Value {
+    let mut tokens = Vec::new();
+    let mut offsets = Vec::new();
+    let mut at = offset;
+    for l in lps {
+        let t = token_text(st, l.token);
+        offsets.push(at);
+        at += t.len();
+        tokens.push(t);
+    }
+    let top: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let m: serde_json::Map<String, Value> = l
+                .top
+                .iter()
+                .map(|&(id, lp)| (token_text(st, id), json!(lp)))
+                .collect();
+            Value::Object(m)
+        })
+        .collect();
+    json!({
+        "tokens": tokens,
+        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
+        "top_logprobs": top,
+        "text_offset": offsets,
+    })
+}
+
+/// The usage of one prompt's choices.
+fn usage(st: &ServerState, p: &Prepared, metrics: &[&RequestMetrics]) -> Usage {
+    let completion_tokens = metrics.iter().map(|m| m.completion_tokens).sum();
+    let energy: Option<f64> = metrics.iter().map(|m| m.energy_joules).sum();
+    let mut methods: Vec<&str> = metrics
+        .iter()
+        .filter_map(|m| m.energy_method.as_deref())
+        .collect();
+    methods.dedup();
+    Usage {
+        prompt_tokens: p.ids.len(),
+        completion_tokens,
+        total_tokens: p.ids.len() + completion_tokens,
+        prompt_tokens_details: PromptTokensDetails {
+            cached_tokens: metrics
+                .iter()
+                .map(|m| m.cached_prompt_tokens)
+                .max()
+                .unwrap_or(0),
+        },
+        prompt_tokens_truncated: p.truncated,
+        energy_joules: energy,
+        gco2e: energy.map(|j| j / 3.6e6 * st.carbon.grams_co2e_per_kwh),
+        energy_method: energy.and(match methods.as_slice() {
+            [one] => Some(one.to_string()),
+            _ => None,
+        }),
+    }
+}
+
+async fn run(st: Arc<ServerState>, job: Job) -> Result<Response, ApiError> {
+    // Submit every choice; a refusal drops (cancels) those already queued.
+    let mut streams: Vec<(usize, usize, RequestStream)> = Vec::new();
+    let n = job.prepared.first().map_or(1, |p| p.configs.len());
+    for (pi, p) in job.prepared.iter().enumerate() {
+        for (ci, config) in p.configs.iter().enumerate() {
+            let s = st
+                .engine
+                .submit(Request::new(p.ids.clone(), config.clone()))?;
+            streams.push((pi, pi * n + ci, s));
+        }
+    }
+    let id = new_id(match job.api {
+        Api::Chat => "chatcmpl",
+        Api::Completions => "cmpl",
+    });
+    let created = now_secs();
+    if job.stream {
+        return Ok(stream_response(st, job, streams, id, created));
+    }
+    let done: Vec<Result<Completion, crate::Error>> = futures_util::future::join_all(
+        streams
+            .into_iter()
+            .map(|(pi, index, s)| async move { s.completion().await.map(|c| (pi, index, c)) }),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.map(|(_, _, c)| c))
+    .collect();
+    let done: Vec<Completion> = done.into_iter().collect::<Result<_, _>>()?;
+    let mut choices = Vec::new();
+    let mut total = Usage::default();
+    for (pi, p) in job.prepared.iter().enumerate() {
+        let mine = &done[pi * n..(pi + 1) * n];
+        let u = usage(&st, p, &mine.iter().map(|c| &c.metrics).collect::<Vec<_>>());
+        if pi == 0 {
+            total = u;
+        } else {
+            total.prompt_tokens += u.prompt_tokens;
+            total.add(&u);
+        }
+        for (ci, c) in mine.iter().enumerate() {
+            let index = pi * n + ci;
+            let reason = finish_reason(c.reason);
+            choices.push(match job.api {
+                Api::Chat => json!({
+                    "index": index,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": job.logprobs.then(|| chat_logprobs(&st, &c.logprobs)),
+                    "finish_reason": reason,
+                }),
+                Api::Completions => {
+                    let echo = p.echo.clone().unwrap_or_default();
+                    json!({
+                        "index": index,
+                        "text": format!("{echo}{}", c.text),
+                        "logprobs": job.logprobs.then(|| completion_logprobs(&st, &c.logprobs, echo.len())),
+                        "finish_reason": reason,
+                    })
+                }
+            });
+        }
+    }
+    let object = match job.api {
+        Api::Chat => "chat.completion",
+        Api::Completions => "text_completion",
+    };
+    Ok(axum::Json(json!({
+        "id": id,
+        "object": object,
+        "created": created,
+        "model": job.model,
+        "choices": choices,
+        "usage": total,
+    }))
+    .into_response())
+}
+
+/// Merges the choices' events into server-sent chunks, then usage (when asked) and `[DONE]`.
+fn stream_response(
+    st: Arc<ServerState>,
+    job: Job,
+    streams: Vec<(usize, usize, RequestStream)>,
+    id: String,
+    created: u64,
+) -> Response {
+    let total = streams.len();
+    let mut merged: SelectAll<BoxStream<'static, (usize, usize, Option<Event>)>> = SelectAll::new();
+    for (pi, index, s) in streams {
+        merged.push(
+            stream::unfold(Some(s), move |s| async move {
+                let mut s = s?;
+                let e = s.recv().await;
+                let end = matches!(e, None | Some(Event::Finished { .. } | Event::Failed(_)));
+                Some(((pi, index, e), if end { None } else { Some(s) }))
+            })
+            .boxed(),
+        );
+    }
+    struct State {
+        st: Arc<ServerState>,
+        job: Job,
+        merged: SelectAll<BoxStream<'static, (usize, usize, Option<Event>)>>,
+        pending: VecDeque<SseEvent>,
+        started: Vec<bool>,
+        metrics: Vec<Option<(usize, RequestMetrics)>>,
+        text_len: Vec<usize>,
+        id: String,
+        created: u64,
+        finished: bool,
+    }
+    let object = match job.api {
+        Api::Chat => "chat.completion.chunk",
+        Api::Completions => "text_completion",
+    };
+    let state = State {
+        st,
+        job,
+        merged,
+        pending: VecDeque::new(),
+        started: vec![false; total],
+        metrics: vec![None; total],
+        text_len: vec![0; total],
+        id,
+        created,
+        finished: false,
+    };
+    let chunk = move |s: &State, choice: Value| -> SseEvent {
+        let body = json!({
+            "id": s.id,
+            "object": object,
+            "created": s.created,
+            "model": s.job.model,
+            "choices": [choice],
+        });
+        SseEvent::default().data(body.to_string())
+    };
+    let events = stream::unfold(state, move |mut s| async move {
+        loop {
+            if let Some(e) = s.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(e), s));
+            }
+            if s.finished {
+                return None;
+            }
+            let Some((pi, index, event)) = s.merged.next().await else {
+                if s.job.include_usage {
+                    let mut total: Option<Usage> = None;
+                    for (pi, p) in s.job.prepared.iter().enumerate() {
+                        let ms: Vec<&RequestMetrics> = s
+                            .metrics
+                            .iter()
+                            .flatten()
+                            .filter(|(q, _)| *q == pi)
+                            .map(|(_, m)| m)
+                            .collect();
+                        let u = usage(&s.st, p, &ms);
+                        total = Some(match total {
+                            None => u,
+                            Some(mut t) => {
+                                t.prompt_tokens += u.prompt_tokens;
+                                t.add(&u);
+                                t
+                            }
+                        });
+                    }
+                    let body = json!({
+                        "id": s.id, "object": object, "created": s.created,
+                        "model": s.job.model, "choices": [], "usage": total,
+                    });
+                    s.pending
+                        .push_back(SseEvent::default().data(body.to_string()));
+                }
+                s.pending.push_back(SseEvent::default().data("[DONE]"));
+                s.finished = true;
+                continue;
+            };
+            let api = s.job.api;
+            if api == Api::Chat && !s.started[index] {
+                s.started[index] = true;
+                let first = chunk(
+                    &s,
+                    json!({"index": index, "delta": {"role": "assistant", "content": ""},
+                           "logprobs": null, "finish_reason": null}),
+                );
+                s.pending.push_back(first);
+            }
+            match event {
+                Some(Event::Token { text, logprob, .. }) => {
+                    if text.is_empty() && !s.job.logprobs {
+                        continue;
+                    }
+                    let lps: Vec<TokenLogprob> = logprob.into_iter().collect();
+                    let c = match api {
+                        Api::Chat => json!({
+                            "index": index, "delta": {"content": text},
+                            "logprobs": s.job.logprobs.then(|| chat_logprobs(&s.st, &lps)),
+                            "finish_reason": null,
+                        }),
+                        Api::Completions => {
+                            let offset = s.text_len[index];
+                            json!({
+                                "index": index, "text": text,
+                                "logprobs": s.job.logprobs.then(|| completion_logprobs(&s.st, &lps, offset)),
+                                "finish_reason": null,
+                            })
+                        }
+                    };
+                    s.text_len[index] += text.len();
+                    let e = chunk(&s, c);
+                    s.pending.push_back(e);
+                }
+                Some(Event::Finished { reason, metrics }) => {
+                    s.metrics[index] = Some((pi, metrics));
+                    let c = match api {
+                        Api::Chat => json!({"index": index, "delta": {}, "logprobs": null,
+                                            "finish_reason": finish_reason(reason)}),
+                        Api::Completions => json!({"index": index, "text": "", "logprobs": null,
+                                                   "finish_reason": finish_reason(reason)}),
+                    };
+                    let e = chunk(&s, c);
+                    s.pending.push_back(e);
+                }
+                Some(Event::Failed(msg)) => {
+                    let body = ApiError::server_error(msg).body();
+                    s.pending
+                        .push_back(SseEvent::default().data(body.to_string()));
+                }
+                None => {
+                    let body = ApiError::from(crate::Error::EngineStopped).body();
+                    s.pending
+                        .push_back(SseEvent::default().data(body.to_string()));
+                }
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The text of a chat message's `content`: a string, or the `text` of its text parts.
+fn message_text(content: &Value, i: usize) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "messages[{i}].content must be a string or a list of text parts"
+        ))
+        .param("messages")
+    };
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for part in parts {
+                match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => out.push_str(t),
+                    _ => return Err(bad()),
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn chat(State(st): AppState, body: Bytes) -> Response {
+    let go = async {
+        let req: ChatRequest = parse(&body)?;
+        check_model(&st, &req.model)?;
+        if req.messages.is_empty() {
+            return Err(ApiError::bad_request("messages must not be empty").param("messages"));
+        }
+        let messages = req
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                Ok(ChatMessage::new(
+                    m.role.clone(),
+                    message_text(&m.content, i)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let text = st
+            .tokenizer
+            .apply_chat_template(&messages, true)
+            .map_err(|e| {
+                ApiError::bad_request(format!("cannot render the chat template: {e}"))
+                    .param("messages")
+            })?;
+        // The rendered template already holds its special tokens.
+        let ids = st
+            .tokenizer
+            .encode(&text, false)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let top = req.top_logprobs.unwrap_or(0);
+        if top > MAX_TOP_LOGPROBS {
+            return Err(ApiError::bad_request(format!(
+                "top_logprobs must be at most {MAX_TOP_LOGPROBS}"
+            ))
+            .param("top_logprobs"));
+        }
+        let logprobs = req.logprobs.then_some(top);
+        let max_tokens = req.max_completion_tokens.or(req.max_tokens);
+        let prepared = prepare(&st, ids, None, &req.sampling, max_tokens, None, logprobs)?;
+        let job = Job {
+            api: Api::Chat,
+            model: req.model,
+            prepared: vec![prepared],
+            stream: req.sampling.stream,
+            include_usage: req
+                .sampling
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage),
+            logprobs: req.logprobs,
+        };
+        run(st.clone(), job).await
+    };
+    go.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /v1/completions`.
+pub(crate) async fn completions(State(st): AppState, body: Bytes) -> Response {
+    let go = async {
+        let req: CompletionRequest = parse(&body)?;
+        check_model(&st, &req.model)?;
+        let encode = |t: &str| {
+            st.tokenizer
+                .encode(t, true)
+                .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))
+        };
+        let prompts: Vec<(Vec<u32>, Option<String>)> = match &req.prompt {
+            Prompt::Text(t) => vec![(encode(t)?, Some(t.clone()))],
+            Prompt::Texts(ts) => ts
+                .iter()
+                .map(|t| Ok((encode(t)?, Some(t.clone()))))
+                .collect::<Result<_, ApiError>>()?,
+            Prompt::Ids(ids) => vec![(ids.clone(), None)],
+            Prompt::IdLists(l) => l.iter().map(|ids| (ids.clone(), None)).collect(),
+        };
+        if prompts.is_empty() {
+            return Err(ApiError::bad_request("prompt must not be empty").param("prompt"));
+        }
+        if let Some(n) = req.logprobs
+            && n > MAX_TOP_LOGPROBS
+        {
+            return Err(ApiError::bad_request(format!(
+                "logprobs must be at most {MAX_TOP_LOGPROBS}"
+            ))
+            .param("logprobs"));
+        }
+        let vocab = st.engine.model().config().vocab_size;
+        let mut prepared = Vec::new();
+        for (ids, text) in prompts {
+            if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                return Err(ApiError::bad_request(format!(
+                    "token id {bad} is outside the vocabulary of {vocab}"
+                ))
+                .param("prompt"));
+            }
+            let echo = if req.echo {
+                Some(text.unwrap_or_else(|| st.tokenizer.decode(&ids, false).unwrap_or_default()))
+            } else {
+                None
+            };
+            // OpenAI's default completion length is 16 tokens.
+            prepared.push(prepare(
+                &st,
+                ids,
+                echo,
+                &req.sampling,
+                req.max_tokens,
+                Some(16),
+                req.logprobs,
+            )?);
+        }
+        let job = Job {
+            api: Api::Completions,
+            model: req.model,
+            prepared,
+            stream: req.sampling.stream,
+            include_usage: req
+                .sampling
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage),
+            logprobs: req.logprobs.is_some(),
+        };
+        run(st.clone(), job).await
+    };
+    go.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/models`.
+pub(crate) async fn models(State(st): AppState) -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{
+            "id": st.model_name,
+            "object": "model",
+            "created": st.created,
+            "owned_by": "slm",
+            "root": st.model_name,
+            "parent": null,
+            "max_model_len": st.engine.model().config().max_position_embeddings,
+        }],
+    }))
+    .into_response()
+}
+
+/// `GET /health`.
+pub(crate) async fn health() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(st): AppState) -> Response {
+    let text = prometheus::render(&st.engine.stats(), &st.model_name);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Anything else: an OpenAI-style 404.
+pub(crate) async fn not_found() -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such route".into(),
+        kind: "invalid_request_error",
+        param: None,
+        code: Some("not_found"),
+    }
+    .into_response()
+}

@@ -1,0 +1,423 @@
+//! The OpenAI-compatible server over raw HTTP on loopback (qwen2-tiny on the fast path, with a
+//! ChatML template): chat and completions, streamed and not, `n`, seeds, logprobs, echo,
+//! truncation, every refusal as an OpenAI error body, 429 on a full queue, a client leaving
+//! mid-stream, concurrent clients getting what they get alone, models / health / metrics.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use slm_core::fast::FastDecoderConfig;
+use slm_core::prelude::*;
+use slm_core::tokenizer::{ChatTemplate, Tokenizer};
+use slm_infer::engine::{Engine, EngineConfig};
+use slm_infer::server::{ServerState, serve};
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(rel)
+}
+
+struct Server {
+    addr: SocketAddr,
+    engine: Engine,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn start(config: EngineConfig) -> Server {
+    let dir = fixture("models/qwen2-tiny");
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let model = FastDecoderConfig {
+        kv_budget_bytes: 8 << 20,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    let mut tk = Tokenizer::from_model_dir(&dir).unwrap();
+    tk.set_chat_template(Some(ChatTemplate::new(CHATML).unwrap()));
+    let tk = Arc::new(tk);
+    let engine = Engine::start(Arc::new(model), Some(tk.clone()), config).unwrap();
+    let state = ServerState::new(engine.clone(), tk, "tiny");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        engine,
+        _stop: tx,
+        _rt: rt,
+    }
+}
+
+fn send(addr: SocketAddr, method: &str, path: &str, body: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+/// Status and body (de-chunked).
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut raw = Vec::new();
+    send(addr, method, path, body)
+        .read_to_end(&mut raw)
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    if !chunked {
+        return (status, rest.to_string());
+    }
+    let mut out = String::new();
+    let mut rest = rest;
+    loop {
+        let (size, tail) = rest.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    (status, out)
+}
+
+fn post(addr: SocketAddr, path: &str, body: Value) -> (u16, Value) {
+    let (status, text) = http(addr, "POST", path, &body.to_string());
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn chat_body(content: &str, extra: Value) -> Value {
+    let mut b = json!({
+        "model": "tiny",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}],
+        "max_tokens": 8,
+        "temperature": 0,
+    });
+    b.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    b
+}
+
+#[test]
+fn chat_and_completions_answer_as_the_openai_api_does() {
+    let srv = start(EngineConfig::default());
+    let (status, r) = post(
+        srv.addr,
+        "/v1/chat/completions",
+        chat_body("Hi there", json!({})),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["model"], "tiny");
+    let choice = &r["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(r["usage"]["completion_tokens"], 8);
+    let prompt_tokens = r["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(
+        r["usage"]["total_tokens"].as_u64().unwrap(),
+        prompt_tokens + 8
+    );
+    assert!(
+        r["usage"]["energy_joules"].is_null(),
+        "no meters: null, never 0"
+    );
+    let content = choice["message"]["content"].as_str().unwrap().to_string();
+
+    // Streamed: the deltas add up to the same text; a usage chunk, then [DONE].
+    let (status, body) = http(
+        srv.addr,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body(
+            "Hi there",
+            json!({"stream": true, "stream_options": {"include_usage": true}}),
+        )
+        .to_string(),
+    );
+    assert_eq!(status, 200);
+    let events = sse(&body);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, content);
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .collect();
+    assert_eq!(finish.len(), 1);
+    assert_eq!(finish[0]["choices"][0]["finish_reason"], "length");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 8);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+
+    // Completions: n choices with seeds, logprobs, echo; the same seed repeats.
+    let body = json!({
+        "model": "tiny", "prompt": "The sky is", "max_tokens": 6, "n": 3,
+        "temperature": 1.0, "seed": 42, "logprobs": 2, "echo": true,
+    });
+    let (status, a) = post(srv.addr, "/v1/completions", body.clone());
+    assert_eq!(status, 200, "{a}");
+    let (_, b) = post(srv.addr, "/v1/completions", body);
+    assert_eq!(a["object"], "text_completion");
+    let texts = |r: &Value| -> Vec<String> {
+        r["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(texts(&a), texts(&b), "same seed, same choices");
+    assert_eq!(texts(&a).len(), 3);
+    assert!(texts(&a).iter().all(|t| t.starts_with("The sky is")));
+    assert!(texts(&a)[0] != texts(&a)[1] || texts(&a)[1] != texts(&a)[2]);
+    let lp = &a["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), 6);
+    assert_eq!(lp["top_logprobs"][0].as_object().unwrap().len(), 2);
+    assert!(lp["token_logprobs"][0].as_f64().unwrap() <= 0.0);
+    assert_eq!(a["usage"]["completion_tokens"], 18);
+
+    // Token-id prompts and a stop string.
+    let (status, r) = post(
+        srv.addr,
+        "/v1/completions",
+        json!({"model": "tiny", "prompt": [5, 6, 7], "max_tokens": 4, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["usage"]["prompt_tokens"], 3);
+
+    // Truncation on request, said in usage.
+    let long: Vec<u32> = (0..200).map(|i| i % 500 + 3).collect();
+    let (status, r) = post(
+        srv.addr,
+        "/v1/completions",
+        json!({"model": "tiny", "prompt": long, "max_tokens": 2, "truncate_prompt_tokens": 100}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["usage"]["prompt_tokens"], 100);
+    assert_eq!(r["usage"]["prompt_tokens_truncated"], 100);
+
+    // Models, health, metrics.
+    let (status, m) = http(srv.addr, "GET", "/v1/models", "");
+    assert_eq!(status, 200);
+    let m: Value = serde_json::from_str(&m).unwrap();
+    assert_eq!(m["data"][0]["id"], "tiny");
+    assert_eq!(m["data"][0]["max_model_len"], 128);
+    assert_eq!(http(srv.addr, "GET", "/health", "").0, 200);
+    let (status, metrics) = http(srv.addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("# TYPE slm:time_to_first_token_seconds histogram"));
+    let generated: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("slm:generation_tokens_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(generated >= 8.0 + 8.0 + 18.0 * 2.0 + 4.0 + 2.0, "{metrics}");
+}
+
+#[test]
+fn bad_requests_get_openai_errors_and_never_free_text() {
+    let srv = start(EngineConfig::default());
+    let check = |body: &str, param: Option<&str>, code: Option<&str>| {
+        let (status, text) = http(srv.addr, "POST", "/v1/chat/completions", body);
+        assert_eq!(status, 400, "{body}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{text}");
+        assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+        if let Some(p) = param {
+            assert_eq!(v["error"]["param"], p, "{text}");
+        }
+        if let Some(c) = code {
+            assert_eq!(v["error"]["code"], c, "{text}");
+        }
+    };
+    check("{not json", None, None);
+    check(r#"{"model": "tiny"}"#, None, None);
+    let body = |extra: Value| chat_body("hello", extra).to_string();
+    check(
+        &body(json!({"model": "gpt-4"})),
+        Some("model"),
+        Some("model_not_found"),
+    );
+    check(&body(json!({"top_p": 1.5})), Some("top_p"), None);
+    check(&body(json!({"temperature": -1})), Some("temperature"), None);
+    check(&body(json!({"n": 0})), Some("n"), None);
+    check(
+        &body(json!({"logit_bias": {"abc": 1}})),
+        Some("logit_bias"),
+        None,
+    );
+    check(
+        &body(json!({"max_tokens": 1000})),
+        Some("max_tokens"),
+        Some("context_length_exceeded"),
+    );
+    check(
+        &body(json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}})),
+        Some("response_format"),
+        None,
+    );
+    check(&body(json!({"messages": []})), Some("messages"), None);
+    check(
+        &body(json!({"messages": [{"role": "user", "content": 5}]})),
+        Some("messages"),
+        None,
+    );
+    let long = "word ".repeat(300);
+    check(
+        &chat_body(&long, json!({})).to_string(),
+        None,
+        Some("context_length_exceeded"),
+    );
+    let (status, _) = http(srv.addr, "GET", "/v2/nothing", "");
+    assert_eq!(status, 404);
+    // Nothing was queued by any of them, and the server still answers.
+    assert_eq!(srv.engine.stats().generation_tokens, 0);
+    assert_eq!(
+        post(srv.addr, "/v1/chat/completions", chat_body("ok", json!({}))).0,
+        200
+    );
+}
+
+#[test]
+fn a_full_queue_is_429_and_a_client_leaving_frees_its_sequence() {
+    let srv = start(EngineConfig {
+        max_queue: 1,
+        max_running: 1,
+        ..Default::default()
+    });
+    // A runs (streaming, long); read its first token so it is in the batch.
+    let a = send(
+        srv.addr,
+        "POST",
+        "/v1/completions",
+        &json!({"model": "tiny", "prompt": [3, 4], "max_tokens": 100, "stream": true, "temperature": 0, "ignore_eos": true}).to_string(),
+    );
+    let mut reader = BufReader::new(a);
+    let mut line = String::new();
+    while !line.starts_with("data:") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    // B waits in the queue (non-streaming, in its own thread), C finds the queue full.
+    let addr = srv.addr;
+    let b = std::thread::spawn(move || {
+        post(
+            addr,
+            "/v1/completions",
+            json!({"model": "tiny", "prompt": [5], "max_tokens": 3}),
+        )
+    });
+    for _ in 0..400 {
+        if srv.engine.stats().waiting == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (status, c) = post(
+        srv.addr,
+        "/v1/completions",
+        json!({"model": "tiny", "prompt": [6], "max_tokens": 3}),
+    );
+    assert_eq!(status, 429, "{c}");
+    assert_eq!(c["error"]["type"], "rate_limit_error");
+    // A's client goes away: its sequence is cancelled and B runs.
+    drop(reader);
+    let (status, b) = b.join().unwrap();
+    assert_eq!(status, 200, "{b}");
+    for _ in 0..400 {
+        let s = srv.engine.stats();
+        if s.finished[2] == 1 && s.running == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!(
+        "the abandoned request was not cancelled: {:?}",
+        srv.engine.stats()
+    );
+}
+
+#[test]
+fn concurrent_clients_get_what_they_get_alone() {
+    let srv = start(EngineConfig::default());
+    let prompts: Vec<String> = (0..8)
+        .map(|i| format!("Question {i}: what is {i} + {i}?"))
+        .collect();
+    let body = |p: &str| chat_body(p, json!({"max_tokens": 12, "temperature": 0.8, "seed": 7}));
+    let alone: Vec<Value> = prompts
+        .iter()
+        .map(|p| post(srv.addr, "/v1/chat/completions", body(p)).1)
+        .collect();
+    let addr = srv.addr;
+    let together: Vec<Value> = prompts
+        .iter()
+        .map(|p| {
+            let b = body(p);
+            std::thread::spawn(move || post(addr, "/v1/chat/completions", b))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| {
+            let (status, v) = h.join().unwrap();
+            assert_eq!(status, 200);
+            v
+        })
+        .collect();
+    for (a, t) in alone.iter().zip(&together) {
+        assert_eq!(a["choices"][0]["message"], t["choices"][0]["message"]);
+    }
+}
