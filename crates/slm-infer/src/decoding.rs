@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use slm_core::tokenizer::Tokenizer;
 
+use crate::constraint::GrammarState;
 use crate::detokenize::TextStream;
 use crate::error::{Error, Result};
 use crate::sampling::{Sampler, SamplingParams, TokenLogprob};
@@ -81,6 +82,7 @@ pub struct Decoding {
     stops: StopStrings,
     ids: Vec<u32>,
     finish: Option<FinishReason>,
+    grammar: Option<GrammarState>,
 }
 
 impl Decoding {
@@ -97,7 +99,15 @@ impl Decoding {
             stops: StopStrings::new(config.stop_strings.iter().cloned()),
             ids: Vec::new(),
             finish: (config.max_new_tokens == 0).then_some(FinishReason::Length),
+            grammar: None,
         })
+    }
+
+    /// Constrains every token to `grammar` (see [`crate::constraint`]); the sequence ends when
+    /// the grammar is complete.
+    pub fn with_grammar(mut self, grammar: GrammarState) -> Self {
+        self.grammar = Some(grammar);
+        self
     }
 
     /// Whether the text needs a tokenizer (stop strings).
@@ -133,16 +143,31 @@ impl Decoding {
             ));
         }
         let step = self.ids.len();
-        let token = self
-            .sampler
-            .sample(logits, None)
-            .ok_or(Error::NonFiniteLogits { step })?;
+        let mask = match &mut self.grammar {
+            Some(g) => Some(g.allowed()?),
+            None => None,
+        };
+        let token = match self.sampler.sample(logits, mask.as_ref()) {
+            Some(t) => t,
+            None if mask.as_ref().is_some_and(|m| !m.any()) => {
+                return Err(Error::InvalidConstraint(
+                    "the grammar allows no token here".into(),
+                ));
+            }
+            None => return Err(Error::NonFiniteLogits { step }),
+        };
+        let stop_token = self.stop_tokens.contains(&token);
+        if let Some(g) = &mut self.grammar
+            && !stop_token
+        {
+            g.accept(token)?;
+        }
         self.ids.push(token);
         let logprob = self
             .logprobs
             .map(|n| TokenLogprob::from_logits(logits, token, n));
         let mut text = String::new();
-        if self.stop_tokens.contains(&token) {
+        if stop_token {
             self.finish = Some(FinishReason::Stop);
         } else if let Some(tk) = tokenizer {
             let delta = self.stream.push(tk, token)?;
@@ -159,6 +184,9 @@ impl Decoding {
                     });
                 }
             }
+        }
+        if self.finish.is_none() && self.grammar.as_ref().is_some_and(|g| g.is_finished()) {
+            self.finish = Some(FinishReason::Stop);
         }
         if self.finish.is_none() && self.ids.len() >= self.max_new_tokens {
             self.finish = Some(FinishReason::Length);

@@ -24,6 +24,10 @@ pub enum Error {
         /// Tokens the pool holds.
         capacity: usize,
     },
+    /// A constrained-output spec could not be compiled (or the grammar engine failed): what
+    /// and why.
+    #[error("invalid constraint: {0}")]
+    InvalidConstraint(String),
     /// The engine has stopped.
     #[error("the engine has stopped")]
     EngineStopped,

@@ -6,6 +6,8 @@
 //!   frequency penalties, logit bias, seeds, logprobs); [`stop`] strings over streamed text and
 //!   [`detokenize`]d deltas that never split a character; [`decoding`]: one sequence's state,
 //!   shared by every loop.
+//! - [`constraint`]: outputs that always match a choice, regex, JSON schema or grammar
+//!   (llguidance masks over the vocabulary, compiled once per distinct constraint).
 //! - [`generate`] / [`generate_text`]: one sequence over any [`slm_core::CausalLm`].
 //! - [`engine`]: continuous batching over any [`slm_core::step::BatchedLm`] (the CPU fast path,
 //!   or the burn decoder through `PerSequence`): iteration-level scheduling, chunked prefill,
@@ -36,6 +38,7 @@
 //! ```
 
 pub mod classify;
+pub mod constraint;
 pub mod decoding;
 pub mod detokenize;
 pub mod engine;

@@ -203,10 +203,11 @@ fn select_best(items: &mut Vec<(u32, f32)>, n: usize) {
     items.sort_unstable_by(order);
 }
 
-/// Which tokens a constraint allows at a step: a bit per vocabulary id.
+/// Which tokens a constraint allows at a step: a bit per vocabulary id (32 per word, lowest
+/// id in the lowest bit, the layout of llguidance's masks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenMask {
-    bits: Vec<u64>,
+    bits: Vec<u32>,
     len: usize,
 }
 
@@ -214,21 +215,34 @@ impl TokenMask {
     /// A mask over `vocab` tokens allowing none.
     pub fn none(vocab: usize) -> Self {
         Self {
-            bits: vec![0; vocab.div_ceil(64)],
+            bits: vec![0; vocab.div_ceil(32)],
             len: vocab,
         }
+    }
+
+    /// A mask over `vocab` tokens from 32-bit words (ids past the words are not allowed).
+    pub fn from_words(words: &[u32], vocab: usize) -> Self {
+        let mut m = Self::none(vocab);
+        let n = words.len().min(m.bits.len());
+        m.bits[..n].copy_from_slice(&words[..n]);
+        if vocab % 32 != 0
+            && let Some(last) = m.bits.last_mut()
+        {
+            *last &= (1u32 << (vocab % 32)) - 1;
+        }
+        m
     }
 
     /// Allows `id` (ids past the vocabulary are ignored).
     pub fn allow(&mut self, id: u32) {
         if (id as usize) < self.len {
-            self.bits[id as usize / 64] |= 1 << (id % 64);
+            self.bits[id as usize / 32] |= 1 << (id % 32);
         }
     }
 
     /// Whether `id` is allowed.
     pub fn allows(&self, id: u32) -> bool {
-        (id as usize) < self.len && self.bits[id as usize / 64] >> (id % 64) & 1 == 1
+        (id as usize) < self.len && self.bits[id as usize / 32] >> (id % 32) & 1 == 1
     }
 
     /// Whether any token is allowed.

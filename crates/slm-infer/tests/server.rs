@@ -228,6 +228,37 @@ fn chat_and_completions_answer_as_the_openai_api_does() {
     assert!(lp["token_logprobs"][0].as_f64().unwrap() <= 0.0);
     assert_eq!(a["usage"]["completion_tokens"], 18);
 
+    // Constrained: a choice, and a JSON schema through response_format.
+    let (status, r) = post(
+        srv.addr,
+        "/v1/chat/completions",
+        chat_body(
+            "Spam?",
+            json!({"guided_choice": ["spam", "ham"], "max_tokens": 10, "temperature": 1.0}),
+        ),
+    );
+    assert_eq!(status, 200, "{r}");
+    let answer = r["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(answer == "spam" || answer == "ham", "{answer:?}");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    let schema = json!({"type": "object", "properties": {"label": {"enum": ["spam", "ham"]},
+        "n": {"type": "integer", "minimum": 0, "maximum": 5}}, "required": ["label", "n"],
+        "additionalProperties": false});
+    let (status, r) = post(
+        srv.addr,
+        "/v1/chat/completions",
+        chat_body(
+            "Classify",
+            json!({"max_tokens": 40, "temperature": 1.0, "response_format":
+            {"type": "json_schema", "json_schema": {"name": "c", "schema": schema, "strict": true}}}),
+        ),
+    );
+    assert_eq!(status, 200, "{r}");
+    let v: Value =
+        serde_json::from_str(r["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(v["label"] == "spam" || v["label"] == "ham", "{v}");
+    assert!(v["n"].as_i64().is_some_and(|n| (0..=5).contains(&n)), "{v}");
+
     // Token-id prompts and a stop string.
     let (status, r) = post(
         srv.addr,
@@ -305,9 +336,27 @@ fn bad_requests_get_openai_errors_and_never_free_text() {
         Some("max_tokens"),
         Some("context_length_exceeded"),
     );
+    // Constraints fail closed: a 400 naming the field, never unconstrained text.
     check(
-        &body(json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}})),
+        &body(
+            json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "no-such-type"}}}}),
+        ),
         Some("response_format"),
+        None,
+    );
+    check(
+        &body(json!({"response_format": {"type": "xml"}})),
+        Some("response_format"),
+        None,
+    );
+    check(
+        &body(json!({"guided_regex": "(unclosed"})),
+        Some("guided_regex"),
+        None,
+    );
+    check(
+        &body(json!({"guided_regex": "a+", "guided_choice": ["a"]})),
+        None,
         None,
     );
     check(&body(json!({"messages": []})), Some("messages"), None);

@@ -57,6 +57,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 pub use metrics::{EngineStats, Histogram, RequestMetrics};
 use scheduler::{Scheduler, Sequence};
 
+use crate::constraint::Grammar;
 use crate::decoding::{Decoding, FinishReason, GenerationConfig};
 use crate::error::{Error, Result};
 use crate::sampling::TokenLogprob;
@@ -91,18 +92,30 @@ impl Default for EngineConfig {
 }
 
 /// One request: prompt token ids and how to generate after them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Request {
     /// The prompt (at least one token, within the model's context).
     pub prompt: Vec<u32>,
     /// Sampling, stops, limits, logprobs.
     pub config: GenerationConfig,
+    /// A compiled output constraint ([`crate::constraint`]), if any.
+    pub grammar: Option<Grammar>,
 }
 
 impl Request {
     /// A request for `prompt` with `config`.
     pub fn new(prompt: Vec<u32>, config: GenerationConfig) -> Self {
-        Self { prompt, config }
+        Self {
+            prompt,
+            config,
+            grammar: None,
+        }
+    }
+
+    /// Constrains the output to `grammar`.
+    pub fn with_grammar(mut self, grammar: Grammar) -> Self {
+        self.grammar = Some(grammar);
+        self
     }
 }
 
@@ -303,7 +316,10 @@ impl Engine {
                 capacity: kv.total_blocks * kv.block_size,
             });
         }
-        let decoding = Decoding::new(&request.config, &prompt)?;
+        let mut decoding = Decoding::new(&request.config, &prompt)?;
+        if let Some(g) = &request.grammar {
+            decoding = decoding.with_grammar(g.start());
+        }
         let max = self.shared.config.max_queue;
         if self
             .shared

@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use slm_core::tokenizer::Tokenizer;
 use slm_energy::CarbonIntensity;
 
+use crate::constraint::ConstraintCompiler;
 use crate::engine::Engine;
 
 /// What the server needs: the engine, the tokenizer (chat template, text), names.
@@ -40,6 +41,8 @@ pub struct ServerState {
     model_name: String,
     created: u64,
     carbon: CarbonIntensity,
+    /// The constraint compiler, or why there is none.
+    compiler: Result<Arc<ConstraintCompiler>, String>,
     /// Longest a graceful shutdown waits for running requests before cancelling them.
     pub shutdown_grace: Duration,
 }
@@ -49,7 +52,20 @@ impl ServerState {
     /// Emissions use the world-average grid intensity unless [`ServerState::with_carbon`] says
     /// otherwise.
     pub fn new(engine: Engine, tokenizer: Arc<Tokenizer>, model_name: impl Into<String>) -> Self {
+        let config = engine.model().config();
+        // Constrained outputs end at the chat template's end token, else the model's EOS.
+        let eos = tokenizer
+            .eos_token()
+            .and_then(|e| tokenizer.token_to_id(e))
+            .or(config.eos_token_ids.first().copied());
+        let compiler = match eos {
+            Some(eos) => ConstraintCompiler::new(&tokenizer, eos, config.vocab_size)
+                .map(Arc::new)
+                .map_err(|e| e.to_string()),
+            None => Err("the model names no end-of-sequence token".into()),
+        };
         Self {
+            compiler,
             engine,
             tokenizer,
             model_name: model_name.into(),

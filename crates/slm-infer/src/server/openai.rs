@@ -66,9 +66,17 @@ pub struct SamplingFields {
     /// Keep only the last this many prompt tokens (vLLM extension); the response's usage says
     /// how many were cut. Without it a prompt longer than the context is a 400.
     pub truncate_prompt_tokens: Option<usize>,
-    /// Structured output; only `{"type": "text"}` is served so far (others are refused, never
-    /// answered with free text).
+    /// Structured output: `{"type": "text"}`, `{"type": "json_object"}` or
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`.
     pub response_format: Option<Value>,
+    /// The output is one of these strings (vLLM extension).
+    pub guided_choice: Option<Vec<String>>,
+    /// The output matches this regex (vLLM extension).
+    pub guided_regex: Option<String>,
+    /// The output is JSON valid under this schema (vLLM extension).
+    pub guided_json: Option<Value>,
+    /// The output follows this Lark grammar (vLLM extension).
+    pub guided_grammar: Option<String>,
 }
 
 /// `stream_options`.

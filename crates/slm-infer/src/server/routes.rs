@@ -21,6 +21,7 @@ use super::openai::{
     ApiError, ChatRequest, CompletionRequest, Prompt, PromptTokensDetails, SamplingFields, Usage,
 };
 use super::prometheus;
+use crate::constraint::{Grammar, OutputConstraint};
 use crate::decoding::{FinishReason, GenerationConfig};
 use crate::engine::{Completion, Event, Request, RequestMetrics, RequestStream};
 use crate::sampling::{SamplingParams, TokenLogprob};
@@ -78,10 +79,67 @@ fn fresh_seed() -> u64 {
 /// One prompt, checked and ready to submit `n` times.
 struct Prepared {
     ids: Vec<u32>,
+    grammar: Option<Grammar>,
     truncated: Option<usize>,
     /// The prompt text, for `echo`.
     echo: Option<String>,
     configs: Vec<GenerationConfig>,
+}
+
+/// The request's output constraint, compiled (cached per distinct constraint). Fails closed:
+/// anything that cannot be compiled is a 400 naming the field, never free text.
+fn constraint(st: &ServerState, f: &SamplingFields) -> Result<Option<Grammar>, ApiError> {
+    let mut asked: Vec<(&'static str, OutputConstraint)> = Vec::new();
+    if let Some(format) = &f.response_format {
+        let bad = |m: &str| ApiError::bad_request(m.to_string()).param("response_format");
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") => {}
+            Some("json_object") => asked.push(("response_format", OutputConstraint::JsonObject)),
+            Some("json_schema") => {
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .ok_or_else(|| bad("response_format.json_schema.schema is missing"))?;
+                asked.push(("response_format", OutputConstraint::json_schema(schema)));
+            }
+            other => {
+                return Err(bad(&format!(
+                    "response_format type {other:?} is not one of text, json_object, json_schema"
+                )));
+            }
+        }
+    }
+    if let Some(c) = &f.guided_choice {
+        asked.push(("guided_choice", OutputConstraint::Choice(c.clone())));
+    }
+    if let Some(r) = &f.guided_regex {
+        asked.push(("guided_regex", OutputConstraint::Regex(r.clone())));
+    }
+    if let Some(j) = &f.guided_json {
+        asked.push(("guided_json", OutputConstraint::json_schema(j)));
+    }
+    if let Some(g) = &f.guided_grammar {
+        asked.push(("guided_grammar", OutputConstraint::Lark(g.clone())));
+    }
+    match asked.len() {
+        0 => Ok(None),
+        1 => {
+            let (field, c) = asked.pop().expect("one");
+            let compiler = st.compiler.as_ref().map_err(|why| {
+                ApiError::bad_request(format!("constrained outputs are unavailable: {why}"))
+                    .param(field)
+            })?;
+            compiler
+                .compile(&c)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(e.to_string()).param(field))
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "give one output constraint, not {}",
+            asked.iter().map(|a| a.0).collect::<Vec<_>>().join(" and ")
+        ))
+        .param(asked[1].0)),
+    }
 }
 
 /// Checks everything a request asks for, before anything is queued.
@@ -98,17 +156,7 @@ fn prepare(
     if n == 0 || n > MAX_N {
         return Err(ApiError::bad_request(format!("n must be in 1..={MAX_N}, got {n}")).param("n"));
     }
-    if let Some(format) = &f.response_format {
-        let kind = format.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "text" {
-            // Fail closed: never answer a structured request with unconstrained text.
-            return Err(ApiError::bad_request(format!(
-                "response_format type `{kind}` is not supported by this server yet \
-                 (only `text`); refusing rather than returning unconstrained output"
-            ))
-            .param("response_format"));
-        }
-    }
+    let grammar = constraint(st, f)?;
     let mut truncated = None;
     if let Some(keep) = f.truncate_prompt_tokens
         && ids.len() > keep
@@ -229,6 +277,7 @@ fn prepare(
         .collect();
     Ok(Prepared {
         ids,
+        grammar,
         truncated,
         echo,
         configs,
@@ -345,9 +394,9 @@ async fn run(st: Arc<ServerState>, job: Job) -> Result<Response, ApiError> {
     let n = job.prepared.first().map_or(1, |p| p.configs.len());
     for (pi, p) in job.prepared.iter().enumerate() {
         for (ci, config) in p.configs.iter().enumerate() {
-            let s = st
-                .engine
-                .submit(Request::new(p.ids.clone(), config.clone()))?;
+            let mut request = Request::new(p.ids.clone(), config.clone());
+            request.grammar = p.grammar.clone();
+            let s = st.engine.submit(request)?;
             streams.push((pi, pi * n + ci, s));
         }
     }
