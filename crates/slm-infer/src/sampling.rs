@@ -225,7 +225,7 @@ impl TokenMask {
         let mut m = Self::none(vocab);
         let n = words.len().min(m.bits.len());
         m.bits[..n].copy_from_slice(&words[..n]);
-        if vocab % 32 != 0
+        if !vocab.is_multiple_of(32)
             && let Some(last) = m.bits.last_mut()
         {
             *last &= (1u32 << (vocab % 32)) - 1;
