@@ -197,7 +197,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 /// The process's peak resident set (`VmHWM`), where /proc has it.
-fn peak_rss_bytes() -> Option<u64> {
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -5,6 +5,7 @@
 
 mod backend;
 mod bench;
+mod bench_serve;
 mod perplexity;
 mod progress;
 mod prune;
@@ -200,6 +201,9 @@ enum Command {
     /// Serve a model over HTTP with the OpenAI API (chat, completions, streaming), continuous
     /// batching, Prometheus metrics and per-request energy.
     Serve(serve::ServeArgs),
+    /// Benchmark an OpenAI-compatible server (this one in-process, or any at --url) at
+    /// 1-32 concurrent streaming clients: tokens/s, TTFT, inter-token latency, energy.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Prune a model's projections (magnitude, 2:4, or structured MLP neurons) and write it as
     /// a Hugging Face directory with prune_report.json.
     Prune(prune::PruneArgs),
@@ -620,6 +624,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Perplexity(args) => perplexity::run(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Serve(args) => serve::run(args)?,
+        Command::BenchServe(args) => bench_serve::run(args)?,
         Command::Prune(args) => prune::run(args)?,
         Command::Quantize(args) => quantize::run(args)?,
         Command::Distill(args) => tune::distill(args)?,

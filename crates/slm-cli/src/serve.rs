@@ -74,8 +74,34 @@ fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
     Ok((n * scale) as usize)
 }
 
-/// Runs `slm serve` until Ctrl-C or SIGTERM.
-pub fn run(args: ServeArgs) -> Result<()> {
+impl ServeArgs {
+    /// The defaults of `slm serve --model PATH`, with `threads` (for `slm bench-serve`).
+    pub(crate) fn for_model(model: &std::path::Path, threads: Option<usize>) -> Result<Self> {
+        use clap::{Args, FromArgMatches};
+        let mut argv = vec![
+            "serve".to_string(),
+            "--model".into(),
+            model.display().to_string(),
+        ];
+        if let Some(t) = threads {
+            argv.extend(["--threads".into(), t.to_string()]);
+        }
+        let matches =
+            ServeArgs::augment_args(clap::Command::new("serve")).try_get_matches_from(argv)?;
+        Ok(ServeArgs::from_arg_matches(&matches)?)
+    }
+}
+
+/// What `slm serve` serves: the engine (on the fast path or burn) and the server state.
+pub(crate) struct Served {
+    pub(crate) engine: Engine,
+    pub(crate) state: ServerState,
+    pub(crate) name: String,
+    pub(crate) fast: bool,
+}
+
+/// Loads the model and starts the engine, metered by this machine's meters.
+pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
     let ckpt = Checkpoint::open(&args.model)?;
     let tokenizer = Arc::new(
         ckpt.tokenizer
@@ -136,10 +162,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .file_stem()
             .map_or("model".into(), |s| s.to_string_lossy().into_owned())
     });
-    let mut state = ServerState::new(engine, tokenizer, name.clone());
+    let mut state = ServerState::new(engine.clone(), tokenizer, name.clone());
     if let Some(region) = &args.region {
         state = state.with_carbon(slm_energy::TrackerConfig::for_region(region)?.carbon);
     }
+    Ok(Served {
+        engine,
+        state,
+        name,
+        fast,
+    })
+}
+
+/// Runs `slm serve` until Ctrl-C or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let Served {
+        state, name, fast, ..
+    } = build(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -21,9 +21,10 @@ pub struct Example {
     pub target: Option<String>,
     /// The class (classification tasks).
     pub label: Option<String>,
-    /// Every other field of the source record, untouched.
+    /// Every other field of the source record, untouched, in key order (whatever order the
+    /// source had, and whether or not serde_json preserves insertion order).
     #[serde(flatten)]
-    pub meta: serde_json::Map<String, serde_json::Value>,
+    pub meta: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Example {

@@ -403,3 +403,64 @@ fn the_burn_decoder_serves_through_the_same_engine() {
     }
     assert_no_leaks(&engine);
 }
+
+/// The cached SmolLM2 GGUF; `None` when absent unless `SLM_REQUIRE_SMOLLM2=1`.
+fn smollm2() -> Option<PathBuf> {
+    let path = slm_core::cache::smollm2_gguf();
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() != Ok("1"),
+        "SLM_REQUIRE_SMOLLM2=1 but {} does not exist",
+        path.display()
+    );
+    eprintln!("skipping: no SmolLM2 GGUF at {}", path.display());
+    None
+}
+
+#[test]
+fn smollm2_q4_1_is_batch_invariant_through_the_engine() {
+    let Some(path) = smollm2() else { return };
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let model = FastDecoderConfig {
+        kv_budget_bytes: 64 << 20,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    let tk = Arc::new(ckpt.tokenizer.clone().unwrap());
+    let engine = Engine::start(Arc::new(model), Some(tk.clone()), config()).unwrap();
+    let texts = [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "Once upon a time, in a land far away, there lived a dragon who loved to",
+        "Spam or ham? WIN A FREE CRUISE NOW",
+    ];
+    let requests: Vec<Request> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let sampling = if i % 2 == 0 {
+                SamplingParams::greedy()
+            } else {
+                SamplingParams::with_temperature(0.8, i as u64)
+            };
+            Request::new(
+                tk.encode(t, true).unwrap(),
+                GenerationConfig {
+                    max_new_tokens: 10,
+                    sampling,
+                    logprobs: Some(1),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let single = alone(&engine, &requests);
+    let batched = together(&engine, &requests);
+    assert_same(&single, &batched);
+    for c in &batched {
+        assert_eq!(c.text, tk.decode(&c.ids, true).unwrap());
+    }
+}

@@ -62,7 +62,7 @@ pub(crate) fn example_from_object(
         input,
         target,
         label,
-        meta: obj,
+        meta: obj.into_iter().collect(),
     })
 }
 
