@@ -100,12 +100,14 @@ fn stream_once(host: &str, path: &str, body: &str) -> Result<Timed> {
         .context("cannot resolve the server")?;
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
+    s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(600)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    // One write, keep-alive (the connection is dropped after `[DONE]`), as real clients send.
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    s.write_all(request.as_bytes())?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line)?;
