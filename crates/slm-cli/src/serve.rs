@@ -9,8 +9,10 @@ use anyhow::{Context, Result, bail};
 use slm_core::fast::FastDecoderConfig;
 use slm_core::prelude::*;
 use slm_core::step::{BatchedLm, PerSequence};
+use slm_data::Example;
+use slm_data::inputs::TaskSpec;
 use slm_infer::engine::{Engine, EngineConfig};
-use slm_infer::server::{ServerState, serve};
+use slm_infer::server::{ClassifyPrompts, ServerState, serve};
 
 use crate::backend::BackendArg;
 use crate::{DeviceArg, ModelArgs};
@@ -162,7 +164,20 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
             .file_stem()
             .map_or("model".into(), |s| s.to_string_lossy().into_owned())
     });
-    let mut state = ServerState::new(engine.clone(), tokenizer, name.clone());
+    // `/v1/classify` scores labels as `slm eval` does: the model's task (task.json from `slm
+    // finetune`) when it has one, else the default classifier prompt over the asked labels.
+    let task = if args.model.is_dir() {
+        TaskSpec::load(&args.model)?
+    } else {
+        None
+    };
+    let prompts = TaskPrompts {
+        task,
+        tokenizer: (*tokenizer).clone(),
+        context: ckpt.config.max_position_embeddings,
+    };
+    let mut state = ServerState::new(engine.clone(), tokenizer, name.clone())
+        .with_classifier(Arc::new(prompts));
     if let Some(region) = &args.region {
         state = state.with_carbon(slm_energy::TrackerConfig::for_region(region)?.carbon);
     }
@@ -172,6 +187,29 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
         name,
         fast,
     })
+}
+
+/// `/v1/classify`'s prompts from a [`TaskSpec`] (see [`build`]).
+#[derive(Debug)]
+struct TaskPrompts {
+    task: Option<TaskSpec>,
+    tokenizer: slm_core::tokenizer::Tokenizer,
+    context: usize,
+}
+
+impl ClassifyPrompts for TaskPrompts {
+    fn default_labels(&self) -> Option<Vec<String>> {
+        self.task.as_ref().and_then(|t| t.labels.clone())
+    }
+
+    fn build(&self, input: &str, labels: &[String]) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+        let task = match &self.task {
+            Some(t) if t.labels.is_some() => t.clone(),
+            _ => TaskSpec::classifier(labels.to_vec(), &self.tokenizer, self.context),
+        };
+        let example = Example::new("request", input);
+        slm_train::label_prompt(&task, &self.tokenizer, &example, labels).map_err(|e| e.to_string())
+    }
 }
 
 /// Runs `slm serve` until Ctrl-C or SIGTERM.

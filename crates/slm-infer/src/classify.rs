@@ -22,7 +22,26 @@ pub struct LabelScores {
     pub best: usize,
 }
 
-fn log_softmax_at(row: &[f32], id: u32) -> f64 {
+impl LabelScores {
+    /// Scores from each candidate's total log-probability: probabilities normalised over the
+    /// candidates, the best the first maximum.
+    pub fn from_log_probs(log_probs: Vec<f64>) -> Self {
+        let max = log_probs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = log_probs.iter().map(|l| (l - max).exp()).sum();
+        let probs = log_probs.iter().map(|l| (l - max).exp() / z).collect();
+        let best = log_probs
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &l)| if l > log_probs[b] { i } else { b });
+        Self {
+            log_probs,
+            probs,
+            best,
+        }
+    }
+}
+
+pub(crate) fn log_softmax_at(row: &[f32], id: u32) -> f64 {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
     row[id as usize] as f64 - max - sum.ln()
@@ -70,18 +89,7 @@ where
         }
         log_probs.push(lp);
     }
-    let max = log_probs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let z: f64 = log_probs.iter().map(|l| (l - max).exp()).sum();
-    let probs = log_probs.iter().map(|l| (l - max).exp() / z).collect();
-    let best = log_probs
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &l)| if l > log_probs[b] { i } else { b });
-    Ok(LabelScores {
-        log_probs,
-        probs,
-        best,
-    })
+    Ok(LabelScores::from_log_probs(log_probs))
 }
 
 /// Precision, recall and F1 of one label.

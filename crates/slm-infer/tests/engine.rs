@@ -464,3 +464,67 @@ fn smollm2_q4_1_is_batch_invariant_through_the_engine() {
         assert_eq!(c.text, tk.decode(&c.ids, true).unwrap());
     }
 }
+
+#[test]
+fn label_scores_through_the_engine_match_score_labels_and_batch_with_generation() {
+    let prompt: Vec<u32> = (0..21).map(|i| (i * 29 + 3) % 700 + 2).collect();
+    let candidates: Vec<Vec<u32>> = vec![vec![17], vec![40, 41, 42], vec![300, 5], vec![9; 6]];
+    // The reference: slm-infer's score_labels over the burn decoder (one forward per label).
+    let ckpt = checkpoint();
+    let burn = ckpt.load_decoder(&Device::flex()).unwrap();
+    let want = slm_infer::score_labels(&burn, &prompt, &candidates).unwrap();
+
+    let engine = Engine::start(Arc::new(fast(64)), None, config()).unwrap();
+    let alone = engine
+        .score(prompt.clone(), candidates.clone())
+        .unwrap()
+        .wait()
+        .unwrap();
+    let got = alone.scores.clone().unwrap();
+    for (a, b) in got.log_probs.iter().zip(&want.log_probs) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+    assert_eq!(got.best, want.best);
+    assert!((got.probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+
+    // Scored while generation runs beside it: the same scores, bitwise.
+    let requests = workload();
+    let streams: Vec<_> = requests
+        .iter()
+        .map(|r| engine.submit(r.clone()).unwrap())
+        .collect();
+    let scored = engine.score(prompt.clone(), candidates.clone()).unwrap();
+    let busy = scored.wait().unwrap();
+    assert_eq!(busy.scores, alone.scores);
+    for s in streams {
+        s.wait().unwrap();
+    }
+    // Under a pool small enough to preempt, and with bad candidates refused.
+    let tight = Engine::start(
+        Arc::new(fast(6)),
+        None,
+        EngineConfig {
+            prefix_cache_entries: 0,
+            ..config()
+        },
+    )
+    .unwrap();
+    let mut streams: Vec<_> = requests
+        .iter()
+        .take(3)
+        .map(|r| tight.submit(r.clone()).unwrap())
+        .collect();
+    let scored = tight.score(prompt.clone(), candidates.clone()).unwrap();
+    assert_eq!(scored.wait().unwrap().scores, alone.scores);
+    streams.drain(..).for_each(|s| drop(s.wait().unwrap()));
+    assert!(matches!(
+        engine.score(prompt.clone(), vec![]),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        engine.score(prompt, vec![vec![1], vec![]]),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert_no_leaks(&engine);
+    assert_no_leaks(&tight);
+}

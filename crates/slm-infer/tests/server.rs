@@ -14,7 +14,26 @@ use slm_core::fast::FastDecoderConfig;
 use slm_core::prelude::*;
 use slm_core::tokenizer::{ChatTemplate, Tokenizer};
 use slm_infer::engine::{Engine, EngineConfig};
-use slm_infer::server::{ServerState, serve};
+use slm_infer::server::{ClassifyPrompts, ServerState, serve};
+
+/// The prompt as given, each label as ` label`.
+#[derive(Debug)]
+struct PlainPrompts(Arc<Tokenizer>);
+
+impl ClassifyPrompts for PlainPrompts {
+    fn default_labels(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    fn build(&self, input: &str, labels: &[String]) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+        let enc = |t: &str, special| self.0.encode(t, special).map_err(|e| e.to_string());
+        let labels = labels
+            .iter()
+            .map(|l| enc(&format!(" {l}"), false))
+            .collect::<Result<_, _>>()?;
+        Ok((enc(input, true)?, labels))
+    }
+}
 
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
@@ -44,7 +63,8 @@ fn start(config: EngineConfig) -> Server {
     tk.set_chat_template(Some(ChatTemplate::new(CHATML).unwrap()));
     let tk = Arc::new(tk);
     let engine = Engine::start(Arc::new(model), Some(tk.clone()), config).unwrap();
-    let state = ServerState::new(engine.clone(), tk, "tiny");
+    let state = ServerState::new(engine.clone(), tk.clone(), "tiny")
+        .with_classifier(Arc::new(PlainPrompts(tk)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -468,5 +488,56 @@ fn concurrent_clients_get_what_they_get_alone() {
         .collect();
     for (a, t) in alone.iter().zip(&together) {
         assert_eq!(a["choices"][0]["message"], t["choices"][0]["message"]);
+    }
+}
+
+#[test]
+fn classify_scores_labels_through_the_engine() {
+    let srv = start(EngineConfig::default());
+    let inputs = ["Win a prize now", "See you at the meeting tomorrow"];
+    let labels = ["spam", "ham", "not sure"];
+    let (status, r) = post(
+        srv.addr,
+        "/v1/classify",
+        json!({"model": "tiny", "input": inputs, "labels": labels}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["object"], "list");
+    assert_eq!(r["labels"], json!(labels));
+    // The reference: score_labels over the burn decoder with the same prompts.
+    let dir = fixture("models/qwen2-tiny");
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let burn = ckpt.load_decoder(&Device::flex()).unwrap();
+    let tk = Arc::new(Tokenizer::from_model_dir(&dir).unwrap());
+    let owned: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    for (i, input) in inputs.iter().enumerate() {
+        let (prompt, cands) = PlainPrompts(tk.clone()).build(input, &owned).unwrap();
+        let want = slm_infer::score_labels(&burn, &prompt, &cands).unwrap();
+        let d = &r["data"][i];
+        assert_eq!(d["index"], i);
+        assert_eq!(d["label"], labels[want.best]);
+        assert_eq!(d["num_classes"], 3);
+        for (got, want) in d["probs"].as_array().unwrap().iter().zip(&want.probs) {
+            assert!(
+                (got.as_f64().unwrap() - want).abs() < 1e-4,
+                "{got} vs {want}"
+            );
+        }
+    }
+    assert!(r["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    for (body, param) in [
+        (json!({"model": "tiny", "input": "x"}), "labels"),
+        (
+            json!({"model": "tiny", "input": "x", "labels": ["one"]}),
+            "labels",
+        ),
+        (
+            json!({"model": "tiny", "input": 5, "labels": ["a", "b"]}),
+            "input",
+        ),
+    ] {
+        let (status, e) = post(srv.addr, "/v1/classify", body);
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["param"], param, "{e}");
     }
 }

@@ -42,6 +42,52 @@ pub struct ClassifierEval {
     pub predictions: Vec<Prediction>,
 }
 
+/// The prompt of `example` exactly as training saw it (tokenized with the longest label, cut
+/// alike) and each label's completion tokens, for label scoring: what `slm eval`, the
+/// trainer's evaluation and `slm serve`'s `/v1/classify` score.
+///
+/// # Errors
+/// [`Error::InvalidBatch`] when the template cannot render or tokenize the example.
+pub fn label_prompt(
+    task: &TaskSpec,
+    tokenizer: &Tokenizer,
+    example: &Example,
+    labels: &[String],
+) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+    let template = task.prompt_template();
+    let data = |e: slm_data::Error| Error::InvalidBatch(e.to_string());
+    let longest = labels
+        .iter()
+        .max_by_key(|l| l.len())
+        .cloned()
+        .unwrap_or_default();
+    let with = |label: &str| example.clone().with_label(label);
+    let t = template
+        .tokenize_within(&with(&longest), tokenizer, task.seq_len, task.truncation)
+        .map_err(data)?;
+    let prompt: Vec<u32> = t
+        .input_ids
+        .iter()
+        .zip(&t.loss_mask)
+        .filter(|(_, m)| !**m)
+        .map(|(i, _)| *i)
+        .collect();
+    let candidates = labels
+        .iter()
+        .map(|l| {
+            let full = template.tokenize(&with(l), tokenizer).map_err(data)?;
+            Ok(full
+                .input_ids
+                .iter()
+                .zip(&full.loss_mask)
+                .filter(|(_, m)| **m)
+                .map(|(i, _)| *i)
+                .collect())
+        })
+        .collect::<Result<Vec<Vec<u32>>>>()?;
+    Ok((prompt, candidates))
+}
+
 /// Classifies `examples` with `model` by scoring each of the task's labels.
 ///
 /// # Errors
@@ -60,17 +106,9 @@ pub fn evaluate_classifier(
     if examples.is_empty() {
         return Err(Error::InvalidBatch("no examples to evaluate".into()));
     }
-    let template = task.prompt_template();
     let started = Instant::now();
     let mut pairs = Vec::with_capacity(examples.len());
     let mut predictions = Vec::with_capacity(examples.len());
-    let data = |e: slm_data::Error| Error::InvalidBatch(e.to_string());
-    // The prompt exactly as training saw it: tokenized with the longest label, cut alike.
-    let longest = labels
-        .iter()
-        .max_by_key(|l| l.len())
-        .cloned()
-        .unwrap_or_default();
     for example in examples {
         let gold = example.label.as_deref().unwrap_or("");
         let gold_index = labels.iter().position(|l| l == gold).ok_or_else(|| {
@@ -80,30 +118,7 @@ pub fn evaluate_classifier(
                 labels.join(", ")
             ))
         })?;
-        let with = |label: &str| example.clone().with_label(label);
-        let t = template
-            .tokenize_within(&with(&longest), tokenizer, task.seq_len, task.truncation)
-            .map_err(data)?;
-        let prompt: Vec<u32> = t
-            .input_ids
-            .iter()
-            .zip(&t.loss_mask)
-            .filter(|(_, m)| !**m)
-            .map(|(i, _)| *i)
-            .collect();
-        let candidates = labels
-            .iter()
-            .map(|l| {
-                let full = template.tokenize(&with(l), tokenizer).map_err(data)?;
-                Ok(full
-                    .input_ids
-                    .iter()
-                    .zip(&full.loss_mask)
-                    .filter(|(_, m)| **m)
-                    .map(|(i, _)| *i)
-                    .collect())
-            })
-            .collect::<Result<Vec<Vec<u32>>>>()?;
+        let (prompt, candidates) = label_prompt(task, tokenizer, example, labels)?;
         let scores = score_labels(model, &prompt, &candidates)
             .map_err(|e| Error::InvalidBatch(format!("example {}: {e}", example.id)))?;
         pairs.push((gold_index, scores.best));

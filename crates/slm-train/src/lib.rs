@@ -61,7 +61,7 @@ pub mod teacher_cache;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use classify::{ClassifierEval, Prediction, evaluate_classifier};
+pub use classify::{ClassifierEval, Prediction, evaluate_classifier, label_prompt};
 pub use clip::{CLIP_EPS, clip_grad_norm};
 pub use config::{ScheduleKind, TrainConfig};
 pub use distill::{

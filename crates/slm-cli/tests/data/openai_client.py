@@ -98,6 +98,20 @@ for bad in (
     else:
         raise AssertionError(f"accepted: {bad}")
 
+# /v1/classify (label scoring through the engine; not part of the openai client).
+import urllib.request
+req = urllib.request.Request(
+    base.rstrip("/") + "/classify",
+    data=json.dumps({"model": model, "input": ["WIN A FREE CRUISE!!! click now", "Meeting moved to 3pm"],
+                     "labels": ["spam", "ham"]}).encode(),
+    headers={"Content-Type": "application/json"},
+)
+cls = json.load(urllib.request.urlopen(req))
+assert cls["labels"] == ["spam", "ham"] and len(cls["data"]) == 2, cls
+for d in cls["data"]:
+    assert d["label"] in ("spam", "ham") and abs(sum(d["probs"]) - 1) < 1e-6, d
+report["classify"] = [d["label"] for d in cls["data"]]
+
 def one(i):
     out = []
     for k in range(2):

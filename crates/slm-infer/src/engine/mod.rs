@@ -57,6 +57,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 pub use metrics::{EngineStats, Histogram, RequestMetrics};
 use scheduler::{Scheduler, Sequence};
 
+use crate::classify::LabelScores;
 use crate::constraint::Grammar;
 use crate::decoding::{Decoding, FinishReason, GenerationConfig};
 use crate::error::{Error, Result};
@@ -142,6 +143,12 @@ pub enum Event {
         /// Its timings and counts.
         metrics: RequestMetrics,
     },
+    /// A scoring request's result: each candidate's total log-probability after the prompt
+    /// ([`Engine::score`]); `Finished` follows.
+    Scored {
+        /// One per candidate, in order.
+        log_probs: Vec<f64>,
+    },
     /// The request failed in the model; nothing follows.
     Failed(String),
 }
@@ -155,6 +162,8 @@ pub struct Completion {
     pub text: String,
     /// Log-probabilities, when asked for.
     pub logprobs: Vec<TokenLogprob>,
+    /// A scoring request's candidates' scores.
+    pub scores: Option<LabelScores>,
     /// Why it ended.
     pub reason: FinishReason,
     /// Timings and counts.
@@ -290,8 +299,47 @@ impl Engine {
     /// longer than the context is refused, never cut); [`Error::PromptTooLarge`] when the
     /// whole key/value pool could not hold it; [`Error::EngineStopped`].
     pub fn submit(&self, request: Request) -> Result<RequestStream> {
+        self.check_prompt(&request.prompt, 1)?;
+        let mut decoding = Decoding::new(&request.config, &request.prompt)?;
+        if let Some(g) = &request.grammar {
+            decoding = decoding.with_grammar(g.start());
+        }
+        self.enqueue(|id, tx| Sequence::new(id, request.prompt, decoding, tx))
+    }
+
+    /// Queues a label-scoring request: the total log-probability of each of `candidates`
+    /// (token ids) after `prompt`, batched with everything else. The prompt is fed once and
+    /// each candidate longer than a token continues from a fork of it (its blocks shared).
+    /// The stream carries [`Event::Scored`] then `Finished`; [`RequestStream::wait`] gives
+    /// [`Completion::scores`].
+    ///
+    /// # Errors
+    /// As [`Engine::submit`], and [`Error::InvalidConfig`] without candidates or with an
+    /// empty one.
+    pub fn score(&self, prompt: Vec<u32>, candidates: Vec<Vec<u32>>) -> Result<RequestStream> {
+        if candidates.is_empty() || candidates.iter().any(Vec::is_empty) {
+            return Err(Error::InvalidConfig(
+                "label scoring needs candidates, none empty".into(),
+            ));
+        }
+        let vocab = self.shared.model.config().vocab_size;
+        if let Some(&id) = candidates.iter().flatten().find(|&&t| t as usize >= vocab) {
+            return Err(slm_core::Error::TokenOutOfVocab {
+                id,
+                vocab_size: vocab,
+            }
+            .into());
+        }
+        let longest = candidates.iter().map(Vec::len).max().unwrap_or(1);
+        self.check_prompt(&prompt, longest)?;
+        let decoding = Decoding::new(&GenerationConfig::default(), &prompt)?;
+        self.enqueue(|id, tx| Sequence::new(id, prompt, decoding, tx).scoring(candidates))
+    }
+
+    /// Refuses prompts that could never run: empty, out of the vocabulary, beyond the context
+    /// with `extra` more tokens, or beyond the whole pool.
+    fn check_prompt(&self, prompt: &[u32], extra: usize) -> Result<()> {
         let config = self.shared.model.config();
-        let prompt = request.prompt;
         if prompt.is_empty() {
             return Err(Error::InvalidConfig("the prompt is empty".into()));
         }
@@ -302,24 +350,28 @@ impl Engine {
             }
             .into());
         }
-        if prompt.len() > config.max_position_embeddings {
+        if prompt.len() + extra - 1 > config.max_position_embeddings {
             return Err(slm_core::Error::ContextOverflow {
-                tokens: prompt.len(),
+                tokens: prompt.len() + extra - 1,
                 max: config.max_position_embeddings,
             }
             .into());
         }
         let kv = self.shared.model.kv_usage();
-        if kv.blocks_for(prompt.len() + 1) > kv.total_blocks {
+        if kv.blocks_for(prompt.len() + extra) > kv.total_blocks {
             return Err(Error::PromptTooLarge {
                 tokens: prompt.len(),
                 capacity: kv.total_blocks * kv.block_size,
             });
         }
-        let mut decoding = Decoding::new(&request.config, &prompt)?;
-        if let Some(g) = &request.grammar {
-            decoding = decoding.with_grammar(g.start());
-        }
+        Ok(())
+    }
+
+    /// Counts a request against the queue bound and hands it to the engine thread.
+    fn enqueue(
+        &self,
+        make: impl FnOnce(RequestId, tokio::sync::mpsc::UnboundedSender<Event>) -> Sequence,
+    ) -> Result<RequestStream> {
         let max = self.shared.config.max_queue;
         if self
             .shared
@@ -333,7 +385,7 @@ impl Engine {
         }
         let id = RequestId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = unbounded_channel();
-        let seq = Sequence::new(id, prompt, decoding, tx);
+        let seq = make(id, tx);
         if !self.shared.send(Command::Submit(Box::new(seq))) {
             self.shared.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::EngineStopped);
@@ -500,6 +552,7 @@ impl Default for Completion {
             ids: Vec::new(),
             text: String::new(),
             logprobs: Vec::new(),
+            scores: None,
             reason: FinishReason::Cancelled,
             metrics: RequestMetrics::default(),
         }
@@ -518,6 +571,10 @@ impl Completion {
                 self.ids.push(token);
                 self.text.push_str(&text);
                 self.logprobs.extend(logprob);
+                None
+            }
+            Some(Event::Scored { log_probs }) => {
+                self.scores = Some(LabelScores::from_log_probs(log_probs));
                 None
             }
             Some(Event::Finished { reason, metrics }) => {

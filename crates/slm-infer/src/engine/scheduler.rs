@@ -28,6 +28,7 @@ use slm_energy::Energy;
 use super::metering::{StepMeter, accumulate, share};
 use super::metrics::{EngineStats, RequestMetrics, secs};
 use super::{EngineConfig, Event, RequestId};
+use crate::classify::log_softmax_at;
 use crate::decoding::{Decoding, FinishReason};
 
 /// A request inside the engine, waiting or running.
@@ -47,7 +48,35 @@ pub(crate) struct Sequence {
     last_token: Option<Instant>,
     /// Its share of the steps' energy (`Some(None)`: a meter failed, so unknown).
     energy: Option<Option<Energy>>,
+    /// Set for a label-scoring request instead of generation.
+    scoring: Option<Scoring>,
     metrics: RequestMetrics,
+}
+
+/// A scoring request's progress: the prompt once, then one fork per candidate longer than a
+/// token, fed its tokens but the last with logits for every one.
+pub(crate) struct Scoring {
+    candidates: Vec<Vec<u32>>,
+    log_probs: Vec<f64>,
+    /// Candidates whose fork is still to be made (at the next step's planning, where blocks
+    /// can be freed for it).
+    pending: Vec<usize>,
+    /// Forks still to feed: (candidate, model sequence).
+    children: Vec<(usize, SeqId)>,
+    /// The prompt's last row has scored every candidate's first token.
+    prompt_scored: bool,
+}
+
+impl Scoring {
+    pub(crate) fn new(candidates: Vec<Vec<u32>>) -> Self {
+        Self {
+            log_probs: vec![0.0; candidates.len()],
+            candidates,
+            pending: Vec::new(),
+            children: Vec::new(),
+            prompt_scored: false,
+        }
+    }
 }
 
 impl Sequence {
@@ -73,7 +102,14 @@ impl Sequence {
             scheduled: None,
             last_token: None,
             energy: None,
+            scoring: None,
         }
+    }
+
+    /// Makes this a scoring request over `candidates`.
+    pub(crate) fn scoring(mut self, candidates: Vec<Vec<u32>>) -> Self {
+        self.scoring = Some(Scoring::new(candidates));
+        self
     }
 }
 
@@ -174,8 +210,30 @@ impl Scheduler {
         self.stats.prefix_cache_entries = self.prefixes.len();
     }
 
+    /// Releases a scoring request's forks (keeping its scores).
+    fn reset_scoring_children(&mut self, s: &mut Sequence) {
+        if let Some(sc) = &mut s.scoring {
+            for (_, child) in sc.children.drain(..) {
+                self.model.release(child);
+            }
+        }
+    }
+
+    /// Releases a scoring request's forks and restarts its scoring (after preemption).
+    fn reset_scoring(&mut self, s: &mut Sequence) {
+        if let Some(sc) = &mut s.scoring {
+            for (_, child) in sc.children.drain(..) {
+                self.model.release(child);
+            }
+            sc.pending.clear();
+            sc.prompt_scored = false;
+            sc.log_probs.iter_mut().for_each(|l| *l = 0.0);
+        }
+    }
+
     /// Sends the end of a request, returns its blocks (or keeps them as a prefix) and counts it.
     fn finish(&mut self, mut s: Sequence, reason: FinishReason) {
+        self.reset_scoring_children(&mut s);
         s.decoding.end(reason);
         if let Some(seq) = s.seq.take() {
             self.keep_or_release(seq, &s.tokens[..s.fed]);
@@ -193,6 +251,7 @@ impl Scheduler {
     }
 
     fn fail(&mut self, mut s: Sequence, error: String) {
+        self.reset_scoring_children(&mut s);
         if let Some(seq) = s.seq.take() {
             self.model.release(seq);
         }
@@ -333,6 +392,7 @@ impl Scheduler {
         let Some(mut s) = self.running.pop() else {
             return false;
         };
+        self.reset_scoring(&mut s);
         if let Some(seq) = s.seq.take() {
             self.model.release(seq);
         }
@@ -359,21 +419,69 @@ impl Scheduler {
             return false;
         }
         loop {
-            // Decode tokens first, then prefill chunks in arrival order, within the budget.
-            let mut plan: Vec<(usize, usize, usize)> = Vec::new();
+            // Scoring forks first: each needs a block for its copy of the prompt's last one.
+            match self.fork_pending() {
+                Forks::Done => {}
+                Forks::Retry => continue,
+                Forks::Failed(i, msg) => {
+                    let s = self.running.remove(i);
+                    self.fail(s, msg);
+                    if self.running.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            // Decode tokens first, then prefill chunks and scoring forks in arrival order,
+            // within the budget.
+            let mut plan: Vec<Work> = Vec::new();
             let mut budget = self.config.max_batch_tokens.max(1);
             let bs = self.model.kv_usage().block_size;
             let mut needed = 0;
             for decode_pass in [true, false] {
                 for i in 0..self.running.len() {
-                    let (start, end) = self.next_chunk(i);
-                    let is_decode = end - start == 1 && start + 1 == self.running[i].tokens.len();
-                    if is_decode != decode_pass || (end - start > budget && !plan.is_empty()) {
-                        continue;
+                    let s = &self.running[i];
+                    let mut items: Vec<Work> = Vec::new();
+                    match &s.scoring {
+                        Some(sc) if sc.prompt_scored => {
+                            for (k, &(c, _)) in sc.children.iter().enumerate() {
+                                let n = sc.candidates[c].len() - 1;
+                                items.push(Work {
+                                    i,
+                                    start: s.prompt_len,
+                                    end: s.prompt_len + n,
+                                    child: Some(k),
+                                });
+                            }
+                        }
+                        _ => {
+                            let (start, end) = self.next_chunk(i);
+                            items.push(Work {
+                                i,
+                                start,
+                                end,
+                                child: None,
+                            });
+                        }
                     }
-                    budget = budget.saturating_sub(end - start);
-                    needed += end.div_ceil(bs) - start.div_ceil(bs);
-                    plan.push((i, start, end));
+                    for w in items {
+                        let is_decode = w.child.is_none()
+                            && w.end - w.start == 1
+                            && w.start + 1 == s.tokens.len()
+                            && s.scoring.is_none();
+                        if is_decode != decode_pass
+                            || (w.end - w.start > budget && !plan.is_empty())
+                        {
+                            continue;
+                        }
+                        budget = budget.saturating_sub(w.end - w.start);
+                        needed += match w.child {
+                            // A fork shares the prompt's full blocks and copies its last.
+                            Some(_) => w.end.div_ceil(bs) - w.start / bs,
+                            None => w.end.div_ceil(bs) - w.start.div_ceil(bs),
+                        };
+                        plan.push(w);
+                    }
                 }
             }
             if needed > self.model.kv_usage().free_blocks
@@ -385,12 +493,23 @@ impl Scheduler {
             }
             let chunks: Vec<SeqChunk<'_>> = plan
                 .iter()
-                .map(|&(i, start, end)| {
-                    let s = &self.running[i];
-                    SeqChunk {
-                        seq: s.seq.expect("running sequences hold a sequence"),
-                        tokens: &s.tokens[start..end],
-                        logits: (end == s.tokens.len()).then_some(LogitsScope::Last),
+                .map(|w| {
+                    let s = &self.running[w.i];
+                    match (w.child, &s.scoring) {
+                        (Some(k), Some(sc)) => {
+                            let (c, seq) = sc.children[k];
+                            let cand = &sc.candidates[c];
+                            SeqChunk {
+                                seq,
+                                tokens: &cand[..cand.len() - 1],
+                                logits: Some(LogitsScope::All),
+                            }
+                        }
+                        _ => SeqChunk {
+                            seq: s.seq.expect("running sequences hold a sequence"),
+                            tokens: &s.tokens[w.start..w.end],
+                            logits: (w.end == s.tokens.len()).then_some(LogitsScope::Last),
+                        },
                     }
                 })
                 .collect();
@@ -411,8 +530,9 @@ impl Scheduler {
                 Err(e) => {
                     drop(chunks);
                     let msg = e.to_string();
-                    let mut failed: Vec<usize> = plan.iter().map(|p| p.0).collect();
+                    let mut failed: Vec<usize> = plan.iter().map(|w| w.i).collect();
                     failed.sort_unstable();
+                    failed.dedup();
                     for i in failed.into_iter().rev() {
                         let s = self.running.remove(i);
                         self.fail(s, msg.clone());
@@ -425,14 +545,48 @@ impl Scheduler {
         true
     }
 
+    /// Makes the forks scoring requests wait for, freeing blocks (cached prefixes, then the
+    /// newest sequence) when the pool is short.
+    fn fork_pending(&mut self) -> Forks {
+        for i in 0..self.running.len() {
+            let s = &self.running[i];
+            let (Some(sc), Some(seq)) = (&s.scoring, s.seq) else {
+                continue;
+            };
+            let (prompt_len, pending) = (s.prompt_len, sc.pending.clone());
+            for c in pending {
+                let child = loop {
+                    match self.model.fork(seq, prompt_len) {
+                        Ok(child) => break child,
+                        Err(slm_core::Error::KvCacheFull { needed, .. }) => {
+                            if self.make_room(needed) {
+                                continue;
+                            }
+                            if self.running.len() > 1 {
+                                self.preempt_newest();
+                                return Forks::Retry;
+                            }
+                            return Forks::Failed(i, "scoring: the key/value pool is full".into());
+                        }
+                        Err(e) => return Forks::Failed(i, format!("scoring: {e}")),
+                    }
+                };
+                let sc = self.running[i].scoring.as_mut().expect("scoring");
+                sc.pending.retain(|&p| p != c);
+                sc.children.push((c, child));
+            }
+        }
+        Forks::Done
+    }
+
     /// Splits a step's energy between its sequences by the tokens each fed.
-    fn charge(&mut self, plan: &[(usize, usize, usize)], energy: Option<Energy>) {
-        let tokens: usize = plan.iter().map(|p| p.2 - p.1).sum();
-        for &(i, start, end) in plan {
+    fn charge(&mut self, plan: &[Work], energy: Option<Energy>) {
+        let tokens: usize = plan.iter().map(|w| w.end - w.start).sum();
+        for w in plan {
             let part = energy
                 .as_ref()
-                .and_then(|e| share(e, (end - start) as f64 / tokens.max(1) as f64));
-            accumulate(&mut self.running[i].energy, part);
+                .and_then(|e| share(e, (w.end - w.start) as f64 / tokens.max(1) as f64));
+            accumulate(&mut self.running[w.i].energy, part);
         }
         accumulate(&mut self.energy, energy);
         self.stats.energy = match &self.energy {
@@ -441,20 +595,63 @@ impl Scheduler {
         };
     }
 
-    fn after_step(&mut self, plan: &[(usize, usize, usize)], out: &slm_core::step::StepLogits) {
-        enum End {
-            Finish(FinishReason),
-            Fail(String),
+    /// Scores the rows a scoring request got this step; `Some` when it has ended.
+    fn score_rows(&mut self, i: usize, w: &Work, rows: &[f32], vocab: usize) -> Option<End> {
+        let s = &mut self.running[i];
+        let sc = s.scoring.as_mut().expect("a scoring request");
+        match w.child {
+            None => {
+                // The prompt's last row: every candidate's first token.
+                for (c, cand) in sc.candidates.iter().enumerate() {
+                    sc.log_probs[c] = log_softmax_at(rows, cand[0]);
+                }
+                sc.prompt_scored = true;
+                sc.pending = (0..sc.candidates.len())
+                    .filter(|&c| sc.candidates[c].len() > 1)
+                    .collect();
+            }
+            Some(k) => {
+                let (c, _) = sc.children[k];
+                let cand = &sc.candidates[c];
+                for (t, &id) in cand[1..].iter().enumerate() {
+                    sc.log_probs[c] += log_softmax_at(&rows[t * vocab..(t + 1) * vocab], id);
+                }
+            }
         }
+        None
+    }
+
+    fn after_step(&mut self, plan: &[Work], out: &slm_core::step::StepLogits) {
         let max_ctx = self.model.config().max_position_embeddings;
         let mut ended: Vec<(usize, End)> = Vec::new();
-        for (k, &(i, start, end)) in plan.iter().enumerate() {
-            let s = &mut self.running[i];
-            let is_decode = start + 1 == s.tokens.len() && start >= s.prompt_len;
-            if !is_decode {
-                self.stats.prompt_tokens += (end - start) as u64;
+        let mut fed_children: Vec<(usize, usize)> = Vec::new();
+        for (k, w) in plan.iter().enumerate() {
+            let i = w.i;
+            if self.running[i].scoring.is_some() {
+                if w.child.is_none() {
+                    let s = &mut self.running[i];
+                    s.fed = w.end;
+                    self.stats.prompt_tokens += (w.end - w.start) as u64;
+                } else {
+                    self.stats.prompt_tokens += (w.end - w.start) as u64;
+                }
+                let rows = out.chunk(k);
+                if rows.is_empty() {
+                    continue;
+                }
+                if let Some(end) = self.score_rows(i, w, rows, out.vocab) {
+                    ended.push((i, end));
+                } else if let Some(c) = w.child {
+                    fed_children.push((i, c));
+                }
+                continue;
             }
-            s.fed = end;
+            let s = &mut self.running[i];
+            let is_decode = w.start + 1 == s.tokens.len() && w.start >= s.prompt_len;
+            if !is_decode {
+                self.stats.prompt_tokens += (w.end - w.start) as u64;
+            }
+            s.fed = w.end;
             let Some(row) = out.last(k) else { continue };
             let emitted = match s.decoding.advance(row, self.tokenizer.as_deref()) {
                 Ok(e) => e,
@@ -499,6 +696,28 @@ impl Scheduler {
                 ended.push((i, End::Finish(FinishReason::Cancelled)));
             }
         }
+        // Fed forks are done: release them (highest index first, so indices stay valid).
+        fed_children.sort_unstable_by(|a, b| b.cmp(a));
+        for (i, k) in fed_children {
+            if let Some(sc) = self.running[i].scoring.as_mut() {
+                let (_, child) = sc.children.remove(k);
+                self.model.release(child);
+            }
+        }
+        // Scoring requests with every candidate scored are done.
+        for (i, s) in self.running.iter().enumerate() {
+            if let Some(sc) = &s.scoring
+                && sc.prompt_scored
+                && sc.children.is_empty()
+                && sc.pending.is_empty()
+                && !ended.iter().any(|e| e.0 == i)
+            {
+                let _ = s.events.send(Event::Scored {
+                    log_probs: sc.log_probs.clone(),
+                });
+                ended.push((i, End::Finish(FinishReason::Stop)));
+            }
+        }
         ended.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         for (i, end) in ended {
             let s = self.running.remove(i);
@@ -508,4 +727,30 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// What [`Scheduler::fork_pending`] managed.
+enum Forks {
+    /// Every pending fork exists.
+    Done,
+    /// A sequence was preempted to make room: plan again.
+    Retry,
+    /// Running sequence `.0` cannot get its forks: fail it.
+    Failed(usize, String),
+}
+
+/// How a running sequence ended in a step.
+enum End {
+    Finish(FinishReason),
+    Fail(String),
+}
+
+/// One piece of a step: tokens `start..end` of running sequence `i`, or (for a scoring
+/// request) the `child`-th fork's candidate tokens.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    i: usize,
+    start: usize,
+    end: usize,
+    child: Option<usize>,
 }

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP server over an [`Engine`] (feature `server`; `slm serve` runs it).
 //!
-//! Routes: `POST /v1/chat/completions` and `POST /v1/completions` (both with `stream: true`
+//! Routes: `POST /v1/classify` (label scoring, batched with the rest), `POST
+//! /v1/chat/completions` and `POST /v1/completions` (both with `stream: true`
 //! server-sent events, `usage`, `n`, `stop`, `seed`, `logprobs`, `logit_bias`), `GET /v1/models`,
 //! `GET /health` and `GET /metrics` (Prometheus text, vLLM's metric meanings under the `slm:`
 //! prefix). Errors are OpenAI-style JSON bodies: 400 for malformed JSON, unknown models, bad
@@ -33,6 +34,19 @@ use slm_energy::CarbonIntensity;
 use crate::constraint::ConstraintCompiler;
 use crate::engine::Engine;
 
+/// How `/v1/classify` turns an input into a prompt and label completions (token ids): the
+/// served model's task (its template and labels, as `slm finetune` records them) or a default
+/// classifier prompt. `slm serve` provides one from slm-data's `TaskSpec`.
+pub trait ClassifyPrompts: Send + Sync + std::fmt::Debug {
+    /// The labels a request without `labels` is scored against, if the model has a task.
+    fn default_labels(&self) -> Option<Vec<String>>;
+    /// The prompt for `input` and each label's completion tokens.
+    ///
+    /// # Errors
+    /// What went wrong, for a 400.
+    fn build(&self, input: &str, labels: &[String]) -> Result<(Vec<u32>, Vec<Vec<u32>>), String>;
+}
+
 /// What the server needs: the engine, the tokenizer (chat template, text), names.
 #[derive(Debug, Clone)]
 pub struct ServerState {
@@ -43,6 +57,8 @@ pub struct ServerState {
     carbon: CarbonIntensity,
     /// The constraint compiler, or why there is none.
     compiler: Result<Arc<ConstraintCompiler>, String>,
+    /// `/v1/classify`'s prompts, when configured.
+    classify: Option<Arc<dyn ClassifyPrompts>>,
     /// Longest a graceful shutdown waits for running requests before cancelling them.
     pub shutdown_grace: Duration,
 }
@@ -66,6 +82,7 @@ impl ServerState {
         };
         Self {
             compiler,
+            classify: None,
             engine,
             tokenizer,
             model_name: model_name.into(),
@@ -83,6 +100,12 @@ impl ServerState {
         self
     }
 
+    /// Serves `POST /v1/classify` with `prompts`.
+    pub fn with_classifier(mut self, prompts: Arc<dyn ClassifyPrompts>) -> Self {
+        self.classify = Some(prompts);
+        self
+    }
+
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -94,6 +117,7 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(routes::chat))
         .route("/v1/completions", post(routes::completions))
+        .route("/v1/classify", post(routes::classify))
         .route("/v1/models", get(routes::models))
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))

@@ -621,6 +621,8 @@ fn stream_response(
                     s.pending
                         .push_back(SseEvent::default().data(body.to_string()));
                 }
+                // Only scoring requests carry scores; completions never do.
+                Some(Event::Scored { .. }) => {}
             }
         }
     });
@@ -829,4 +831,97 @@ pub(crate) async fn not_found() -> Response {
         code: Some("not_found"),
     }
     .into_response()
+}
+
+/// `POST /v1/classify`: `{"model", "input": str | [str], "labels"?: [str]}` — each label's
+/// probability (normalised over the labels) for each input, by label scoring through the
+/// engine (vLLM's `/classify` shape plus `labels` and `log_probs`).
+pub(crate) async fn classify(State(st): AppState, body: Bytes) -> Response {
+    let go = async {
+        let req: Value = parse(&body)?;
+        let model = req["model"].as_str().unwrap_or_default().to_string();
+        check_model(&st, &model)?;
+        let prompts = st.classify.clone().ok_or_else(|| {
+            ApiError::bad_request("this server has no classifier configured").param("model")
+        })?;
+        let inputs: Vec<String> = match &req["input"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) if !a.is_empty() => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ApiError::bad_request("input must be a string or strings").param("input")
+                })?,
+            _ => {
+                return Err(
+                    ApiError::bad_request("input must be a string or strings").param("input")
+                );
+            }
+        };
+        let labels: Vec<String> = match &req["labels"] {
+            Value::Null => prompts.default_labels().ok_or_else(|| {
+                ApiError::bad_request("labels are required: the model records no task")
+                    .param("labels")
+            })?,
+            Value::Array(a) if a.len() >= 2 => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| ApiError::bad_request("labels must be strings").param("labels"))?,
+            _ => {
+                return Err(
+                    ApiError::bad_request("labels must list at least two strings").param("labels"),
+                );
+            }
+        };
+        let mut streams = Vec::new();
+        let mut prompt_tokens = 0;
+        for input in &inputs {
+            let (prompt, candidates) = prompts
+                .build(input, &labels)
+                .map_err(|e| ApiError::bad_request(e).param("input"))?;
+            prompt_tokens += prompt.len() + candidates.iter().map(Vec::len).sum::<usize>();
+            streams.push(st.engine.score(prompt, candidates)?);
+        }
+        let done = futures_util::future::join_all(streams.into_iter().map(|s| s.completion()))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut data = Vec::new();
+        let mut energy: Option<f64> = Some(0.0);
+        for (index, c) in done.iter().enumerate() {
+            let scores = c
+                .scores
+                .as_ref()
+                .ok_or_else(|| ApiError::server_error("the engine returned no scores"))?;
+            energy = energy.zip(c.metrics.energy_joules).map(|(a, b)| a + b);
+            data.push(json!({
+                "index": index,
+                "label": labels[scores.best],
+                "probs": scores.probs,
+                "log_probs": scores.log_probs,
+                "num_classes": labels.len(),
+            }));
+        }
+        let method = done.first().and_then(|c| c.metrics.energy_method.clone());
+        Ok(axum::Json(json!({
+            "id": new_id("classify"),
+            "object": "list",
+            "created": now_secs(),
+            "model": model,
+            "labels": labels,
+            "data": data,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": 0,
+                "total_tokens": prompt_tokens,
+                "energy_joules": energy,
+                "gco2e": energy.map(|j| j / 3.6e6 * st.carbon.grams_co2e_per_kwh),
+                "energy_method": energy.and(method),
+            },
+        }))
+        .into_response())
+    };
+    go.await.unwrap_or_else(IntoResponse::into_response)
 }
