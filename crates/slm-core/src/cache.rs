@@ -1,6 +1,7 @@
 //! Where slm keeps what it fetches, the same place `scripts/fetch-smollm2.sh` writes to:
-//! `$SLM_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/slm`. Nothing here touches the network
-//! or checks that a file exists: callers decide what a missing file means.
+//! `$SLM_CACHE`, else `${XDG_CACHE_HOME:-$HOME/.cache}/slm`. Nothing here touches the network;
+//! only [`smollm2_gguf_if_present`] looks at whether the file exists, with the one rule every
+//! test and bench that needs the real model follows.
 
 use std::path::PathBuf;
 
@@ -26,4 +27,21 @@ pub fn smollm2_gguf() -> PathBuf {
     std::env::var_os("SLM_SMOLLM2_GGUF")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join(SMOLLM2_GGUF))
+}
+
+/// The SmolLM2 GGUF ([`smollm2_gguf`]) when it exists. `Ok(None)` when absent, so a test or
+/// bench can skip; `Err` naming the path when `SLM_REQUIRE_SMOLLM2=1` (set by `.ci/run`) says
+/// its absence is a failure.
+pub fn smollm2_gguf_if_present() -> Result<Option<PathBuf>, String> {
+    let path = smollm2_gguf();
+    if path.is_file() {
+        return Ok(Some(path));
+    }
+    if std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() == Ok("1") {
+        return Err(format!(
+            "SLM_REQUIRE_SMOLLM2=1 but {} does not exist: run scripts/fetch-smollm2.sh",
+            path.display()
+        ));
+    }
+    Ok(None)
 }

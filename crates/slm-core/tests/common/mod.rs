@@ -75,21 +75,11 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
 /// The SmolLM2-135M-Instruct GGUF ([`slm_core::cache::smollm2_gguf`]), when present. With
 /// `SLM_REQUIRE_SMOLLM2=1` (set by .ci/run) its absence fails the test instead of skipping it.
 pub fn smollm2_gguf() -> Option<PathBuf> {
-    let path = slm_core::cache::smollm2_gguf();
-    if path.is_file() {
-        return Some(path);
+    let path = slm_core::cache::smollm2_gguf_if_present().unwrap_or_else(|e| panic!("{e}"));
+    if path.is_none() {
+        eprintln!("skipping: SmolLM2 GGUF not found (run scripts/fetch-smollm2.sh)");
     }
-    if std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() == Ok("1") {
-        panic!(
-            "SLM_REQUIRE_SMOLLM2=1 but {} is absent: run scripts/fetch-smollm2.sh",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipping: {} is absent (run scripts/fetch-smollm2.sh)",
-        path.display()
-    );
-    None
+    path
 }
 
 /// The largest |diff| between `model`'s logits on `<dir>/expected/inputs.json` (a left-padded
