@@ -3,22 +3,16 @@
 //! JSON objects always come out valid, whatever the seed; bad constraints fail closed; a
 //! compiled constraint is cached.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod common;
+
+use common::*;
 use serde_json::{Value, json};
-use slm_core::fast::FastDecoderConfig;
-use slm_core::prelude::*;
 use slm_core::tokenizer::Tokenizer;
 use slm_infer::constraint::{ConstraintCompiler, OutputConstraint};
 use slm_infer::engine::{Engine, EngineConfig, Request};
 use slm_infer::{Error, FinishReason, GenerationConfig, SamplingParams};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(rel)
-}
 
 struct Setup {
     engine: Engine,
@@ -27,15 +21,9 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = fixture("models/qwen2-tiny");
-    let ckpt = Checkpoint::open(&dir).unwrap();
-    let model = FastDecoderConfig {
-        kv_budget_bytes: 8 << 20,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap();
-    let tokenizer = Arc::new(Tokenizer::from_model_dir(&dir).unwrap());
+    let ckpt = qwen2_tiny();
+    let model = qwen2_fast_bytes(8 << 20);
+    let tokenizer = Arc::new(qwen2_tiny_tokenizer());
     let eos = ckpt.config.eos_token_ids[0];
     let compiler = ConstraintCompiler::new(&tokenizer, eos, ckpt.config.vocab_size).unwrap();
     let engine = Engine::start(

@@ -3,48 +3,17 @@
 //! under a small key/value pool, prefix sharing, cancellation, the queue bound, typed refusals,
 //! text and stop strings, and no leaked blocks after any of it.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slm_core::fast::{FastDecoder, FastDecoderConfig};
+mod common;
+
+use common::*;
+use slm_core::fast::FastDecoderConfig;
 use slm_core::prelude::*;
-use slm_core::step::{BatchedLm, PerSequence};
-use slm_core::tokenizer::Tokenizer;
+use slm_core::step::PerSequence;
 use slm_infer::engine::{Completion, Engine, EngineConfig, Event, Request};
 use slm_infer::{Error, FinishReason, GenerationConfig, SamplingParams, generate};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(rel)
-}
-
-fn checkpoint() -> Checkpoint {
-    Checkpoint::open(&fixture("models/qwen2-tiny")).unwrap()
-}
-
-/// qwen2-tiny on the fast path with a pool of `blocks` blocks of 16 tokens.
-fn fast(blocks: usize) -> FastDecoder {
-    let ckpt = checkpoint();
-    let probe = FastDecoderConfig {
-        kv_budget_bytes: 1 << 20,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap();
-    let per_block = (1 << 20) / probe.kv_usage().total_blocks;
-    FastDecoderConfig {
-        kv_budget_bytes: per_block * blocks,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap()
-}
-
-fn tokenizer() -> Arc<Tokenizer> {
-    Arc::new(Tokenizer::from_model_dir(&fixture("models/qwen2-tiny")).unwrap())
-}
 
 /// Prompts of different lengths (one spans several prefill chunks of 16) and settings: greedy,
 /// seeded sampling with filters, penalties and logprobs.
@@ -172,12 +141,12 @@ fn assert_no_leaks(engine: &Engine) {
 #[test]
 fn each_request_gets_what_it_gets_alone_whatever_shares_its_steps() {
     let requests = workload();
-    let engine = Engine::start(Arc::new(fast(256)), None, config()).unwrap();
+    let engine = Engine::start(Arc::new(qwen2_fast(256)), None, config()).unwrap();
     let single = alone(&engine, &requests);
     let batched = together(&engine, &requests);
     assert_same(&single, &batched);
     // The greedy ones are the argmax chain of the plain generation loop.
-    let model = fast(256);
+    let model = qwen2_fast(256);
     for i in [0, 4] {
         let want = generate(&model, &requests[i].prompt, &requests[i].config, false).unwrap();
         assert_eq!(single[i].ids, want.ids, "request {i} vs generate");
@@ -193,11 +162,11 @@ fn each_request_gets_what_it_gets_alone_whatever_shares_its_steps() {
 #[test]
 fn a_small_pool_preempts_and_recomputes_without_changing_outputs() {
     let requests = workload();
-    let roomy = Engine::start(Arc::new(fast(256)), None, config()).unwrap();
+    let roomy = Engine::start(Arc::new(qwen2_fast(256)), None, config()).unwrap();
     let want = alone(&roomy, &requests);
     // 8 blocks hold 128 tokens: not all five sequences at once.
     let tight = Engine::start(
-        Arc::new(fast(8)),
+        Arc::new(qwen2_fast(8)),
         None,
         EngineConfig {
             prefix_cache_entries: 0,
@@ -233,7 +202,7 @@ fn identical_prompt_prefixes_share_blocks() {
     };
     let requests = [ask(&[11, 12]), ask(&[13]), ask(&[14, 15, 16])];
     let fresh = Engine::start(
-        Arc::new(fast(64)),
+        Arc::new(qwen2_fast(64)),
         None,
         EngineConfig {
             prefix_cache_entries: 0,
@@ -244,7 +213,7 @@ fn identical_prompt_prefixes_share_blocks() {
     let want = alone(&fresh, &requests);
     assert_eq!(settled(&fresh).prefix_cache_hits, 0);
 
-    let shared = Engine::start(Arc::new(fast(64)), None, config()).unwrap();
+    let shared = Engine::start(Arc::new(qwen2_fast(64)), None, config()).unwrap();
     let got = alone(&shared, &requests);
     assert_same(&want, &got);
     let s = settled(&shared);
@@ -258,7 +227,7 @@ fn identical_prompt_prefixes_share_blocks() {
 
 #[test]
 fn cancelled_and_dropped_requests_free_their_blocks_at_once() {
-    let engine = Engine::start(Arc::new(fast(64)), None, config()).unwrap();
+    let engine = Engine::start(Arc::new(qwen2_fast(64)), None, config()).unwrap();
     let long = GenerationConfig {
         max_new_tokens: 100,
         ..Default::default()
@@ -287,7 +256,7 @@ fn cancelled_and_dropped_requests_free_their_blocks_at_once() {
 #[test]
 fn the_queue_is_bounded_and_bad_requests_are_refused_by_type() {
     let engine = Engine::start(
-        Arc::new(fast(16)),
+        Arc::new(qwen2_fast(16)),
         None,
         EngineConfig {
             max_queue: 2,
@@ -339,7 +308,7 @@ fn the_queue_is_bounded_and_bad_requests_are_refused_by_type() {
         Err(Error::InvalidConfig(m)) if m.contains("top_p")
     ));
     // 4 blocks of 16 tokens: a 100-token prompt could never run.
-    let small_pool = Engine::start(Arc::new(fast(4)), None, config()).unwrap();
+    let small_pool = Engine::start(Arc::new(qwen2_fast(4)), None, config()).unwrap();
     assert!(matches!(
         small_pool.submit(Request::new(vec![2; 100], long)),
         Err(Error::PromptTooLarge { .. })
@@ -348,8 +317,8 @@ fn the_queue_is_bounded_and_bad_requests_are_refused_by_type() {
 
 #[test]
 fn text_streams_whole_characters_and_stops_at_stop_strings() {
-    let tk = tokenizer();
-    let engine = Engine::start(Arc::new(fast(64)), Some(tk.clone()), config()).unwrap();
+    let tk = Arc::new(qwen2_tiny_tokenizer());
+    let engine = Engine::start(Arc::new(qwen2_fast(64)), Some(tk.clone()), config()).unwrap();
     let prompt = tk.encode("Hello, world! The answer is", true).unwrap();
     let free = GenerationConfig {
         max_new_tokens: 24,
@@ -386,7 +355,7 @@ fn text_streams_whole_characters_and_stops_at_stop_strings() {
 
 #[test]
 fn the_burn_decoder_serves_through_the_same_engine() {
-    let ckpt = checkpoint();
+    let ckpt = qwen2_tiny();
     let burn = PerSequence::new(ckpt.load_decoder(&Device::flex()).unwrap(), 16, 64);
     let requests: Vec<Request> = workload()
         .into_iter()
@@ -402,21 +371,6 @@ fn the_burn_decoder_serves_through_the_same_engine() {
         assert_eq!(w.ids, g.ids);
     }
     assert_no_leaks(&engine);
-}
-
-/// The cached SmolLM2 GGUF; `None` when absent unless `SLM_REQUIRE_SMOLLM2=1`.
-fn smollm2() -> Option<PathBuf> {
-    let path = slm_core::cache::smollm2_gguf();
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("SLM_REQUIRE_SMOLLM2").as_deref() != Ok("1"),
-        "SLM_REQUIRE_SMOLLM2=1 but {} does not exist",
-        path.display()
-    );
-    eprintln!("skipping: no SmolLM2 GGUF at {}", path.display());
-    None
 }
 
 #[test]
@@ -470,11 +424,11 @@ fn label_scores_through_the_engine_match_score_labels_and_batch_with_generation(
     let prompt: Vec<u32> = (0..21).map(|i| (i * 29 + 3) % 700 + 2).collect();
     let candidates: Vec<Vec<u32>> = vec![vec![17], vec![40, 41, 42], vec![300, 5], vec![9; 6]];
     // The reference: slm-infer's score_labels over the burn decoder (one forward per label).
-    let ckpt = checkpoint();
+    let ckpt = qwen2_tiny();
     let burn = ckpt.load_decoder(&Device::flex()).unwrap();
     let want = slm_infer::score_labels(&burn, &prompt, &candidates).unwrap();
 
-    let engine = Engine::start(Arc::new(fast(64)), None, config()).unwrap();
+    let engine = Engine::start(Arc::new(qwen2_fast(64)), None, config()).unwrap();
     let alone = engine
         .score(prompt.clone(), candidates.clone())
         .unwrap()
@@ -501,7 +455,7 @@ fn label_scores_through_the_engine_match_score_labels_and_batch_with_generation(
     }
     // Under a pool small enough to preempt, and with bad candidates refused.
     let tight = Engine::start(
-        Arc::new(fast(6)),
+        Arc::new(qwen2_fast(6)),
         None,
         EngineConfig {
             prefix_cache_entries: 0,

@@ -2,16 +2,11 @@
 //! fixture's unpadded row scores what `-log_softmax` of transformers' logits (the fixture's
 //! expected output) gives at the same positions, within the tiny-model logits tolerance.
 
-use std::path::Path;
+mod common;
 
+use common::fixture;
 use slm_core::prelude::*;
 use slm_infer::{PerplexityConfig, perplexity};
-
-fn fixture(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(rel)
-}
 
 #[test]
 fn one_chunk_scores_what_transformers_logits_give() {

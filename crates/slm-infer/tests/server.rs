@@ -5,12 +5,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::*;
 use serde_json::{Value, json};
-use slm_core::fast::FastDecoderConfig;
 use slm_core::prelude::*;
 use slm_core::tokenizer::{ChatTemplate, Tokenizer};
 use slm_infer::engine::{Engine, EngineConfig};
@@ -37,12 +38,6 @@ impl ClassifyPrompts for PlainPrompts {
 
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(rel)
-}
-
 struct Server {
     addr: SocketAddr,
     engine: Engine,
@@ -51,15 +46,8 @@ struct Server {
 }
 
 fn start(config: EngineConfig) -> Server {
-    let dir = fixture("models/qwen2-tiny");
-    let ckpt = Checkpoint::open(&dir).unwrap();
-    let model = FastDecoderConfig {
-        kv_budget_bytes: 8 << 20,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap();
-    let mut tk = Tokenizer::from_model_dir(&dir).unwrap();
+    let model = qwen2_fast_bytes(8 << 20);
+    let mut tk = qwen2_tiny_tokenizer();
     tk.set_chat_template(Some(ChatTemplate::new(CHATML).unwrap()));
     let tk = Arc::new(tk);
     let engine = Engine::start(Arc::new(model), Some(tk.clone()), config).unwrap();
@@ -505,10 +493,8 @@ fn classify_scores_labels_through_the_engine() {
     assert_eq!(r["object"], "list");
     assert_eq!(r["labels"], json!(labels));
     // The reference: score_labels over the burn decoder with the same prompts.
-    let dir = fixture("models/qwen2-tiny");
-    let ckpt = Checkpoint::open(&dir).unwrap();
-    let burn = ckpt.load_decoder(&Device::flex()).unwrap();
-    let tk = Arc::new(Tokenizer::from_model_dir(&dir).unwrap());
+    let burn = qwen2_tiny().load_decoder(&Device::flex()).unwrap();
+    let tk = Arc::new(qwen2_tiny_tokenizer());
     let owned: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
     for (i, input) in inputs.iter().enumerate() {
         let (prompt, cands) = PlainPrompts(tk.clone()).build(input, &owned).unwrap();

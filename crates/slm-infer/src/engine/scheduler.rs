@@ -221,10 +221,8 @@ impl Scheduler {
 
     /// Releases a scoring request's forks and restarts its scoring (after preemption).
     fn reset_scoring(&mut self, s: &mut Sequence) {
+        self.reset_scoring_children(s);
         if let Some(sc) = &mut s.scoring {
-            for (_, child) in sc.children.drain(..) {
-                self.model.release(child);
-            }
             sc.pending.clear();
             sc.prompt_scored = false;
             sc.log_probs.iter_mut().for_each(|l| *l = 0.0);
@@ -260,11 +258,19 @@ impl Scheduler {
         let _ = s.events.send(Event::Failed(error));
     }
 
-    fn record_end(&mut self, s: &mut Sequence) {
-        if s.scheduled.is_none() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            s.scheduled = Some(Instant::now());
+    /// Marks `s` as having left the queue (it no longer counts against `max_queue`); false if it
+    /// already had.
+    fn leave_queue(&self, s: &mut Sequence) -> bool {
+        if s.scheduled.is_some() {
+            return false;
         }
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        s.scheduled = Some(Instant::now());
+        true
+    }
+
+    fn record_end(&mut self, s: &mut Sequence) {
+        self.leave_queue(s);
         s.metrics.e2e_s = secs(s.arrived.elapsed());
         if let Some(Some(e)) = &s.energy {
             s.metrics.energy_joules = Some(e.joules());
@@ -372,10 +378,8 @@ impl Scheduler {
                 self.waiting.push_front(s);
                 break;
             };
-            if s.scheduled.is_none() {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-                let now = Instant::now();
-                s.scheduled = Some(now);
+            if self.leave_queue(&mut s) {
+                let now = s.scheduled.expect("just scheduled");
                 s.metrics.queue_time_s = secs(now - s.arrived);
                 self.stats.queue_time.observe(s.metrics.queue_time_s);
                 // Prompt-cache accounting covers the first admission only.
@@ -432,58 +436,7 @@ impl Scheduler {
                     continue;
                 }
             }
-            // Decode tokens first, then prefill chunks and scoring forks in arrival order,
-            // within the budget.
-            let mut plan: Vec<Work> = Vec::new();
-            let mut budget = self.config.max_batch_tokens.max(1);
-            let bs = self.model.kv_usage().block_size;
-            let mut needed = 0;
-            for decode_pass in [true, false] {
-                for i in 0..self.running.len() {
-                    let s = &self.running[i];
-                    let mut items: Vec<Work> = Vec::new();
-                    match &s.scoring {
-                        Some(sc) if sc.prompt_scored => {
-                            for (k, &(c, _)) in sc.children.iter().enumerate() {
-                                let n = sc.candidates[c].len() - 1;
-                                items.push(Work {
-                                    i,
-                                    start: s.prompt_len,
-                                    end: s.prompt_len + n,
-                                    child: Some(k),
-                                });
-                            }
-                        }
-                        _ => {
-                            let (start, end) = self.next_chunk(i);
-                            items.push(Work {
-                                i,
-                                start,
-                                end,
-                                child: None,
-                            });
-                        }
-                    }
-                    for w in items {
-                        let is_decode = w.child.is_none()
-                            && w.end - w.start == 1
-                            && w.start + 1 == s.tokens.len()
-                            && s.scoring.is_none();
-                        if is_decode != decode_pass
-                            || (w.end - w.start > budget && !plan.is_empty())
-                        {
-                            continue;
-                        }
-                        budget = budget.saturating_sub(w.end - w.start);
-                        needed += match w.child {
-                            // A fork shares the prompt's full blocks and copies its last.
-                            Some(_) => w.end.div_ceil(bs) - w.start / bs,
-                            None => w.end.div_ceil(bs) - w.start.div_ceil(bs),
-                        };
-                        plan.push(w);
-                    }
-                }
-            }
+            let (plan, needed) = self.plan();
             if needed > self.model.kv_usage().free_blocks
                 && !self.make_room(needed)
                 && self.running.len() > 1
@@ -491,29 +444,8 @@ impl Scheduler {
                 self.preempt_newest();
                 continue;
             }
-            let chunks: Vec<SeqChunk<'_>> = plan
-                .iter()
-                .map(|w| {
-                    let s = &self.running[w.i];
-                    match (w.child, &s.scoring) {
-                        (Some(k), Some(sc)) => {
-                            let (c, seq) = sc.children[k];
-                            let cand = &sc.candidates[c];
-                            SeqChunk {
-                                seq,
-                                tokens: &cand[..cand.len() - 1],
-                                logits: Some(LogitsScope::All),
-                            }
-                        }
-                        _ => SeqChunk {
-                            seq: s.seq.expect("running sequences hold a sequence"),
-                            tokens: &s.tokens[w.start..w.end],
-                            logits: (w.end == s.tokens.len()).then_some(LogitsScope::Last),
-                        },
-                    }
-                })
-                .collect();
             let meter_start = self.meter.read();
+            let chunks: Vec<SeqChunk<'_>> = plan.iter().map(|w| self.chunk(w)).collect();
             match self.model.step(&chunks) {
                 Ok(out) => {
                     drop(chunks);
@@ -543,6 +475,76 @@ impl Scheduler {
         }
         self.refresh_stats();
         true
+    }
+
+    /// This step's work and the blocks it needs: decode tokens first, then prefill chunks and
+    /// scoring forks in arrival order, within the token budget.
+    fn plan(&self) -> (Vec<Work>, usize) {
+        let mut plan: Vec<Work> = Vec::new();
+        let mut budget = self.config.max_batch_tokens.max(1);
+        let bs = self.model.kv_usage().block_size;
+        let mut needed = 0;
+        for decode_pass in [true, false] {
+            for (i, s) in self.running.iter().enumerate() {
+                let items: Vec<Work> = match &s.scoring {
+                    Some(sc) if sc.prompt_scored => (0..sc.children.len())
+                        .map(|k| Work {
+                            i,
+                            start: s.prompt_len,
+                            end: s.prompt_len + sc.candidates[sc.children[k].0].len() - 1,
+                            child: Some(k),
+                        })
+                        .collect(),
+                    _ => {
+                        let (start, end) = self.next_chunk(i);
+                        vec![Work {
+                            i,
+                            start,
+                            end,
+                            child: None,
+                        }]
+                    }
+                };
+                for w in items {
+                    let is_decode = w.child.is_none()
+                        && w.end - w.start == 1
+                        && w.start + 1 == s.tokens.len()
+                        && s.scoring.is_none();
+                    if is_decode != decode_pass || (w.end - w.start > budget && !plan.is_empty()) {
+                        continue;
+                    }
+                    budget = budget.saturating_sub(w.end - w.start);
+                    needed += match w.child {
+                        // A fork shares the prompt's full blocks and copies its last.
+                        Some(_) => w.end.div_ceil(bs) - w.start / bs,
+                        None => w.end.div_ceil(bs) - w.start.div_ceil(bs),
+                    };
+                    plan.push(w);
+                }
+            }
+        }
+        (plan, needed)
+    }
+
+    /// The model-side chunk of a piece of work.
+    fn chunk(&self, w: &Work) -> SeqChunk<'_> {
+        let s = &self.running[w.i];
+        match (w.child, &s.scoring) {
+            (Some(k), Some(sc)) => {
+                let (c, seq) = sc.children[k];
+                let cand = &sc.candidates[c];
+                SeqChunk {
+                    seq,
+                    tokens: &cand[..cand.len() - 1],
+                    logits: Some(LogitsScope::All),
+                }
+            }
+            _ => SeqChunk {
+                seq: s.seq.expect("running sequences hold a sequence"),
+                tokens: &s.tokens[w.start..w.end],
+                logits: (w.end == s.tokens.len()).then_some(LogitsScope::Last),
+            },
+        }
     }
 
     /// Makes the forks scoring requests wait for, freeing blocks (cached prefixes, then the
@@ -595,8 +597,8 @@ impl Scheduler {
         };
     }
 
-    /// Scores the rows a scoring request got this step; `Some` when it has ended.
-    fn score_rows(&mut self, i: usize, w: &Work, rows: &[f32], vocab: usize) -> Option<End> {
+    /// Adds the rows a scoring request got this step to its candidates' scores.
+    fn score_rows(&mut self, i: usize, w: &Work, rows: &[f32], vocab: usize) {
         let s = &mut self.running[i];
         let sc = s.scoring.as_mut().expect("a scoring request");
         match w.child {
@@ -618,7 +620,6 @@ impl Scheduler {
                 }
             }
         }
-        None
     }
 
     fn after_step(&mut self, plan: &[Work], out: &slm_core::step::StepLogits) {
@@ -628,21 +629,14 @@ impl Scheduler {
         for (k, w) in plan.iter().enumerate() {
             let i = w.i;
             if self.running[i].scoring.is_some() {
-                if w.child.is_none() {
-                    let s = &mut self.running[i];
-                    s.fed = w.end;
-                    self.stats.prompt_tokens += (w.end - w.start) as u64;
-                } else {
-                    self.stats.prompt_tokens += (w.end - w.start) as u64;
+                self.stats.prompt_tokens += (w.end - w.start) as u64;
+                match w.child {
+                    None => self.running[i].fed = w.end,
+                    Some(c) => fed_children.push((i, c)),
                 }
                 let rows = out.chunk(k);
-                if rows.is_empty() {
-                    continue;
-                }
-                if let Some(end) = self.score_rows(i, w, rows, out.vocab) {
-                    ended.push((i, end));
-                } else if let Some(c) = w.child {
-                    fed_children.push((i, c));
+                if !rows.is_empty() {
+                    self.score_rows(i, w, rows, out.vocab);
                 }
                 continue;
             }

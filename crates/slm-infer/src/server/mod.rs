@@ -23,7 +23,7 @@ mod prometheus;
 mod routes;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -55,8 +55,9 @@ pub struct ServerState {
     model_name: String,
     created: u64,
     carbon: CarbonIntensity,
-    /// The constraint compiler, or why there is none.
-    compiler: Result<Arc<ConstraintCompiler>, String>,
+    /// The constraint compiler (built at the first constrained request: its token trie costs
+    /// ~0.2 s for a 49k vocabulary), or why there is none.
+    compiler: Arc<OnceLock<Result<ConstraintCompiler, String>>>,
     /// `/v1/classify`'s prompts, when configured.
     classify: Option<Arc<dyn ClassifyPrompts>>,
     /// Longest a graceful shutdown waits for running requests before cancelling them.
@@ -68,20 +69,8 @@ impl ServerState {
     /// Emissions use the world-average grid intensity unless [`ServerState::with_carbon`] says
     /// otherwise.
     pub fn new(engine: Engine, tokenizer: Arc<Tokenizer>, model_name: impl Into<String>) -> Self {
-        let config = engine.model().config();
-        // Constrained outputs end at the chat template's end token, else the model's EOS.
-        let eos = tokenizer
-            .eos_token()
-            .and_then(|e| tokenizer.token_to_id(e))
-            .or(config.eos_token_ids.first().copied());
-        let compiler = match eos {
-            Some(eos) => ConstraintCompiler::new(&tokenizer, eos, config.vocab_size)
-                .map(Arc::new)
-                .map_err(|e| e.to_string()),
-            None => Err("the model names no end-of-sequence token".into()),
-        };
         Self {
-            compiler,
+            compiler: Arc::new(OnceLock::new()),
             classify: None,
             engine,
             tokenizer,
@@ -104,6 +93,25 @@ impl ServerState {
     pub fn with_classifier(mut self, prompts: Arc<dyn ClassifyPrompts>) -> Self {
         self.classify = Some(prompts);
         self
+    }
+
+    /// The constraint compiler, built on first use, or why there is none.
+    pub(crate) fn compiler(&self) -> Result<&ConstraintCompiler, &str> {
+        self.compiler
+            .get_or_init(|| {
+                let config = self.engine.model().config();
+                // Constrained outputs end at the chat template's end token, else the model's EOS.
+                let eos = self
+                    .tokenizer
+                    .eos_token()
+                    .and_then(|e| self.tokenizer.token_to_id(e))
+                    .or(config.eos_token_ids.first().copied())
+                    .ok_or("the model names no end-of-sequence token")?;
+                ConstraintCompiler::new(&self.tokenizer, eos, config.vocab_size)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The engine.

@@ -181,8 +181,9 @@ pub struct PromptTokensDetails {
 }
 
 impl Usage {
-    /// Adds another choice's counts (and energy).
-    pub(crate) fn add(&mut self, other: &Usage) {
+    /// Adds another prompt's usage (its tokens and energy).
+    pub(crate) fn add_prompt(&mut self, other: &Usage) {
+        self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.total_tokens = self.prompt_tokens + self.completion_tokens;
         self.prompt_tokens_details.cached_tokens = self

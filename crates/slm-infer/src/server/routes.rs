@@ -125,7 +125,7 @@ fn constraint(st: &ServerState, f: &SamplingFields) -> Result<Option<Grammar>, A
         0 => Ok(None),
         1 => {
             let (field, c) = asked.pop().expect("one");
-            let compiler = st.compiler.as_ref().map_err(|why| {
+            let compiler = st.compiler().map_err(|why| {
                 ApiError::bad_request(format!("constrained outputs are unavailable: {why}"))
                     .param(field)
             })?;
@@ -358,8 +358,13 @@ fn completion_logprobs(st: &ServerState, lps: &[TokenLogprob], offset: usize) ->
     })
 }
 
-/// The usage of one prompt's choices.
-fn usage(st: &ServerState, p: &Prepared, metrics: &[&RequestMetrics]) -> Usage {
+/// The usage of one prompt of `prompt_tokens` (`truncated` cut from it) and its choices.
+fn usage_of(
+    st: &ServerState,
+    prompt_tokens: usize,
+    truncated: Option<usize>,
+    metrics: &[&RequestMetrics],
+) -> Usage {
     let completion_tokens = metrics.iter().map(|m| m.completion_tokens).sum();
     let energy: Option<f64> = metrics.iter().map(|m| m.energy_joules).sum();
     let mut methods: Vec<&str> = metrics
@@ -368,9 +373,9 @@ fn usage(st: &ServerState, p: &Prepared, metrics: &[&RequestMetrics]) -> Usage {
         .collect();
     methods.dedup();
     Usage {
-        prompt_tokens: p.ids.len(),
+        prompt_tokens,
         completion_tokens,
-        total_tokens: p.ids.len() + completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
         prompt_tokens_details: PromptTokensDetails {
             cached_tokens: metrics
                 .iter()
@@ -378,7 +383,7 @@ fn usage(st: &ServerState, p: &Prepared, metrics: &[&RequestMetrics]) -> Usage {
                 .max()
                 .unwrap_or(0),
         },
-        prompt_tokens_truncated: p.truncated,
+        prompt_tokens_truncated: truncated,
         energy_joules: energy,
         gco2e: energy.map(|j| j / 3.6e6 * st.carbon.grams_co2e_per_kwh),
         energy_method: energy.and(match methods.as_slice() {
@@ -386,6 +391,27 @@ fn usage(st: &ServerState, p: &Prepared, metrics: &[&RequestMetrics]) -> Usage {
             _ => None,
         }),
     }
+}
+
+/// The usage of a whole request: every prompt's, from its choices' metrics (`(prompt, metrics)`).
+fn request_usage(
+    st: &ServerState,
+    prepared: &[Prepared],
+    metrics: &[(usize, &RequestMetrics)],
+) -> Usage {
+    let mut prompts = prepared.iter().enumerate().map(|(pi, p)| {
+        let mine: Vec<&RequestMetrics> = metrics
+            .iter()
+            .filter(|(q, _)| *q == pi)
+            .map(|(_, m)| *m)
+            .collect();
+        usage_of(st, p.ids.len(), p.truncated, &mine)
+    });
+    let first = prompts.next().unwrap_or_default();
+    prompts.fold(first, |mut total, u| {
+        total.add_prompt(&u);
+        total
+    })
 }
 
 async fn run(st: Arc<ServerState>, job: Job) -> Result<Response, ApiError> {
@@ -408,27 +434,20 @@ async fn run(st: Arc<ServerState>, job: Job) -> Result<Response, ApiError> {
     if job.stream {
         return Ok(stream_response(st, job, streams, id, created));
     }
-    let done: Vec<Result<Completion, crate::Error>> = futures_util::future::join_all(
-        streams
+    let done: Vec<Completion> =
+        futures_util::future::join_all(streams.into_iter().map(|(_, _, s)| s.completion()))
+            .await
             .into_iter()
-            .map(|(pi, index, s)| async move { s.completion().await.map(|c| (pi, index, c)) }),
-    )
-    .await
-    .into_iter()
-    .map(|r| r.map(|(_, _, c)| c))
-    .collect();
-    let done: Vec<Completion> = done.into_iter().collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?;
+    let metrics: Vec<(usize, &RequestMetrics)> = done
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (k / n, &c.metrics))
+        .collect();
+    let total = request_usage(&st, &job.prepared, &metrics);
     let mut choices = Vec::new();
-    let mut total = Usage::default();
     for (pi, p) in job.prepared.iter().enumerate() {
         let mine = &done[pi * n..(pi + 1) * n];
-        let u = usage(&st, p, &mine.iter().map(|c| &c.metrics).collect::<Vec<_>>());
-        if pi == 0 {
-            total = u;
-        } else {
-            total.prompt_tokens += u.prompt_tokens;
-            total.add(&u);
-        }
         for (ci, c) in mine.iter().enumerate() {
             let index = pi * n + ci;
             let reason = finish_reason(c.reason);
@@ -535,25 +554,9 @@ fn stream_response(
             }
             let Some((pi, index, event)) = s.merged.next().await else {
                 if s.job.include_usage {
-                    let mut total: Option<Usage> = None;
-                    for (pi, p) in s.job.prepared.iter().enumerate() {
-                        let ms: Vec<&RequestMetrics> = s
-                            .metrics
-                            .iter()
-                            .flatten()
-                            .filter(|(q, _)| *q == pi)
-                            .map(|(_, m)| m)
-                            .collect();
-                        let u = usage(&s.st, p, &ms);
-                        total = Some(match total {
-                            None => u,
-                            Some(mut t) => {
-                                t.prompt_tokens += u.prompt_tokens;
-                                t.add(&u);
-                                t
-                            }
-                        });
-                    }
+                    let metrics: Vec<(usize, &RequestMetrics)> =
+                        s.metrics.iter().flatten().map(|(pi, m)| (*pi, m)).collect();
+                    let total = request_usage(&s.st, &s.job.prepared, &metrics);
                     let body = json!({
                         "id": s.id, "object": object, "created": s.created,
                         "model": s.job.model, "choices": [], "usage": total,
@@ -833,6 +836,14 @@ pub(crate) async fn not_found() -> Response {
     .into_response()
 }
 
+/// A JSON array of strings, `None` for anything else.
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
 /// `POST /v1/classify`: `{"model", "input": str | [str], "labels"?: [str]}` — each label's
 /// probability (normalised over the labels) for each input, by label scoring through the
 /// engine (vLLM's `/classify` shape plus `labels` and `log_probs`).
@@ -846,34 +857,18 @@ pub(crate) async fn classify(State(st): AppState, body: Bytes) -> Response {
         })?;
         let inputs: Vec<String> = match &req["input"] {
             Value::String(s) => vec![s.clone()],
-            Value::Array(a) if !a.is_empty() => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    ApiError::bad_request("input must be a string or strings").param("input")
-                })?,
-            _ => {
-                return Err(
-                    ApiError::bad_request("input must be a string or strings").param("input")
-                );
-            }
+            v => strings(v).filter(|v| !v.is_empty()).ok_or_else(|| {
+                ApiError::bad_request("input must be a string or strings").param("input")
+            })?,
         };
         let labels: Vec<String> = match &req["labels"] {
             Value::Null => prompts.default_labels().ok_or_else(|| {
                 ApiError::bad_request("labels are required: the model records no task")
                     .param("labels")
             })?,
-            Value::Array(a) if a.len() >= 2 => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| ApiError::bad_request("labels must be strings").param("labels"))?,
-            _ => {
-                return Err(
-                    ApiError::bad_request("labels must list at least two strings").param("labels"),
-                );
-            }
+            v => strings(v).filter(|l| l.len() >= 2).ok_or_else(|| {
+                ApiError::bad_request("labels must list at least two strings").param("labels")
+            })?,
         };
         let mut streams = Vec::new();
         let mut prompt_tokens = 0;
@@ -889,13 +884,11 @@ pub(crate) async fn classify(State(st): AppState, body: Bytes) -> Response {
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         let mut data = Vec::new();
-        let mut energy: Option<f64> = Some(0.0);
         for (index, c) in done.iter().enumerate() {
             let scores = c
                 .scores
                 .as_ref()
                 .ok_or_else(|| ApiError::server_error("the engine returned no scores"))?;
-            energy = energy.zip(c.metrics.energy_joules).map(|(a, b)| a + b);
             data.push(json!({
                 "index": index,
                 "label": labels[scores.best],
@@ -904,24 +897,19 @@ pub(crate) async fn classify(State(st): AppState, body: Bytes) -> Response {
                 "num_classes": labels.len(),
             }));
         }
-        let method = done.first().and_then(|c| c.metrics.energy_method.clone());
-        Ok(axum::Json(json!({
-            "id": new_id("classify"),
-            "object": "list",
-            "created": now_secs(),
-            "model": model,
-            "labels": labels,
-            "data": data,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": 0,
-                "total_tokens": prompt_tokens,
-                "energy_joules": energy,
-                "gco2e": energy.map(|j| j / 3.6e6 * st.carbon.grams_co2e_per_kwh),
-                "energy_method": energy.and(method),
-            },
-        }))
-        .into_response())
+        let metrics: Vec<&RequestMetrics> = done.iter().map(|c| &c.metrics).collect();
+        Ok::<_, ApiError>(
+            axum::Json(json!({
+                "id": new_id("classify"),
+                "object": "list",
+                "created": now_secs(),
+                "model": model,
+                "labels": labels,
+                "data": data,
+                "usage": usage_of(&st, prompt_tokens, None, &metrics),
+            }))
+            .into_response(),
+        )
     };
     go.await.unwrap_or_else(IntoResponse::into_response)
 }
