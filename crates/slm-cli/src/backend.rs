@@ -42,17 +42,33 @@ impl Runner {
     /// Loads `args` on the backend it asks for.
     pub fn load(args: &ModelArgs) -> Result<(Checkpoint, Self)> {
         let ckpt = Checkpoint::open(&args.model)?;
-        let fast = match args.backend {
+        if args.uses_fast_path(&ckpt)? {
+            let model = FastDecoderConfig::default().init(&ckpt.config, ckpt.weights.as_ref())?;
+            return Ok((ckpt, Runner::Fast(Box::new(model))));
+        }
+        let model = crate::load_decoder(&ckpt, args)?;
+        Ok((ckpt, Runner::Burn(Box::new(model))))
+    }
+}
+
+impl ModelArgs {
+    /// Whether `--backend` (with this checkpoint, adapter and device) picks the CPU fast path:
+    /// `auto` does for a GGUF file on the CPU without an adapter.
+    ///
+    /// # Errors
+    /// `--backend fast` with an adapter or off the CPU.
+    pub fn uses_fast_path(&self, ckpt: &Checkpoint) -> Result<bool> {
+        Ok(match self.backend {
             BackendArg::Fast => {
-                if args.adapter.is_some() {
+                if self.adapter.is_some() {
                     anyhow::bail!(
                         "--backend fast runs no adapters yet: merge it (`slm lora merge`) or use --backend burn"
                     );
                 }
-                if args.device != DeviceArg::Cpu {
+                if self.device != DeviceArg::Cpu {
                     anyhow::bail!(
                         "--backend fast runs on the CPU; use --backend burn for {:?}",
-                        args.device
+                        self.device
                     );
                 }
                 true
@@ -60,16 +76,10 @@ impl Runner {
             BackendArg::Burn => false,
             BackendArg::Auto => {
                 ckpt.format == ModelFormat::Gguf
-                    && args.adapter.is_none()
-                    && args.device == DeviceArg::Cpu
+                    && self.adapter.is_none()
+                    && self.device == DeviceArg::Cpu
             }
-        };
-        if fast {
-            let model = FastDecoderConfig::default().init(&ckpt.config, ckpt.weights.as_ref())?;
-            return Ok((ckpt, Runner::Fast(Box::new(model))));
-        }
-        let model = crate::load_decoder(&ckpt, args)?;
-        Ok((ckpt, Runner::Burn(Box::new(model))))
+        })
     }
 }
 

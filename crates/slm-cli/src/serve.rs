@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use slm_core::fast::FastDecoderConfig;
+use anyhow::{Context, Result};
+use slm_core::fast::{DEFAULT_BLOCK_SIZE, FastDecoderConfig, KvPool};
 use slm_core::prelude::*;
 use slm_core::step::{BatchedLm, PerSequence};
 use slm_data::Example;
@@ -110,19 +110,13 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
             .clone()
             .context("this model has no tokenizer; the server needs one")?,
     );
-    let fast = match args.backend {
-        BackendArg::Fast => true,
-        BackendArg::Burn => false,
-        BackendArg::Auto => {
-            ckpt.format == slm_core::ModelFormat::Gguf && args.device == DeviceArg::Cpu
-        }
+    let model_args = ModelArgs {
+        model: args.model.clone(),
+        adapter: None,
+        device: args.device,
+        backend: args.backend,
     };
-    if fast && args.device != DeviceArg::Cpu {
-        bail!(
-            "--backend fast runs on the CPU; use --backend burn for {:?}",
-            args.device
-        );
-    }
+    let fast = model_args.uses_fast_path(&ckpt)?;
     let model: Arc<dyn BatchedLm> = if fast {
         Arc::new(
             FastDecoderConfig {
@@ -133,19 +127,14 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
             .init(&ckpt.config, ckpt.weights.as_ref())?,
         )
     } else {
+        // Counted in blocks as the fast path's pool would hold them in the same memory.
         let c = &ckpt.config;
-        // f32 keys and values: 2 x layers x kv heads x head dim x 4 bytes per token.
-        let per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4;
-        let blocks = args.kv_memory / (per_token * 16).max(1);
-        let model_args = ModelArgs {
-            model: args.model.clone(),
-            adapter: None,
-            device: args.device,
-            backend: args.backend,
-        };
+        let per_token =
+            KvPool::bytes_per_token(c.num_hidden_layers, c.num_key_value_heads * c.head_dim);
+        let blocks = args.kv_memory / (per_token * DEFAULT_BLOCK_SIZE).max(1);
         Arc::new(PerSequence::new(
             crate::load_decoder(&ckpt, &model_args)?,
-            16,
+            DEFAULT_BLOCK_SIZE,
             blocks,
         ))
     };
