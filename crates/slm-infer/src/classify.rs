@@ -41,10 +41,16 @@ impl LabelScores {
     }
 }
 
-pub(crate) fn log_softmax_at(row: &[f32], id: u32) -> f64 {
+/// `log(sum(exp(row)))` in f64, shifted by the maximum (stable for any finite row).
+pub fn log_sum_exp(row: &[f32]) -> f64 {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-    row[id as usize] as f64 - max - sum.ln()
+    max + sum.ln()
+}
+
+/// `log softmax(row)[id]` in f64.
+pub fn log_softmax_at(row: &[f32], id: u32) -> f64 {
+    row[id as usize] as f64 - log_sum_exp(row)
 }
 
 /// Scores `candidates` (token ids of each label's completion) after `prompt`.
@@ -72,8 +78,10 @@ where
     )?;
     let first_row = last.last(0);
     let mut log_probs = Vec::with_capacity(candidates.len());
+    // One normaliser for the prompt row that scores every candidate's first token.
+    let first_lse = log_sum_exp(first_row);
     for candidate in candidates {
-        let mut lp = log_softmax_at(first_row, candidate[0]);
+        let mut lp = first_row[candidate[0] as usize] as f64 - first_lse;
         if candidate.len() > 1 {
             let mut branch = cache.clone();
             let rest = model.forward(
@@ -175,6 +183,13 @@ mod tests {
     use super::*;
 
     use slm_core::prelude::*;
+
+    #[test]
+    fn log_softmax_normalises() {
+        let row = [1.0f32, 2.0, 3.0];
+        let total: f64 = (0..3).map(|i| log_softmax_at(&row, i).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+    }
 
     fn tiny() -> Decoder {
         crate::test_support::tiny_config().init(&Device::flex())

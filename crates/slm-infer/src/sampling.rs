@@ -156,13 +156,7 @@ pub struct TokenLogprob {
 impl TokenLogprob {
     /// Log-probabilities of `token` and the `top_n` best tokens under `softmax(logits)`.
     pub fn from_logits(logits: &[f32], token: u32, top_n: usize) -> Self {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = logits
-            .iter()
-            .map(|&l| ((l - max) as f64).exp())
-            .sum::<f64>()
-            .ln() as f32
-            + max;
+        let lse = crate::classify::log_sum_exp(logits) as f32;
         let mut top = best_n(logits, top_n);
         top.iter_mut().for_each(|(_, l)| *l -= lse);
         Self {

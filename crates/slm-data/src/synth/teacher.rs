@@ -7,6 +7,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use slm_core::tokenizer::Tokenizer;
 use slm_core::{CausalLm, LogitsScope, TokenBatch};
+use slm_infer::classify::log_softmax_at;
 use slm_infer::{GenerationConfig, SamplingParams, generate_text};
 
 use super::{GenerationRequest, Generator, LabelScorer};
@@ -207,7 +208,7 @@ impl<M: CausalLm> LabelScorer for TeacherScorer<'_, M> {
             for (j, &id) in label_ids.iter().enumerate() {
                 // The logits at position p predict the token at p + 1.
                 let row = logits.at(0, prompt_ids.len() + j - 1);
-                ll += log_softmax_at(row, id as usize);
+                ll += log_softmax_at(row, id);
             }
             scores.push(ll);
         }
@@ -215,28 +216,9 @@ impl<M: CausalLm> LabelScorer for TeacherScorer<'_, M> {
     }
 }
 
-/// `log softmax(row)[i]`, in f64.
-fn log_softmax_at(row: &[f32], i: usize) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = row
-        .iter()
-        .map(|&x| (x as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
-    row[i] as f64 - lse
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_softmax_normalises() {
-        let row = [1.0f32, 2.0, 3.0];
-        let total: f64 = (0..3).map(|i| log_softmax_at(&row, i).exp()).sum();
-        assert!((total - 1.0).abs() < 1e-12);
-    }
 
     #[test]
     fn prompt_lists_shots_then_an_open_text() {

@@ -28,7 +28,7 @@ use slm_energy::Energy;
 use super::metering::{StepMeter, accumulate, share};
 use super::metrics::{EngineStats, RequestMetrics, secs};
 use super::{EngineConfig, Event, RequestId};
-use crate::classify::log_softmax_at;
+use crate::classify::{log_softmax_at, log_sum_exp};
 use crate::decoding::{Decoding, FinishReason};
 
 /// A request inside the engine, waiting or running.
@@ -603,9 +603,10 @@ impl Scheduler {
         let sc = s.scoring.as_mut().expect("a scoring request");
         match w.child {
             None => {
-                // The prompt's last row: every candidate's first token.
+                // The prompt's last row: every candidate's first token, one normaliser.
+                let lse = log_sum_exp(rows);
                 for (c, cand) in sc.candidates.iter().enumerate() {
-                    sc.log_probs[c] = log_softmax_at(rows, cand[0]);
+                    sc.log_probs[c] = rows[cand[0] as usize] as f64 - lse;
                 }
                 sc.prompt_scored = true;
                 sc.pending = (0..sc.candidates.len())
