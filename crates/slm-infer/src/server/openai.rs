@@ -186,10 +186,9 @@ impl Usage {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.total_tokens = self.prompt_tokens + self.completion_tokens;
-        self.prompt_tokens_details.cached_tokens = self
-            .prompt_tokens_details
-            .cached_tokens
-            .max(other.prompt_tokens_details.cached_tokens);
+        // Different prompts: their cached tokens add up (within one prompt, `usage_of` takes the
+        // largest over its choices, which share the prompt).
+        self.prompt_tokens_details.cached_tokens += other.prompt_tokens_details.cached_tokens;
         self.energy_joules = match (self.energy_joules, other.energy_joules) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
