@@ -168,6 +168,12 @@ pub enum Error {
         /// What it should be.
         expected: &'static str,
     },
+    /// Reports that cannot be put together ([`TrackerReport::concat`](crate::TrackerReport::concat)).
+    #[error("cannot combine energy reports: {reason}")]
+    IncompatibleReports {
+        /// What differs.
+        reason: String,
+    },
     /// A phase the report needs that the tracker did not record.
     #[error("no finished phase {path:?} in the tracker report")]
     PhaseNotFound {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::energy::{Energy, Method};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meter::Component;
 use crate::phase::Lifecycle;
 
@@ -185,6 +185,93 @@ impl TrackerReport {
     /// The finished phases with this exact path, in the order they ended.
     pub fn phases_named<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a PhaseRecord> {
         self.phases.iter().filter(move |p| p.path == path)
+    }
+
+    /// Reports of consecutive runs as one, in the order given: a lifecycle recorded across
+    /// several processes (a pipeline resumed from its finished phases). Phases and power
+    /// samples keep their place on one clock, counted from the first report's start (a gap
+    /// between runs stays a gap); each meter's energy is the sum over the reports that read it,
+    /// and its method is an estimate whenever one of them estimated; CPU seconds add up, the
+    /// peak RSS is the largest, issues are kept in order.
+    ///
+    /// # Errors
+    /// [`Error::IncompatibleReports`] for no reports, or reports charged at different grids,
+    /// PUEs or regions (their emissions could not be added).
+    pub fn concat(parts: &[TrackerReport]) -> Result<TrackerReport> {
+        let first = parts.first().ok_or_else(|| Error::IncompatibleReports {
+            reason: "no reports".into(),
+        })?;
+        let mut out = TrackerReport {
+            started_unix_seconds: first.started_unix_seconds,
+            wall_seconds: 0.0,
+            cpu_seconds: 0.0,
+            peak_rss_bytes: 0,
+            config: first.config.clone(),
+            meters: Vec::new(),
+            phases: Vec::new(),
+            open_phases: Vec::new(),
+            issues: Vec::new(),
+            issues_dropped: 0,
+        };
+        for part in parts {
+            if part.config.carbon != first.config.carbon
+                || part.config.pue != first.config.pue
+                || part.config.region_code != first.config.region_code
+            {
+                return Err(Error::IncompatibleReports {
+                    reason: format!(
+                        "grid {:?} at PUE {} against {:?} at PUE {}",
+                        part.config.region_code,
+                        part.config.pue,
+                        first.config.region_code,
+                        first.config.pue
+                    ),
+                });
+            }
+            let offset = part.started_unix_seconds - first.started_unix_seconds;
+            out.wall_seconds = out.wall_seconds.max(offset + part.wall_seconds);
+            out.cpu_seconds += part.cpu_seconds;
+            out.peak_rss_bytes = out.peak_rss_bytes.max(part.peak_rss_bytes);
+            out.phases.extend(part.phases.iter().map(|p| PhaseRecord {
+                start_seconds: p.start_seconds + offset,
+                ..p.clone()
+            }));
+            out.open_phases.extend(part.open_phases.iter().cloned());
+            out.issues.extend(part.issues.iter().map(|i| TrackerIssue {
+                seconds: i.seconds + offset,
+                ..i.clone()
+            }));
+            out.issues_dropped += part.issues_dropped;
+            for m in &part.meters {
+                let shifted = m.power.iter().map(|s| PowerSample {
+                    from_seconds: s.from_seconds + offset,
+                    to_seconds: s.to_seconds + offset,
+                    watts: s.watts,
+                });
+                match out
+                    .meters
+                    .iter_mut()
+                    .find(|o| o.name == m.name && o.component == m.component)
+                {
+                    Some(o) => {
+                        o.energy = match (o.energy.take(), m.energy.clone()) {
+                            (Some(a), Some(b)) => Some(a + b),
+                            (a, b) => a.or(b),
+                        };
+                        if m.method.as_ref().is_some_and(|x| !x.is_measured()) || o.method.is_none()
+                        {
+                            o.method = m.method.clone().or(o.method.take());
+                        }
+                        o.power.extend(shifted);
+                    }
+                    None => out.meters.push(MeterSummary {
+                        power: shifted.collect(),
+                        ..m.clone()
+                    }),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Grams of CO2e for `energy` at this report's grid and PUE.

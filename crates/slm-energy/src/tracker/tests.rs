@@ -294,3 +294,52 @@ proptest! {
         prop_assert!((total - exact).abs() <= 1e-9 * exact.max(1.0), "{total} vs {exact}");
     }
 }
+
+#[test]
+fn concatenated_runs_keep_every_phase_and_add_the_energy() {
+    let run = |watts: f64, seconds: f64, phase: &str| {
+        let cpu = Clocked::new(flat(watts, 100.0), rapl(), Component::Cpu);
+        let t = tracker(&[&cpu], quiet());
+        let guard = t.phase(phase).unwrap();
+        cpu.advance(seconds);
+        guard.end().unwrap();
+        t.stop().unwrap()
+    };
+    let mut first = run(50.0, 2.0, "training");
+    let mut second = run(20.0, 3.0, "serving");
+    first.started_unix_seconds = 1000.0;
+    second.started_unix_seconds = 1010.0;
+    let both = TrackerReport::concat(&[first.clone(), second.clone()]).unwrap();
+    assert_eq!(both.phases.len(), 2);
+    assert_eq!(both.phases[1].path, "serving");
+    assert_eq!(
+        both.phases[1].start_seconds,
+        second.phases[0].start_seconds + 10.0
+    );
+    let total = both.total_energy().unwrap();
+    assert_eq!(total.joules(), 100.0 + 60.0);
+    assert!(total.method().is_measured());
+    assert_eq!(both.meters.len(), 1);
+    assert_eq!(
+        both.meters[0].power.len(),
+        first.meters[0].power.len() + second.meters[0].power.len()
+    );
+    assert!(both.wall_seconds >= 10.0 + second.wall_seconds);
+    assert_eq!(
+        TrackerReport::concat(&[first.clone()])
+            .unwrap()
+            .total_energy(),
+        first.total_energy()
+    );
+
+    assert!(matches!(
+        TrackerReport::concat(&[]),
+        Err(Error::IncompatibleReports { .. })
+    ));
+    let mut elsewhere = second.clone();
+    elsewhere.config = TrackerConfig::for_region("FR").unwrap();
+    assert!(matches!(
+        TrackerReport::concat(&[first, elsewhere]),
+        Err(Error::IncompatibleReports { .. })
+    ));
+}
