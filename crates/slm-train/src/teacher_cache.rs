@@ -22,6 +22,8 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use safetensors::tensor::{Dtype, TensorView};
 use slm_core::model::Decoder;
+use slm_core::prelude::LogitsScope;
+use slm_core::step::{BatchedLm, SeqChunk, SeqId};
 use slm_data::inputs::{Batch, Batcher, BatcherConfig, BucketBatcher, TokenizedExample};
 
 use crate::distill::DistillConfig;
@@ -131,6 +133,134 @@ impl TeacherCache {
                 }
             }
         }
+        Ok(Self::from_rows(
+            rows,
+            top_k,
+            t,
+            vocab,
+            teacher_name,
+            examples,
+        ))
+    }
+
+    /// [`build`](Self::build) with any model behind slm-core's batched step API: the CPU fast
+    /// path over a GGUF (a quantized or F16 teacher at its own speed, no autodiff backend), or
+    /// any [`BatchedLm`]. `group` examples share each step (their prompts fed without logits,
+    /// then their answers with every position's), so the teacher's weights are read once per
+    /// group; the same cache as `build` up to the model's arithmetic.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); the model's errors (a pool too small for `group` examples).
+    pub fn build_stepped(
+        teacher: &dyn BatchedLm,
+        examples: &[TokenizedExample],
+        distill: &DistillConfig,
+        group: usize,
+        teacher_name: &str,
+    ) -> Result<Self> {
+        let vocab = teacher.config().vocab_size;
+        let top_k = distill.top_k.ok_or_else(|| {
+            Error::InvalidBatch(
+                "a teacher cache keeps the top-k tokens; top_k None (the whole vocabulary) \
+                 needs the teacher online"
+                    .into(),
+            )
+        })?;
+        crate::distill::check_top_k(top_k, vocab)?;
+        let t = distill.temperature;
+        crate::error::check(t > 0.0 && t.is_finite(), "temperature", t, "positive")?;
+        if examples.is_empty() {
+            return Err(Error::InvalidBatch(
+                "no example to run the teacher on".into(),
+            ));
+        }
+        let mut rows: Vec<Vec<StoredRow>> = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(group.max(1)) {
+            // The first position whose next token is a target: everything before it is prompt.
+            let firsts: Vec<usize> = chunk
+                .iter()
+                .map(|e| {
+                    (0..e.input_ids.len().saturating_sub(1))
+                        .find(|&p| e.loss_mask.get(p + 1).copied().unwrap_or(false))
+                        .unwrap_or(e.input_ids.len())
+                })
+                .collect();
+            let seqs: Vec<SeqId> = chunk.iter().map(|_| teacher.add_sequence()).collect();
+            let result = (|| -> Result<()> {
+                let prompts: Vec<SeqChunk<'_>> = chunk
+                    .iter()
+                    .zip(&seqs)
+                    .zip(&firsts)
+                    .filter(|(_, f)| **f > 0)
+                    .map(|((e, &seq), &f)| SeqChunk {
+                        seq,
+                        tokens: &e.input_ids[..f.min(e.input_ids.len())],
+                        logits: None,
+                    })
+                    .collect();
+                if !prompts.is_empty() {
+                    teacher.step(&prompts)?;
+                }
+                let answers: Vec<(usize, SeqChunk<'_>)> = chunk
+                    .iter()
+                    .zip(&seqs)
+                    .zip(&firsts)
+                    .enumerate()
+                    .filter(|(_, ((e, _), f))| **f < e.input_ids.len())
+                    .map(|(i, ((e, &seq), &f))| {
+                        (
+                            i,
+                            SeqChunk {
+                                seq,
+                                tokens: &e.input_ids[f..],
+                                logits: Some(LogitsScope::All),
+                            },
+                        )
+                    })
+                    .collect();
+                let mut found: Vec<Vec<StoredRow>> = vec![Vec::new(); chunk.len()];
+                if !answers.is_empty() {
+                    let chunks: Vec<SeqChunk<'_>> = answers.iter().map(|(_, c)| *c).collect();
+                    let logits = teacher.step(&chunks)?;
+                    for (k, (i, _)) in answers.iter().enumerate() {
+                        let e = &chunk[*i];
+                        let values = logits.chunk(k);
+                        for (r, row) in values.chunks(vocab).enumerate() {
+                            let p = firsts[*i] + r;
+                            if e.loss_mask.get(p + 1).copied().unwrap_or(false) {
+                                let (ids, lp) = top_k_log_softmax(row, t, top_k);
+                                found[*i].push((p as u32, ids, lp));
+                            }
+                        }
+                    }
+                }
+                rows.extend(found);
+                Ok(())
+            })();
+            for seq in seqs {
+                teacher.release(seq);
+            }
+            result?;
+        }
+        Ok(Self::from_rows(
+            rows,
+            top_k,
+            t,
+            vocab,
+            teacher_name,
+            examples,
+        ))
+    }
+
+    /// A cache from each example's stored rows.
+    fn from_rows(
+        rows: Vec<Vec<StoredRow>>,
+        top_k: usize,
+        t: f64,
+        vocab: usize,
+        teacher_name: &str,
+        examples: &[TokenizedExample],
+    ) -> Self {
         let mut cache = TeacherCache {
             path: None,
             top_k,
@@ -152,7 +282,7 @@ impl TeacherCache {
             }
             cache.offsets.push(cache.positions.len());
         }
-        Ok(cache)
+        cache
     }
 
     /// Tokens kept per position.
@@ -452,6 +582,24 @@ impl TeacherCache {
             logprobs,
         })
     }
+}
+
+/// The `k` largest of `log_softmax(row / t)`, largest first, with their ids (ties to the
+/// lower id).
+fn top_k_log_softmax(row: &[f32], t: f64, k: usize) -> (Vec<i32>, Vec<f32>) {
+    let scaled: Vec<f64> = row.iter().map(|&z| z as f64 / t).collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_z = max + scaled.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    let by_value = |a: &usize, b: &usize| scaled[*b].total_cmp(&scaled[*a]).then(a.cmp(b));
+    if k < order.len() {
+        order.select_nth_unstable_by(k, by_value);
+        order.truncate(k);
+    }
+    order.sort_by(by_value);
+    let ids = order.iter().map(|&i| i as i32).collect();
+    let lp = order.iter().map(|&i| (scaled[i] - log_z) as f32).collect();
+    (ids, lp)
 }
 
 /// The example (index into the batcher's examples) and position within it of token `pos` of

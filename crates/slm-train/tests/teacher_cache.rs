@@ -247,3 +247,37 @@ fn damaged_source() -> Vec<u8> {
         })
         .clone()
 }
+
+#[test]
+fn a_cache_built_through_the_step_api_is_the_cache_of_the_decoder() {
+    let data = examples(10);
+    let d = distill(DistillLoss::ForwardKl);
+    let direct =
+        TeacherCache::build(&tiny(&Device::flex()), &data, &d, 4, 24, "llama-tiny").unwrap();
+    // The same decoder behind the batched step API, three examples per step.
+    let stepped_model = slm_core::step::PerSequence::new(tiny(&Device::flex()), 16, 64);
+    let stepped = TeacherCache::build_stepped(&stepped_model, &data, &d, 3, "llama-tiny").unwrap();
+    assert_eq!(stepped.examples(), direct.examples());
+    assert_eq!(stepped.positions(), direct.positions());
+    stepped.check(&data, &d, 768).unwrap();
+    // Every sequence went back to the pool.
+    let kv = slm_core::step::BatchedLm::kv_usage(&stepped_model);
+    assert_eq!(kv.free_blocks, kv.total_blocks);
+    let device = Device::flex();
+    for batch in batches(&data, false) {
+        let (i1, l1) = direct.targets(&batch, &device).unwrap();
+        let (i2, l2) = stepped.targets(&batch, &device).unwrap();
+        assert_eq!(i1.to_data(), i2.to_data());
+        let (l1, l2) = (
+            l1.into_data().try_to_vec::<f32>().unwrap(),
+            l2.into_data().try_to_vec::<f32>().unwrap(),
+        );
+        for (a, b) in l1.iter().zip(&l2) {
+            assert!((a - b).abs() <= 1e-4, "{a} vs {b}");
+        }
+    }
+    assert!(matches!(
+        TeacherCache::build_stepped(&stepped_model, &[], &d, 3, "t"),
+        Err(slm_train::Error::InvalidBatch(_))
+    ));
+}
