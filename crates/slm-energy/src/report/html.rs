@@ -157,7 +157,8 @@ pub fn markdown_section(report: &TrackerReport, e2s: Option<&E2sReport>) -> Stri
     out
 }
 
-fn escape(s: &str) -> String {
+/// `s` with `&`, `<`, `>` and `"` escaped for HTML text and attribute values.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -191,14 +192,29 @@ pub fn html_page(title: &str, report: &TrackerReport, e2s: Option<&E2sReport>) -
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n\
-         <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}\
-         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.2em .5em}}\
-         td{{text-align:right}}td:first-child,td:last-child{{text-align:left}}</style></head><body>\n\
-         <h1>{}</h1>\n<p>{}</p>\n",
+         <style>{HTML_STYLE}</style></head><body>\n<h1>{}</h1>\n",
         escape(title),
         escape(title),
-        escape(&grid_line(report))
     );
+    out.push_str(&html_section(report, e2s)?);
+    out.push_str("</body></html>\n");
+    Ok(out)
+}
+
+/// The CSS of [`html_page`], for pages that embed [`html_section`].
+pub const HTML_STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto}\
+     table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.2em .5em}\
+     td{text-align:right}td:first-child,td:last-child{text-align:left}";
+
+/// The body of [`html_page`] without the page around it (for a larger report to embed): the
+/// grid line, Energy-to-Solution (with `e2s`), phases with their bar chart, meters with the
+/// power plot, issues.
+///
+/// # Errors
+/// [`Error::Plot`](crate::Error::Plot) when a plot cannot be drawn.
+pub fn html_section(report: &TrackerReport, e2s: Option<&E2sReport>) -> Result<String> {
+    let mut out = String::new();
+    let _ = writeln!(out, "<p>{}</p>", escape(&grid_line(report)));
     if let Some(e2s) = e2s {
         let _ = writeln!(
             out,
@@ -227,6 +243,5 @@ pub fn html_page(title: &str, report: &TrackerReport, e2s: Option<&E2sReport>) -
         }
         out.push_str("</ul>\n");
     }
-    out.push_str("</body></html>\n");
     Ok(out)
 }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 pub use self::csv::{CsvRunInfo, EMISSIONS_CSV_COLUMNS, emissions_csv, write_emissions_csv};
 pub use e2s::{E2sInputs, E2sReport, Figure, InferenceMeasurement};
-pub use html::{html_page, markdown_section};
+pub use html::{HTML_STYLE, escape as html_escape, html_page, html_section, markdown_section};
 pub use plots::{phase_energy_svg, power_svg};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed and
