@@ -14,6 +14,7 @@
 //! | `compress` | `slm-compress` | pruning (magnitude, Wanda, 2:4, structured), quantization | `compress` |
 //! | `infer` | `slm-infer` | sampling, generation, perplexity | `infer` |
 //! | `energy` | `slm-energy` | energy, power meters, carbon | `energy` |
+//! | `pipeline` | this crate | the end-to-end task pipeline and its report (`examples/pipeline.rs`, `slm pipeline`) | `pipeline` |
 //!
 //! Example programs live in `examples/` (`cargo run --example smollm2`).
 //!
@@ -35,6 +36,9 @@ pub use slm_ggml as ggml;
 pub use slm_infer as infer;
 #[cfg(feature = "train")]
 pub use slm_train as train;
+
+#[cfg(feature = "pipeline")]
+pub mod pipeline;
 
 /// The names most programs need, from every enabled crate (each crate's `Error`/`Result` stay
 /// under its own module to avoid clashes).

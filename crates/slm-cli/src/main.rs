@@ -7,6 +7,7 @@ mod backend;
 mod bench;
 mod bench_serve;
 mod perplexity;
+mod pipeline;
 mod progress;
 mod prune;
 mod quantize;
@@ -207,6 +208,9 @@ enum Command {
     /// Prune a model's projections (magnitude, 2:4, or structured MLP neurons) and write it as
     /// a Hugging Face directory with prune_report.json.
     Prune(prune::PruneArgs),
+    /// The end-to-end task pipeline (curate, tune, distil, compress, benchmark, export, report
+    /// with Energy-to-Solution) from a pipeline.toml; resumes from finished phases.
+    Pipeline(pipeline::PipelineArgs),
     /// Quantize a model to a GGUF file type (q8_0, q4_k_m, ...) as llama-quantize does,
     /// optionally weighted by an importance matrix, with an Ollama Modelfile beside it.
     Quantize(quantize::QuantizeArgs),
@@ -626,6 +630,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args)?,
         Command::BenchServe(args) => bench_serve::run(args)?,
         Command::Prune(args) => prune::run(args)?,
+        Command::Pipeline(args) => pipeline::run_pipeline(args)?,
         Command::Quantize(args) => quantize::run(args)?,
         Command::Distill(args) => tune::distill(args)?,
         Command::Lora {
