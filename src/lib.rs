@@ -16,7 +16,8 @@
 //! | `energy` | `slm-energy` | energy, power meters, carbon | `energy` |
 //! | `pipeline` | this crate | the end-to-end task pipeline and its report (`examples/pipeline.rs`, `slm pipeline`) | `pipeline` |
 //!
-//! Example programs live in `examples/` (`cargo run --example smollm2`).
+//! Example programs live in `examples/`: `cargo run --example pipeline` (the whole lifecycle of a
+//! spam classifier, `slm::pipeline`) and `cargo run --example smollm2` (chat on the CPU).
 //!
 //! ```
 //! use slm::prelude::*;

@@ -66,6 +66,94 @@ fn render(chromium: &Path, page: &Path, screenshot: &Path) -> String {
     String::from_utf8(dom.stdout).unwrap()
 }
 
+/// Runs `examples/serve` on the exported model and classifies two emails through its route.
+/// The example is built by `cargo test --workspace` (skipped when only this test was built).
+fn serve_example(e: &slm::pipeline::Exported, labels: &[String]) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/serve");
+    if !bin.is_file() {
+        eprintln!("examples/serve not built (run cargo test --workspace): skipped");
+        return;
+    }
+    let mut child = std::process::Command::new(&bin)
+        .args(["--model".as_ref(), e.gguf.as_os_str()])
+        .args(["--task".as_ref(), e.task.as_os_str()])
+        .args(["--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "examples/serve exited"
+        );
+    }
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    for text in [
+        "Hi Bob, the meeting moved to 3pm, see you there.",
+        "WIN a FREE cruise!!! Click here now to claim your prize, limited offer.",
+    ] {
+        let body = serde_json::json!({ "text": text }).to_string();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let json: serde_json::Value =
+            serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert!(labels.iter().any(|l| json["label"] == l.as_str()), "{json}");
+        let total: f64 = labels
+            .iter()
+            .map(|l| json["probs"][l].as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-6, "{json}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `a` and `b` are the same JSON, numbers equal to a relative 1e-12.
+fn same(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                same(v, w, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (k, v) in x {
+                same(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
 #[test]
 fn quick_pipeline_beats_the_baselines_and_reports_consistently() {
     let Some(base) = smollm2_gguf_if_present().unwrap() else {
@@ -127,9 +215,12 @@ fn quick_pipeline_beats_the_baselines_and_reports_consistently() {
 
     // The three files agree with each other and with what run() returned.
     let dir = out.path().join("report");
-    let json: PipelineReport =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json, report);
+    // report.json is the returned report (byte for byte as serde writes it) and parses back.
+    let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    assert_eq!(text, serde_json::to_string_pretty(&report).unwrap());
+    let json: PipelineReport = serde_json::from_str(&text).unwrap();
+    assert_eq!(json.chosen, report.chosen);
+    assert_eq!(json.stages.len(), report.stages.len());
     let mut csv = csv::Reader::from_path(dir.join("emissions.csv")).unwrap();
     let header = csv.headers().unwrap().clone();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -183,6 +274,9 @@ fn quick_pipeline_beats_the_baselines_and_reports_consistently() {
         e.gguf.file_name().unwrap().to_string_lossy()
     )));
 
+    // The exported model inside a user's own service (examples/serve), over HTTP.
+    serve_example(e, &config.labels);
+
     // A second run resumes every phase from its artifacts: the same numbers, nothing re-run.
     let again = run(&config).unwrap();
     for phase in [
@@ -198,8 +292,17 @@ fn quick_pipeline_beats_the_baselines_and_reports_consistently() {
             "{phase} ran again"
         );
     }
-    assert_eq!(again.stages, report.stages);
-    assert_eq!(again.phases, report.phases);
+    // (serde_json's default float parsing may round the last bit: numbers compared to 1e-12.)
+    same(
+        &serde_json::to_value(&again.stages).unwrap(),
+        &serde_json::to_value(&report.stages).unwrap(),
+        "stages",
+    );
+    same(
+        &serde_json::to_value(&again.phases).unwrap(),
+        &serde_json::to_value(&report.phases).unwrap(),
+        "phases",
+    );
 
     // The report opens in a real browser, plots included.
     if let Some(chromium) = chromium() {

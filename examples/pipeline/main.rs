@@ -3,12 +3,12 @@
 //! exported, benchmarked, energy-accounted model.
 //!
 //! ```text
-//! cargo run --release --example pipeline                 # ~20 minutes on 2 cores
-//! cargo run --release --example pipeline -- --quick      # a slice of every phase, a few minutes
-//! cargo run --release --example pipeline -- --data mail.csv --labels ham,spam --out run1
+//! cargo run --example pipeline                 # the full run (dependencies are built optimised)
+//! cargo run --example pipeline -- --quick      # a slice of every phase, ~14 minutes on 2 cores
+//! cargo run --example pipeline -- --data mail.csv --labels ham,spam --out target/run1
 //! ```
 //! Phases: curate → tokenizer audit → zero-/few-shot baseline → LoRA teacher → distilled
-//! student (half the layers) → pruning (Wanda, 30%) + recovery → Q8_0/Q4_0 → benchmark of every
+//! student (half the layers) → pruning (Wanda, 30%) + recovery → Q8_0/Q4_K_M → benchmark of every
 //! stage on the fast path through the serving engine → export (HF dir, GGUF + Modelfile) →
 //! `OUT/report/index.html`, `report.json`, `emissions.csv`. A re-run resumes from the finished
 //! phases; `--fresh` starts over. SmolLM2-135M-Instruct (98 MB) is fetched into `~/.cache/slm`
@@ -22,7 +22,7 @@ use slm::pipeline::{PipelineConfig, run};
 
 #[derive(Parser)]
 struct Args {
-    /// A slice of every phase: minutes instead of ~20 (what CI runs).
+    /// A slice of every phase (what CI runs).
     #[arg(long)]
     quick: bool,
     /// Where everything goes (the report under OUT/report).
@@ -74,35 +74,7 @@ fn main() -> Result<()> {
         ..defaults
     };
     let report = run(&config)?;
-
-    println!(
-        "{:<22} {:>8} {:>8} {:>7} {:>9} {:>9} {:>10}  energy",
-        "stage", "accuracy", "macro-F1", "MB", "pred/s", "p50 ms", "Wh/1k"
-    );
-    for s in &report.stages {
-        println!(
-            "{:<22} {:>8.4} {:>8.4} {:>7.1} {:>9.2} {:>9.0} {:>10}  {}",
-            s.stage,
-            s.classification.accuracy,
-            s.classification.macro_f1,
-            s.model_bytes as f64 / 1e6,
-            s.batched_predictions_per_second,
-            s.latency_p50_ms,
-            s.wh_per_1k.map_or("n/a".into(), |w| format!("{w:.4}")),
-            s.energy_method.as_deref().unwrap_or("no meter"),
-        );
-    }
-    println!(
-        "chosen: {} ({}); exported {} and {}",
-        report.chosen,
-        report.exported.reason,
-        report.exported.gguf.display(),
-        report.exported.hf_dir.display()
-    );
-    println!(
-        "energy to solution: {:.3e} Wh per query over {} queries ({})",
-        report.e2s.wh_per_query.value, report.e2s.lifetime_queries, report.e2s.wh_per_query.method
-    );
+    println!("{}", report.table());
     println!("report: {}", config.out.join("report/index.html").display());
     Ok(())
 }

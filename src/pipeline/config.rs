@@ -151,7 +151,7 @@ impl Default for StudentConfig {
     fn default() -> Self {
         Self {
             every: 2,
-            steps: 120,
+            steps: 160,
             batch_size: 4,
             lr: 1e-4,
             top_k: 16,
@@ -167,9 +167,9 @@ impl Default for CompressConfig {
             prune: "wanda".into(),
             sparsity: 0.3,
             calibration_examples: 32,
-            recovery_steps: 40,
+            recovery_steps: 64,
             recovery_lr: 1e-4,
-            quantize: vec!["Q8_0".into(), "Q4_0".into()],
+            quantize: vec!["Q8_0".into(), "Q4_K_M".into()],
         }
     }
 }
@@ -178,9 +178,8 @@ impl PipelineConfig {
     /// The `--quick` budgets: a slice of every phase, a few minutes on two cores (what CI runs).
     pub fn quick(mut self) -> Self {
         self.teacher.steps = 40;
-        self.student.steps = 40;
-        self.compress.calibration_examples = 8;
-        self.compress.recovery_steps = 16;
+        self.student.steps = 80;
+        self.compress.recovery_steps = 32;
         self.latency_examples = 4;
         self.lifetime_queries = 100_000;
         self

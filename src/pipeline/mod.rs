@@ -99,6 +99,10 @@ pub struct Trained {
     pub losses: Vec<(u64, f64)>,
     /// Wall seconds of training.
     pub seconds: f64,
+    /// The teacher's cached top-k soft labels it was distilled from (the student's, reused by
+    /// the pruned model's recovery).
+    #[serde(default)]
+    pub teacher_cache: Option<PathBuf>,
 }
 
 /// The compressed student.
@@ -127,6 +131,8 @@ pub struct Exported {
     pub modelfile: PathBuf,
     /// The Hugging Face directory (transformers, vLLM; unquantized: quantization is GGUF's).
     pub hf_dir: PathBuf,
+    /// The task (labels, prompt template) beside them, as `task.json` (also in `hf_dir`).
+    pub task: PathBuf,
 }
 
 /// The phases, in order: the folder names under `OUT`.
@@ -640,6 +646,7 @@ fn tune_teacher(
         steps: report.steps,
         losses: observer.losses(),
         seconds,
+        teacher_cache: None,
     })
 }
 
@@ -660,25 +667,26 @@ fn distil_student(
         .clone()
         .ok_or_else(|| Error::Invalid("the teacher has no tokenizer".into()))?;
     let tokens = tokenize(task, &tokenizer, train)?;
-    let distill = DistillConfig {
-        loss: DistillLoss::ForwardKl,
-        temperature: s.temperature,
-        alpha: s.alpha,
-        top_k: Some(s.top_k),
-    };
+    let distill = distill_config(s);
     let cache = {
         // The teacher's soft labels once, from its GGUF on the CPU fast path (several times
         // faster than the burn decoder; the teacher is not kept in memory while the student
         // trains).
+        // Q8_0 (near-lossless, several times the F16 kernels' speed).
         let _phase = tracker.phase("distillation/teacher-cache")?;
-        let gguf = Checkpoint::open(&teacher.gguf)?;
+        let q8 = dir.join("teacher.Q8_0.gguf");
+        let (writer, _) = quantize_gguf(&ckpt, &QuantizeConfig::new(QuantType::Q8_0))?;
+        writer.write(&q8)?;
+        let gguf = Checkpoint::open(&q8)?;
         let fast = FastDecoderConfig {
             kv_budget_bytes: 256 << 20,
             threads: config.threads,
             ..Default::default()
         }
         .init(&gguf.config, gguf.weights.as_ref())?;
-        TeacherCache::build_stepped(&fast, &tokens, &distill, 8, "teacher")?
+        let cache = TeacherCache::build_stepped(&fast, &tokens, &distill, 8, "teacher (Q8_0)")?;
+        cache.save(&dir.join(TEACHER_CACHE))?;
+        cache
     };
     let phase = tracker.phase("distillation/student")?;
     let layers = ckpt.config.num_hidden_layers;
@@ -712,7 +720,21 @@ fn distil_student(
         steps: report.steps,
         losses: observer.losses(),
         seconds,
+        teacher_cache: Some(dir.join(TEACHER_CACHE)),
     })
+}
+
+/// The student's cached teacher soft labels, under `OUT/student`.
+const TEACHER_CACHE: &str = "teacher_topk.safetensors";
+
+/// The distillation settings of the student (and of the pruned model's recovery).
+fn distill_config(s: &StudentConfig) -> DistillConfig {
+    DistillConfig {
+        loss: DistillLoss::ForwardKl,
+        temperature: s.temperature,
+        alpha: s.alpha,
+        top_k: Some(s.top_k),
+    }
 }
 
 /// Phase 6: pruning with a recovery fine-tune (zeros kept), then quantization.
@@ -748,10 +770,21 @@ fn compress(
             let model = ckpt.load_decoder(&Device::flex().autodiff())?;
             let (pruned, report) = prune(&model, method, sparsity, &calibration)?;
             phase.end()?;
+            // Recovery as the student was trained: the teacher's soft labels beside the hard
+            // labels (hard labels alone let a short run drift towards one class).
             let _phase = tracker.phase("compression/recovery")?;
+            let distill = distill_config(&config.student);
+            let cache = match &student.teacher_cache {
+                Some(path) => {
+                    let cache = TeacherCache::load(path)?;
+                    cache.check(&tokens, &distill, ckpt.config.vocab_size)?;
+                    Some(cache)
+                }
+                None => None,
+            };
             let observer = progress.training("recovery", c.recovery_steps);
             let started = std::time::Instant::now();
-            let (recovered, train_report) = Trainer::new(
+            let mut trainer = Trainer::new(
                 train_config(
                     c.recovery_steps.max(1),
                     config.student.batch_size,
@@ -763,8 +796,11 @@ fn compress(
                 "student",
             )
             .with_tokenizer(&tokenizer)
-            .with_observer(&observer)
-            .run(pruned, &tokens, None, false)?;
+            .with_observer(&observer);
+            if let Some(cache) = &cache {
+                trainer = trainer.with_teacher_cache(cache, distill);
+            }
+            let (recovered, train_report) = trainer.run(pruned, &tokens, None, false)?;
             let seconds = started.elapsed().as_secs_f64();
             let (hf_dir, gguf) = save_model(&recovered, &tokenizer, task, dir, "pruned")?;
             (
@@ -775,6 +811,7 @@ fn compress(
                     steps: train_report.steps,
                     losses: observer.losses(),
                     seconds,
+                    teacher_cache: student.teacher_cache.clone(),
                 },
                 report.projection_sparsity,
             )
@@ -891,11 +928,13 @@ fn export(
         }
     }
     task.save(&hf_dir)?;
+    task.save(dir)?;
     Ok(Exported {
         stage: stage.to_string(),
         reason: reason.to_string(),
         gguf: out_gguf,
         modelfile,
         hf_dir,
+        task: dir.join(slm_data::inputs::TASK_FILE),
     })
 }

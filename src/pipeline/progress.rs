@@ -1,6 +1,8 @@
 //! What the run tells its user while it goes: a header per phase, a line when a phase is done
-//! (or read back from an earlier run), and training steps with their loss (on stderr).
+//! (or read back from an earlier run), and training steps with their loss (on stderr: a
+//! progress bar on a terminal, a line every few seconds otherwise).
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -52,12 +54,25 @@ impl Progress {
     /// An observer of a training run of `steps` steps that prints its steps (at most one line
     /// every two seconds, and the last) and keeps every loss.
     pub fn training(&self, name: &str, steps: u64) -> TrainingProgress<'_> {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(steps);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "       {prefix:>9} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}, eta {eta})",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(name.to_string());
+            bar
+        });
         TrainingProgress {
             progress: self,
             name: name.to_string(),
             steps,
             losses: Mutex::new(Vec::new()),
             last_line: Mutex::new(None),
+            bar,
         }
     }
 }
@@ -70,6 +85,15 @@ pub struct TrainingProgress<'a> {
     steps: u64,
     losses: Mutex<Vec<(u64, f64)>>,
     last_line: Mutex<Option<Instant>>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Drop for TrainingProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl TrainingProgress<'_> {
@@ -89,6 +113,14 @@ impl TrainObserver for TrainingProgress<'_> {
     fn on_step(&self, m: &StepMetrics) {
         if let Ok(mut l) = self.losses.lock() {
             l.push((m.step, m.loss));
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(m.step);
+            bar.set_message(format!(
+                "loss {:.4}, {:.0} tokens/s",
+                m.loss, m.tokens_per_second
+            ));
+            return;
         }
         let Ok(mut last) = self.last_line.lock() else {
             return;

@@ -135,6 +135,43 @@ impl PipelineReport {
         })
     }
 
+    /// The stages as a plain-text table (what the example and `slm pipeline` print), then the
+    /// chosen model and Energy-to-Solution.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{:<22} {:>8} {:>8} {:>7} {:>9} {:>9} {:>10}  energy\n",
+            "stage", "accuracy", "macro-F1", "MB", "pred/s", "p50 ms", "Wh/1k"
+        );
+        for s in &self.stages {
+            let _ = writeln!(
+                out,
+                "{:<22} {:>8.4} {:>8.4} {:>7.1} {:>9.2} {:>9.0} {:>10}  {}",
+                s.stage,
+                s.classification.accuracy,
+                s.classification.macro_f1,
+                s.model_bytes as f64 / 1e6,
+                s.batched_predictions_per_second,
+                s.latency_p50_ms,
+                s.wh_per_1k.map_or("n/a".into(), |w| format!("{w:.4}")),
+                s.energy_method.as_deref().unwrap_or("no meter"),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "chosen: {} ({}); exported {} and {}",
+            self.chosen,
+            self.exported.reason,
+            self.exported.gguf.display(),
+            self.exported.hf_dir.display()
+        );
+        let _ = write!(
+            out,
+            "energy to solution: {:.3e} Wh per query over {} queries ({})",
+            self.e2s.wh_per_query.value, self.e2s.lifetime_queries, self.e2s.wh_per_query.method
+        );
+        out
+    }
+
     /// The benchmark of stage `name`.
     pub fn stage(&self, name: &str) -> Option<&StageBench> {
         self.stages.iter().find(|s| s.stage == name)
@@ -253,7 +290,7 @@ impl PipelineReport {
         let _ = write!(
             out,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>slm pipeline report</title>\n<style>{}</style></head><body>\n\
+             <title>slm pipeline report</title>\n<style>{}body{{max-width:80em}}</style></head><body>\n\
              <h1>slm pipeline report</h1>\n<p>{} · base model {} · labels {} · {} test examples</p>\n",
             slm_energy::report::HTML_STYLE,
             e(&self.machine),
@@ -271,7 +308,8 @@ impl PipelineReport {
             "<table id=\"stages\"><thead><tr><th>stage</th><th>accuracy</th><th>macro-F1</th>\
              <th>layers</th><th>MB</th><th>pred/s single</th><th>pred/s batched</th>\
              <th>TTFT p50 ms</th><th>latency p50 ms</th><th>latency p99 ms</th>\
-             <th>Wh / 1k</th><th>gCO2e / 1k</th><th>pred/s/W</th><th>energy</th></tr></thead><tbody>\n",
+             <th>peak RSS MB</th><th>Wh / 1k</th><th>gCO2e / 1k</th><th>pred/s/W</th><th>energy</th>\
+             </tr></thead><tbody>\n",
         );
         let opt =
             |v: Option<f64>, digits: usize| v.map_or("n/a".into(), |v| format!("{v:.digits$}"));
@@ -279,8 +317,8 @@ impl PipelineReport {
             let _ = writeln!(
                 out,
                 "<tr data-stage=\"{}\"><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{:.1}</td>\
-                 <td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 e(&s.stage),
                 e(&s.stage),
                 s.classification.accuracy,
@@ -292,13 +330,28 @@ impl PipelineReport {
                 s.ttft_p50_ms,
                 s.latency_p50_ms,
                 s.latency_p99_ms,
+                s.peak_rss_bytes as f64 / 1e6,
                 opt(s.wh_per_1k, 4),
                 opt(s.gco2e_per_1k, 3),
                 opt(s.predictions_per_second_per_watt, 3),
-                e(s.energy_method.as_deref().unwrap_or("no meter")),
+                match s.energy_method.as_deref() {
+                    Some(m) if m.starts_with("measured") => "measured",
+                    Some(_) => "estimated",
+                    None => "no meter",
+                },
             );
         }
         out.push_str("</tbody></table>\n");
+        let methods: std::collections::BTreeSet<&str> = self
+            .stages
+            .iter()
+            .filter_map(|s| s.energy_method.as_deref())
+            .collect();
+        let _ = writeln!(
+            out,
+            "<p>How the energy was obtained: {}.</p>",
+            e(&methods.into_iter().collect::<Vec<_>>().join("; "))
+        );
         let _ = writeln!(
             out,
             "<p>Accuracy by label scoring on the test split; every model's GGUF on the CPU fast \

@@ -13,7 +13,7 @@ pub struct PipelineArgs {
     /// [teacher], [student], [compress], ...; paths relative to the file).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A slice of every phase (minutes instead of ~20).
+    /// A slice of every phase (what CI runs).
     #[arg(long)]
     quick: bool,
     /// Where everything goes (overrides the config's `out`).
@@ -45,26 +45,7 @@ pub fn run_pipeline(args: PipelineArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    println!(
-        "{:<22} {:>8} {:>8} {:>7} {:>9} {:>9} {:>10}",
-        "stage", "accuracy", "macro-F1", "MB", "pred/s", "p50 ms", "Wh/1k"
-    );
-    for s in &report.stages {
-        println!(
-            "{:<22} {:>8.4} {:>8.4} {:>7.1} {:>9.2} {:>9.0} {:>10}",
-            s.stage,
-            s.classification.accuracy,
-            s.classification.macro_f1,
-            s.model_bytes as f64 / 1e6,
-            s.batched_predictions_per_second,
-            s.latency_p50_ms,
-            s.wh_per_1k.map_or("n/a".into(), |w| format!("{w:.4}")),
-        );
-    }
-    println!(
-        "chosen: {}; report: {}",
-        report.chosen,
-        config.out.join("report/index.html").display()
-    );
+    println!("{}", report.table());
+    println!("report: {}", config.out.join("report/index.html").display());
     Ok(())
 }

@@ -50,6 +50,30 @@ pub struct TeacherCache {
     logprobs: Vec<f32>,
 }
 
+/// The `top_k` and temperature of a cache for `distill` over `examples`, checked.
+fn cache_settings(
+    distill: &DistillConfig,
+    vocab: usize,
+    examples: &[TokenizedExample],
+) -> Result<(usize, f64)> {
+    let top_k = distill.top_k.ok_or_else(|| {
+        Error::InvalidBatch(
+            "a teacher cache keeps the top-k tokens; top_k None (the whole vocabulary) \
+             needs the teacher online"
+                .into(),
+        )
+    })?;
+    crate::distill::check_top_k(top_k, vocab)?;
+    let t = distill.temperature;
+    crate::error::check(t > 0.0 && t.is_finite(), "temperature", t, "positive")?;
+    if examples.is_empty() {
+        return Err(Error::InvalidBatch(
+            "no example to run the teacher on".into(),
+        ));
+    }
+    Ok((top_k, t))
+}
+
 /// The fingerprint of `examples` under `top_k` and `temperature`.
 fn fingerprint(examples: &[TokenizedExample], top_k: usize, temperature: f64) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -84,21 +108,7 @@ impl TeacherCache {
         teacher_name: &str,
     ) -> Result<Self> {
         let vocab = teacher.config().vocab_size;
-        let top_k = distill.top_k.ok_or_else(|| {
-            Error::InvalidBatch(
-                "a teacher cache keeps the top-k tokens; top_k None (the whole vocabulary) \
-                 needs the teacher online"
-                    .into(),
-            )
-        })?;
-        crate::distill::check_top_k(top_k, vocab)?;
-        let t = distill.temperature;
-        crate::error::check(t > 0.0 && t.is_finite(), "temperature", t, "positive")?;
-        if examples.is_empty() {
-            return Err(Error::InvalidBatch(
-                "no example to run the teacher on".into(),
-            ));
-        }
+        let (top_k, t) = cache_settings(distill, vocab, examples)?;
         let pad = teacher.config().pad_token_id.unwrap_or(0);
         let config = BatcherConfig::new(batch_size, seq_len, pad).with_shuffle(false);
         let mut batcher = BucketBatcher::new(examples.to_vec(), &config, 1)
@@ -159,21 +169,7 @@ impl TeacherCache {
         teacher_name: &str,
     ) -> Result<Self> {
         let vocab = teacher.config().vocab_size;
-        let top_k = distill.top_k.ok_or_else(|| {
-            Error::InvalidBatch(
-                "a teacher cache keeps the top-k tokens; top_k None (the whole vocabulary) \
-                 needs the teacher online"
-                    .into(),
-            )
-        })?;
-        crate::distill::check_top_k(top_k, vocab)?;
-        let t = distill.temperature;
-        crate::error::check(t > 0.0 && t.is_finite(), "temperature", t, "positive")?;
-        if examples.is_empty() {
-            return Err(Error::InvalidBatch(
-                "no example to run the teacher on".into(),
-            ));
-        }
+        let (top_k, t) = cache_settings(distill, vocab, examples)?;
         let mut rows: Vec<Vec<StoredRow>> = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(group.max(1)) {
             // The first position whose next token is a target: everything before it is prompt.
