@@ -845,10 +845,8 @@ fn compress(
 /// The few-shot prompt: `few_shot` train examples of each label (cut to 200 characters) before
 /// the input.
 fn few_shot_task(config: &PipelineConfig, tokenizer: &Tokenizer, train: &[Example]) -> TaskSpec {
-    let mut instruction = format!(
-        "Classify the text as one of: {}. Answer with the label only.\n\nExamples:",
-        config.labels.join(", ")
-    );
+    let zero_shot = TaskSpec::classifier(config.labels.clone(), tokenizer, config.seq_len);
+    let mut shots = String::from("\n\nExamples:");
     for label in &config.labels {
         for e in train
             .iter()
@@ -856,13 +854,26 @@ fn few_shot_task(config: &PipelineConfig, tokenizer: &Tokenizer, train: &[Exampl
             .take(config.few_shot)
         {
             let text: String = e.input.chars().take(200).collect();
-            instruction.push_str(&format!("\n\nText: {}\nLabel: {label}", text.trim()));
+            shots.push_str(&format!("\n\nText: {}\nLabel: {label}", text.trim()));
         }
     }
+    // The zero-shot instruction, the examples after it.
+    let template = match zero_shot.template.clone() {
+        TemplateSpec::Chat {
+            instruction,
+            system,
+        } => TemplateSpec::Chat {
+            instruction: instruction + &shots,
+            system,
+        },
+        TemplateSpec::Instruction { instruction } => TemplateSpec::Instruction {
+            instruction: instruction + &shots,
+        },
+    };
     TaskSpec {
-        template: TemplateSpec::default_for(tokenizer, instruction),
+        template,
         seq_len: config.seq_len * 4,
-        ..TaskSpec::classifier(config.labels.clone(), tokenizer, config.seq_len)
+        ..zero_shot
     }
 }
 
@@ -872,7 +883,8 @@ fn few_shot_task(config: &PipelineConfig, tokenizer: &Tokenizer, train: &[Exampl
 fn choose(config: &PipelineConfig, benches: &[&StageBench]) -> (String, String) {
     let tuned: Vec<&&StageBench> = benches
         .iter()
-        .filter(|b| !b.stage.starts_with("base") && !b.stage.starts_with("baseline"))
+        // `base-*` and `baseline-*`: the untuned models.
+        .filter(|b| !b.stage.starts_with("base"))
         .collect();
     let best = tuned
         .iter()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use slm_energy::report::{
-    CsvRunInfo, E2sInputs, E2sReport, emissions_csv, html_escape, html_section,
+    CsvRunInfo, E2sInputs, E2sReport, PALETTE, emissions_csv, html_escape, html_section,
 };
 use slm_energy::{JOULES_PER_WH, TrackerReport};
 
@@ -404,16 +404,6 @@ impl PipelineReport {
 
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 400;
-const PALETTE: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
 
 fn plot_error(e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("plot: {e}"))

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 pub use self::csv::{CsvRunInfo, EMISSIONS_CSV_COLUMNS, emissions_csv, write_emissions_csv};
 pub use e2s::{E2sInputs, E2sReport, Figure, InferenceMeasurement};
 pub use html::{HTML_STYLE, escape as html_escape, html_page, html_section, markdown_section};
-pub use plots::{phase_energy_svg, power_svg};
+pub use plots::{PALETTE, phase_energy_svg, power_svg};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed and
 /// synced, then renamed over `path` (mode 0644 on Unix).

@@ -9,14 +9,17 @@ use crate::tracker::TrackerReport;
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 360;
 
-/// Line colours, one per meter in turn.
-const PALETTE: [RGBColor; 6] = [
+/// Series colours, one per meter (or model, in a larger report's plots) in turn: matplotlib's
+/// `tab10` order.
+pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
 
 fn plot_error(chart: &'static str) -> impl Fn(Box<dyn std::error::Error + 'static>) -> Error {
