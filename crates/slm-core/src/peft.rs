@@ -37,7 +37,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use burn::prelude::*;
@@ -47,7 +47,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::checkpoint::{SaveDtype, write_safetensors};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::model::decoder::infallible;
 use crate::model::hf_names::in_saved_module;
 use crate::model::{Decoder, LoraAdapter, Projection};
 use crate::weights::{SafetensorsWeights, WeightSource};
@@ -413,16 +415,73 @@ impl LoraConfig {
     }
 }
 
-/// Reads `dir/adapter_config.json` and `dir/adapter_model.safetensors` (f32, f16 or bf16) and
-/// attaches the adapters to `decoder` (base frozen, unmerged), as
-/// `PeftModel.from_pretrained(base, dir)` does.
+/// One projection's LoRA factors as peft stores them (row-major f32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraFactors {
+    /// `lora_A.weight`, `[r, in]`.
+    pub a: Vec<f32>,
+    /// `lora_B.weight`, `[out, r]`.
+    pub b: Vec<f32>,
+    /// DoRA's `lora_magnitude_vector`, `[out]`.
+    pub magnitude: Option<Vec<f32>>,
+    /// The projection's `[in, out]`.
+    pub dims: [usize; 2],
+}
+
+/// A peft adapter directory read into memory and checked against a model's projections: what
+/// the burn decoder ([`load_adapter`]) and the CPU fast path
+/// ([`FastDecoder::load_adapter`](crate::fast::FastDecoder::load_adapter)) both attach.
+#[derive(Debug, Clone)]
+pub struct AdapterWeights {
+    /// The adapter's settings (`adapter_config.json`).
+    pub config: LoraConfig,
+    /// The factors of every targeted projection, by module name
+    /// (`model.layers.0.self_attn.q_proj`, `lm_head`).
+    pub factors: BTreeMap<String, LoraFactors>,
+    /// The `modules_to_save` tensors by Hugging Face parameter name (`lm_head.weight`,
+    /// `model.norm.weight`): shape and values.
+    pub saved: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The weights file, for messages.
+    pub source: String,
+}
+
+/// The projections an adapter can target in a model of `config`, by module name with their
+/// `[in, out]`: seven per layer, then `lm_head` when it is not tied to the embedding (the
+/// names and order of [`Decoder::projections`]).
+pub fn projection_dims(config: &ModelConfig) -> Vec<(String, [usize; 2])> {
+    let (d, ff) = (config.hidden_size, config.intermediate_size);
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let mut out = Vec::with_capacity(config.num_hidden_layers * 7 + 1);
+    for i in 0..config.num_hidden_layers {
+        for (name, dims) in [
+            ("self_attn.q_proj", [d, q]),
+            ("self_attn.k_proj", [d, kv]),
+            ("self_attn.v_proj", [d, kv]),
+            ("self_attn.o_proj", [q, d]),
+            ("mlp.gate_proj", [d, ff]),
+            ("mlp.up_proj", [d, ff]),
+            ("mlp.down_proj", [ff, d]),
+        ] {
+            out.push((format!("model.layers.{i}.{name}"), dims));
+        }
+    }
+    if !config.tie_word_embeddings {
+        out.push(("lm_head".to_string(), [d, config.vocab_size]));
+    }
+    out
+}
+
+/// Reads `dir/adapter_config.json` and `dir/adapter_model.safetensors` (f32, f16 or bf16),
+/// checked against a model of `config` as `PeftModel.from_pretrained(base, dir)` checks it.
 ///
 /// # Errors
 /// I/O and format errors naming the file; [`Error::MissingTensor`] when a targeted projection
 /// has no factors, [`Error::UnexpectedTensors`] for tensors that belong to no targeted
-/// projection (an adapter for another architecture), [`Error::ShapeMismatch`] for factors whose
-/// shape does not fit the model or the config's rank.
-pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig)> {
+/// projection or saved module (an adapter for another architecture), [`Error::ShapeMismatch`]
+/// for factors whose shape does not fit the model or the config's rank,
+/// [`Error::InvalidConfig`] for targets that match nothing or a module both targeted and saved.
+pub fn read_adapter(dir: &Path, model: &ModelConfig) -> Result<AdapterWeights> {
     let config_path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
     let config = LoraConfig::from_adapter_config(&text, &config_path.display().to_string())?;
@@ -435,11 +494,8 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
     }
     let weights = SafetensorsWeights::open(&weights_path)?;
     let source = weights.source_name();
-    let mut unused: std::collections::BTreeSet<String> =
-        weights.tensor_names().into_iter().collect();
-    let device = decoder.device();
-    let mut attached = 0;
-    let read = |name: &str, expected: &[usize], unused: &mut std::collections::BTreeSet<String>| {
+    let mut unused: BTreeSet<String> = weights.tensor_names().into_iter().collect();
+    let mut read = |name: &str, expected: &[usize]| {
         let info = weights
             .tensor_info(name)
             .ok_or_else(|| Error::MissingTensor {
@@ -457,39 +513,37 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
         unused.remove(name);
         weights.read_f32(name)
     };
-    let matrix = |values: Vec<f32>, shape: [usize; 2]| {
-        Tensor::<2>::from_data(TensorData::new(values, shape), &device)
-    };
-    let model = decoder.map_projections(|name, proj: Projection| -> Result<Projection> {
-        if !config.matches(name) {
-            return Ok(proj);
+    let mut factors = BTreeMap::new();
+    for (name, [d_in, d_out]) in projection_dims(model) {
+        if !config.matches(&name) {
+            continue;
         }
-        attached += 1;
-        let [d_in, d_out] = proj.dims();
+        if config.saves(&format!("{name}.weight")) {
+            return Err(Error::InvalidConfig(format!(
+                "LoRA: `{name}` is both a LoRA target and inside modules_to_save {:?}; \
+                 choose one",
+                config.modules_to_save
+            )));
+        }
         let key = |factor: &str| format!("{PEFT_PREFIX}{name}.{factor}.weight");
-        let a = matrix(
-            read(&key("lora_A"), &[config.r, d_in], &mut unused)?,
-            [config.r, d_in],
+        let a = read(&key("lora_A"), &[config.r, d_in])?;
+        let b = read(&key("lora_B"), &[d_out, config.r])?;
+        let magnitude = if config.dora {
+            Some(read(&format!("{PEFT_PREFIX}{name}.{MAGNITUDE}"), &[d_out])?)
+        } else {
+            None
+        };
+        factors.insert(
+            name,
+            LoraFactors {
+                a,
+                b,
+                magnitude,
+                dims: [d_in, d_out],
+            },
         );
-        let b = matrix(
-            read(&key("lora_B"), &[d_out, config.r], &mut unused)?,
-            [d_out, config.r],
-        );
-        let mut adapter = LoraAdapter::new(
-            a.transpose(),
-            b.transpose(),
-            config.scaling(),
-            config.dropout,
-        );
-        if config.dora {
-            let m = format!("{PEFT_PREFIX}{name}.{MAGNITUDE}");
-            let m = read(&m, &[d_out], &mut unused)?;
-            adapter =
-                adapter.with_magnitude(Tensor::from_data(TensorData::new(m, [d_out]), &device));
-        }
-        Ok(proj.with_lora(adapter))
-    })?;
-    config.check_attached(attached)?;
+    }
+    config.check_attached(factors.len())?;
     // The saved modules' tensors: every tensor left that names a base parameter of one.
     let mut saved = HashMap::new();
     for key in unused.clone() {
@@ -507,6 +561,50 @@ pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig
             names: unused.into_iter().take(8).collect(),
         });
     }
+    Ok(AdapterWeights {
+        config,
+        factors,
+        saved,
+        source,
+    })
+}
+
+/// Reads a peft adapter directory ([`read_adapter`]) and attaches it to `decoder` (base
+/// frozen, unmerged), as `PeftModel.from_pretrained(base, dir)` does.
+///
+/// # Errors
+/// As [`read_adapter`], and [`Error::ShapeMismatch`] / [`Error::UnexpectedTensors`] for saved
+/// modules that do not fit the model.
+pub fn load_adapter(decoder: Decoder, dir: &Path) -> Result<(Decoder, LoraConfig)> {
+    let AdapterWeights {
+        config,
+        mut factors,
+        saved,
+        source,
+    } = read_adapter(dir, decoder.config())?;
+    let device = decoder.device();
+    let matrix = |values: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<2>::from_data(TensorData::new(values, shape), &device)
+    };
+    let model = infallible(decoder.map_projections(|name, proj: Projection| {
+        let Some(f) = factors.remove(name) else {
+            return Ok::<_, std::convert::Infallible>(proj);
+        };
+        let [d_in, d_out] = f.dims;
+        let a = matrix(f.a, [config.r, d_in]);
+        let b = matrix(f.b, [d_out, config.r]);
+        let mut adapter = LoraAdapter::new(
+            a.transpose(),
+            b.transpose(),
+            config.scaling(),
+            config.dropout,
+        );
+        if let Some(m) = f.magnitude {
+            adapter =
+                adapter.with_magnitude(Tensor::from_data(TensorData::new(m, [d_out]), &device));
+        }
+        Ok(proj.with_lora(adapter))
+    }));
     let model = config.attach_saved_modules(model.freeze_base(), saved, &source)?;
     Ok((model, config))
 }

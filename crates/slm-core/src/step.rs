@@ -21,6 +21,12 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeqId(pub u64);
 
+/// A LoRA adapter a [`BatchedLm`] holds: the `i`-th of [`BatchedLm::adapters`]. A sequence
+/// made with one ([`BatchedLm::add_sequence_with`]) runs every step with it applied, unmerged,
+/// beside sequences of other adapters and of none (multi-LoRA serving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdapterId(pub usize);
+
 /// One sequence's part of a step.
 #[derive(Debug, Clone, Copy)]
 pub struct SeqChunk<'a> {
@@ -84,6 +90,25 @@ pub trait BatchedLm: Send + Sync {
 
     /// A new, empty sequence.
     fn add_sequence(&self) -> SeqId;
+
+    /// The names of the adapters the model holds, in [`AdapterId`] order (none by default).
+    fn adapters(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A new, empty sequence that runs with `adapter` (`None`: the base model). Forks of it
+    /// run with the same adapter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an adapter the model does not hold.
+    fn add_sequence_with(&self, adapter: Option<AdapterId>) -> Result<SeqId> {
+        match adapter {
+            None => Ok(self.add_sequence()),
+            Some(AdapterId(a)) => Err(Error::InvalidInput(format!(
+                "no adapter {a}: this model holds none"
+            ))),
+        }
+    }
 
     /// A new sequence holding the first `len` tokens of `seq` (a shared prompt prefix: full
     /// blocks are shared, not copied, where the implementation pages its cache).

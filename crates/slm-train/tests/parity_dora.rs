@@ -63,6 +63,45 @@ fn peft_params(model: &Decoder) -> HashMap<String, (burn::module::ParamId, Vec<f
     out
 }
 
+/// The CPU fast path serves the DoRA adapter unmerged (gain `m / |W + s B A|` computed at
+/// load) beside the base model in one step: peft's logits for each.
+#[test]
+fn fast_path_serves_the_dora_adapter_unmerged() {
+    use slm_core::fast::FastDecoderConfig;
+    use slm_core::step::{BatchedLm, SeqChunk};
+    let spec = reference();
+    let ckpt = Checkpoint::open(&fixture("models/llama-tiny")).unwrap();
+    let mut fast = FastDecoderConfig::default()
+        .init(&ckpt.config, ckpt.weights.as_ref())
+        .unwrap();
+    let dora = fast.load_adapter("dora", &data("dora/adapter")).unwrap();
+    let ids = rows(&spec["input_ids"], |x| x.as_u64().unwrap() as u32);
+    let want = tensors_at(&data("dora/logits.safetensors"));
+    let (shape, want) = &want["logits"];
+    let plain = base(&Device::flex());
+    let mut chunks = Vec::new();
+    for row in &ids {
+        for adapter in [Some(dora), None] {
+            chunks.push(SeqChunk {
+                seq: fast.add_sequence_with(adapter).unwrap(),
+                tokens: row,
+                logits: Some(LogitsScope::All),
+            });
+        }
+    }
+    let out = fast.step(&chunks).unwrap();
+    let per_row = shape[1] * shape[2];
+    for (b, row) in ids.iter().enumerate() {
+        let d = max_abs_diff(out.chunk(2 * b), &want[b * per_row..(b + 1) * per_row]);
+        eprintln!("fast path DoRA row {b}: max abs diff vs peft {d:e}");
+        assert!(d <= LOGITS_ATOL, "row {b}: {d}");
+        let batch = TokenBatch::single(row.clone(), LogitsScope::All);
+        let base_logits = plain.forward(&batch, &mut plain.new_cache()).unwrap();
+        let d = max_abs_diff(out.chunk(2 * b + 1), &base_logits.values);
+        assert!(d <= LOGITS_ATOL, "base row {b} beside DoRA: {d}");
+    }
+}
+
 #[test]
 fn peft_dora_adapter_logits_and_merge_match() {
     let spec = reference();

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_dot, matmul};
 
+use super::adapter::{self, Adapter, AdapterScratch, layer_deltas};
 use super::kv_pool::{DEFAULT_BLOCK_SIZE, KvPool};
 use crate::causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::hf_names::checked_layout;
-use crate::step::{BatchedLm, KvUsage, SeqChunk, SeqId, StepLogits, validate_chunks};
+use crate::peft::{AdapterWeights, read_adapter};
+use crate::step::{AdapterId, BatchedLm, KvUsage, SeqChunk, SeqId, StepLogits, validate_chunks};
 use crate::weights::{RawTensor, RowOrder, WeightSource};
 
 /// How a [`FastDecoder`] is built: key/value budget, threads, precision.
@@ -270,9 +272,13 @@ struct Scratch {
     offsets: Vec<usize>,
     /// Per chunk: its sequence.
     seqs: Vec<SeqId>,
+    /// Per token: its id.
+    ids: Vec<u32>,
     /// Per token: its cos and sin tables, `head_dim / 2` each.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    /// The adapters' row groups and products.
+    adapt: AdapterScratch,
 }
 
 #[derive(Debug)]
@@ -280,6 +286,8 @@ struct State {
     kv: KvPool,
     scratch: Scratch,
     profile: Option<Profile>,
+    /// The adapter of every sequence that runs with one (index into `FastDecoder::adapters`).
+    adapter_of: BTreeMap<SeqId, usize>,
 }
 
 /// The CPU fast path: the same model as [`crate::model::Decoder`] (one [`ModelConfig`], the
@@ -313,6 +321,8 @@ pub struct FastDecoder {
     interleaved: bool,
     precision: Precision,
     threads: Option<Arc<rayon::ThreadPool>>,
+    /// LoRA adapters sequences may run with ([`AdapterId`] `i` is the `i`-th).
+    adapters: Vec<Adapter>,
     state: Arc<Mutex<State>>,
 }
 
@@ -457,6 +467,7 @@ impl FastDecoder {
             interleaved,
             precision: opts.precision,
             threads,
+            adapters: Vec::new(),
             state: Arc::new(Mutex::new(State {
                 kv: KvPool::new(
                     c.num_hidden_layers,
@@ -466,6 +477,7 @@ impl FastDecoder {
                 )?,
                 scratch: Scratch::default(),
                 profile: opts.profile.then(Profile::default),
+                adapter_of: BTreeMap::new(),
             })),
         })
     }
@@ -473,6 +485,47 @@ impl FastDecoder {
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Loads the peft LoRA adapter in `dir` ([`read_adapter`]: LoRA, rsLoRA, DoRA,
+    /// `modules_to_save`) under `name`, to be applied unmerged to the sequences made with its
+    /// id ([`BatchedLm::add_sequence_with`]); see [`super::adapter`] for how.
+    ///
+    /// # Errors
+    /// As [`read_adapter`]; [`Error::InvalidInput`] for a name already taken.
+    pub fn load_adapter(&mut self, name: &str, dir: &std::path::Path) -> Result<AdapterId> {
+        let weights = read_adapter(dir, &self.config)?;
+        self.add_adapter(name, weights)
+    }
+
+    /// The stored projection `module` (`model.layers.0.self_attn.q_proj`, `lm_head`; `None`
+    /// for a tied head or an unknown name).
+    fn base_linear(&self, module: &str) -> Option<adapter::BaseLinear<'_>> {
+        let linear = match module.strip_prefix("model.layers.") {
+            Some(rest) => {
+                let (i, proj) = rest.split_once('.')?;
+                let slot = adapter::PROJECTIONS.iter().position(|p| *p == proj)?;
+                self.layers.get(i.parse::<usize>().ok()?)?.linears()[slot]
+            }
+            None if module == "lm_head" => self.lm_head.as_ref()?,
+            None => return None,
+        };
+        Some((&linear.weight, linear.bias.as_deref()))
+    }
+
+    /// [`load_adapter`](Self::load_adapter) for an adapter already read.
+    ///
+    /// # Errors
+    /// As [`load_adapter`](Self::load_adapter).
+    pub fn add_adapter(&mut self, name: &str, weights: AdapterWeights) -> Result<AdapterId> {
+        if self.adapters.iter().any(|a| a.name == name) {
+            return Err(Error::InvalidInput(format!(
+                "an adapter named `{name}` is already loaded"
+            )));
+        }
+        let built = adapter::build(name, weights, &self.config, &|m| self.base_linear(m))?;
+        self.adapters.push(built);
+        Ok(AdapterId(self.adapters.len() - 1))
     }
 
     /// Bytes of the weights as held (the stored blocks, memory-mapped where the file allows).
@@ -556,6 +609,7 @@ impl FastDecoder {
             kv,
             scratch: s,
             profile,
+            adapter_of,
         } = st;
         let mut prof = |op: &'static str, t: Instant| {
             if let Some(p) = profile.as_mut() {
@@ -570,19 +624,38 @@ impl FastDecoder {
                 .extend((0..ch.tokens.len()).map(|k| (i, start + k)));
         }
         let n = s.tokens.len();
-        let ids = chunks.iter().flat_map(|ch| ch.tokens.iter().copied());
+        s.ids.clear();
+        s.ids
+            .extend(chunks.iter().flat_map(|ch| ch.tokens.iter().copied()));
+        // Tokens grouped by the adapter their sequence runs with.
+        let adapter_of_chunk = |i: usize| adapter_of.get(&chunks[i].seq).copied();
+        AdapterScratch::group(
+            &mut s.adapt.groups,
+            s.tokens
+                .iter()
+                .enumerate()
+                .filter_map(|(row, &(ch, _))| Some((row, adapter_of_chunk(ch)?))),
+        );
 
         let t = Instant::now();
         s.x.resize(n * d, 0.0);
         let row_bytes = self.embed_row_bytes();
         let embed = self.embed.data.bytes();
-        for (id, x) in ids.zip(s.x.chunks_exact_mut(d)) {
+        for (&id, x) in s.ids.iter().zip(s.x.chunks_exact_mut(d)) {
             let id = id as usize;
             slm_ggml::dequantize_into(
                 self.embed.ty,
                 &embed[id * row_bytes..(id + 1) * row_bytes],
                 x,
             )?;
+        }
+        for (a, rows) in &s.adapt.groups {
+            if let Some(e) = &self.adapters[*a].embed {
+                for &r in rows {
+                    let id = s.ids[r] as usize;
+                    s.x[r * d..(r + 1) * d].copy_from_slice(&e[id * d..(id + 1) * d]);
+                }
+            }
         }
         // RoPE tables per token.
         let half = dh / 2;
@@ -608,6 +681,13 @@ impl FastDecoder {
         for (l, layer) in self.layers.iter().enumerate() {
             let t = Instant::now();
             rms_norm(&s.x, &layer.input_norm, eps, &mut s.h);
+            self.adapted_norms(
+                &s.adapt.groups,
+                |a| a.layers[l].input_norm.as_ref(),
+                &s.x,
+                eps,
+                &mut s.h,
+            );
             prof("norm", t);
 
             let t = Instant::now();
@@ -622,6 +702,15 @@ impl FastDecoder {
                 ],
                 &s.h,
                 &mut s.acts,
+            )?;
+            adapter::apply(
+                &self.adapters,
+                &mut s.adapt,
+                false,
+                |a| layer_deltas(a, l, [0, 1, 2]),
+                &s.h,
+                d,
+                [&mut s.q[..], &mut s.k[..], &mut s.v[..]],
             )?;
             layer.q.add_bias(&mut s.q);
             layer.k.add_bias(&mut s.k);
@@ -658,12 +747,28 @@ impl FastDecoder {
             let t = Instant::now();
             s.o.resize(n * d, 0.0);
             self.matmul(&mut [(layer.o.matrix(), &mut s.o[..])], &s.att, &mut s.acts)?;
+            adapter::apply(
+                &self.adapters,
+                &mut s.adapt,
+                false,
+                |a| layer_deltas(a, l, [3]),
+                &s.att,
+                qdim,
+                [&mut s.o[..]],
+            )?;
             layer.o.add_bias(&mut s.o);
             s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
             prof("o_proj", t);
 
             let t = Instant::now();
             rms_norm(&s.x, &layer.post_norm, eps, &mut s.h);
+            self.adapted_norms(
+                &s.adapt.groups,
+                |a| a.layers[l].post_norm.as_ref(),
+                &s.x,
+                eps,
+                &mut s.h,
+            );
             s.gate.resize(n * ff, 0.0);
             s.up.resize(n * ff, 0.0);
             self.matmul(
@@ -673,6 +778,15 @@ impl FastDecoder {
                 ],
                 &s.h,
                 &mut s.acts,
+            )?;
+            adapter::apply(
+                &self.adapters,
+                &mut s.adapt,
+                false,
+                |a| layer_deltas(a, l, [4, 5]),
+                &s.h,
+                d,
+                [&mut s.gate[..], &mut s.up[..]],
             )?;
             layer.gate.add_bias(&mut s.gate);
             layer.up.add_bias(&mut s.up);
@@ -687,6 +801,15 @@ impl FastDecoder {
                 &mut [(layer.down.matrix(), &mut s.o[..])],
                 &s.gate,
                 &mut s.acts,
+            )?;
+            adapter::apply(
+                &self.adapters,
+                &mut s.adapt,
+                false,
+                |a| layer_deltas(a, l, [6]),
+                &s.gate,
+                ff,
+                [&mut s.o[..]],
             )?;
             layer.down.add_bias(&mut s.o);
             s.x.iter_mut().zip(&s.o).for_each(|(x, o)| *x += o);
@@ -714,8 +837,23 @@ impl FastDecoder {
         }
         let r = s.head_in.len() / d;
         let vocab = c.vocab_size;
+        AdapterScratch::group(
+            &mut s.adapt.head_groups,
+            rows.iter().enumerate().flat_map(|(i, &(start, k))| {
+                adapter_of_chunk(i)
+                    .into_iter()
+                    .flat_map(move |a| (start..start + k).map(move |row| (row, a)))
+            }),
+        );
         let mut normed = std::mem::take(&mut s.h);
         rms_norm(&s.head_in, &self.norm, eps, &mut normed);
+        self.adapted_norms(
+            &s.adapt.head_groups,
+            |a| a.norm.as_ref(),
+            &s.head_in,
+            eps,
+            &mut normed,
+        );
         s.logits.resize(r * vocab, 0.0);
         if r > 0 {
             let head = match &self.lm_head {
@@ -729,6 +867,15 @@ impl FastDecoder {
                 }
             };
             self.matmul(&mut [(head, &mut s.logits[..])], &normed, &mut s.acts)?;
+            adapter::apply(
+                &self.adapters,
+                &mut s.adapt,
+                true,
+                |a| [a.head.as_ref()],
+                &normed,
+                d,
+                [&mut s.logits[..]],
+            )?;
         }
         s.h = normed;
         prof("lm_head", t);
@@ -737,6 +884,26 @@ impl FastDecoder {
             vocab,
             rows,
         })
+    }
+
+    /// Re-normalises the rows of each adapter group whose adapter saved its own weight for
+    /// this norm (`pick`).
+    fn adapted_norms(
+        &self,
+        groups: &[(usize, Vec<usize>)],
+        pick: impl Fn(&Adapter) -> Option<&Vec<f32>>,
+        x: &[f32],
+        eps: f32,
+        out: &mut [f32],
+    ) {
+        let d = self.config.hidden_size;
+        for (a, rows) in groups {
+            if let Some(w) = pick(&self.adapters[*a]) {
+                for &r in rows {
+                    rms_norm_row(&x[r * d..(r + 1) * d], w, eps, &mut out[r * d..(r + 1) * d]);
+                }
+            }
+        }
     }
 
     fn matmul(
@@ -821,11 +988,16 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut Vec<f32>) {
     out.resize(x.len(), 0.0);
     let d = weight.len();
     for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
-        let inv = 1.0 / (ms + eps).sqrt();
-        for ((o, v), w) in o.iter_mut().zip(row).zip(weight) {
-            *o = v * inv * w;
-        }
+        rms_norm_row(row, weight, eps, o);
+    }
+}
+
+/// [`rms_norm`] of one row.
+fn rms_norm_row(row: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    let inv = 1.0 / (ms + eps).sqrt();
+    for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+        *o = v * inv * w;
     }
 }
 
@@ -973,12 +1145,40 @@ impl BatchedLm for FastDecoder {
         self.lock().kv.add()
     }
 
+    fn adapters(&self) -> Vec<String> {
+        self.adapters.iter().map(|a| a.name.clone()).collect()
+    }
+
+    fn add_sequence_with(&self, adapter: Option<AdapterId>) -> Result<SeqId> {
+        let mut st = self.lock();
+        let Some(AdapterId(a)) = adapter else {
+            return Ok(st.kv.add());
+        };
+        if a >= self.adapters.len() {
+            return Err(Error::InvalidInput(format!(
+                "no adapter {a}: this model holds {}",
+                self.adapters.len()
+            )));
+        }
+        let seq = st.kv.add();
+        st.adapter_of.insert(seq, a);
+        Ok(seq)
+    }
+
+    /// The fork runs with the adapter of `seq`.
     fn fork(&self, seq: SeqId, len: usize) -> Result<SeqId> {
-        self.lock().kv.fork(seq, len)
+        let mut st = self.lock();
+        let child = st.kv.fork(seq, len)?;
+        if let Some(&a) = st.adapter_of.get(&seq) {
+            st.adapter_of.insert(child, a);
+        }
+        Ok(child)
     }
 
     fn release(&self, seq: SeqId) {
-        self.lock().kv.release(seq);
+        let mut st = self.lock();
+        st.kv.release(seq);
+        st.adapter_of.remove(&seq);
     }
 
     fn seq_len(&self, seq: SeqId) -> Option<usize> {

@@ -12,6 +12,7 @@
 //! [`CausalLm`]: crate::causal_lm::CausalLm
 //! [`BatchedLm`]: crate::step::BatchedLm
 
+pub mod adapter;
 mod decoder;
 mod kv_pool;
 

@@ -560,7 +560,7 @@ impl Decoder {
 }
 
 /// The value of a result that cannot be an error.
-fn infallible<T>(r: std::result::Result<T, std::convert::Infallible>) -> T {
+pub(crate) fn infallible<T>(r: std::result::Result<T, std::convert::Infallible>) -> T {
     match r {
         Ok(v) => v,
         Err(never) => match never {},

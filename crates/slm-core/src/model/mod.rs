@@ -1,7 +1,7 @@
 //! The decoder, its cache, how its parameters map onto checkpoint tensors, growing its
 //! vocabulary ([`resize_vocab`]) and narrowing its layers ([`narrow`]).
 
-mod decoder;
+pub(crate) mod decoder;
 pub mod hf_names;
 mod kv_cache;
 pub mod linear;
