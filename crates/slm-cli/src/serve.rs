@@ -23,6 +23,11 @@ pub struct ServeArgs {
     /// A .gguf file or a Hugging Face model directory (with its tokenizer).
     #[arg(long)]
     model: PathBuf,
+    /// A peft LoRA adapter directory served beside the base as model `NAME` (repeatable):
+    /// applied per request, unmerged, requests of different adapters batched together. Its
+    /// `task.json` (from `slm finetune`), if any, gives `/v1/classify` its labels and prompt.
+    #[arg(long = "adapter", value_name = "NAME=DIR", value_parser = parse_adapter)]
+    adapters: Vec<(String, PathBuf)>,
     /// Where to run: `cpu` or `cuda:N` (the burn decoder).
     #[arg(long, default_value = "cpu", value_parser = crate::parse_device)]
     device: DeviceArg,
@@ -53,6 +58,18 @@ pub struct ServeArgs {
     /// Grid region for `usage.gco2e` (ISO code, e.g. `FR`; default: world average).
     #[arg(long)]
     region: Option<String>,
+}
+
+/// `NAME=DIR`.
+fn parse_adapter(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(dir)))
+        }
+        _ => Err(format!(
+            "expected NAME=DIR (a peft adapter directory), got `{s}`"
+        )),
+    }
 }
 
 /// `1GiB`, `512MiB`, `64KiB`, `2GB`, or a plain number of bytes.
@@ -117,15 +134,33 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
         backend: args.backend,
     };
     let fast = model_args.uses_fast_path(&ckpt)?;
+    if !fast && !args.adapters.is_empty() {
+        anyhow::bail!(
+            "--adapter is served on the CPU fast path only (a model on the CPU with --backend \
+             auto or fast)"
+        );
+    }
+    let name = args.served_model_name.clone().unwrap_or_else(|| {
+        args.model
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+    });
     let model: Arc<dyn BatchedLm> = if fast {
-        Arc::new(
-            FastDecoderConfig {
-                kv_budget_bytes: args.kv_memory,
-                threads: args.threads,
-                ..Default::default()
+        let mut model = FastDecoderConfig {
+            kv_budget_bytes: args.kv_memory,
+            threads: args.threads,
+            ..Default::default()
+        }
+        .init(&ckpt.config, ckpt.weights.as_ref())?;
+        for (adapter, dir) in &args.adapters {
+            if *adapter == name {
+                anyhow::bail!("adapter name `{adapter}` is the base model's served name");
             }
-            .init(&ckpt.config, ckpt.weights.as_ref())?,
-        )
+            model
+                .load_adapter(adapter, dir)
+                .with_context(|| format!("loading adapter `{adapter}` from {}", dir.display()))?;
+        }
+        Arc::new(model)
     } else {
         // Counted in blocks as the fast path's pool would hold them in the same memory.
         let c = &ckpt.config;
@@ -148,11 +183,6 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
         },
         slm_energy::default_meters(),
     )?;
-    let name = args.served_model_name.clone().unwrap_or_else(|| {
-        args.model
-            .file_stem()
-            .map_or("model".into(), |s| s.to_string_lossy().into_owned())
-    });
     // `/v1/classify` scores labels as `slm eval` does: the model's task (task.json from `slm
     // finetune`) when it has one, else the default classifier prompt over the asked labels.
     let task = if args.model.is_dir() {
@@ -165,8 +195,18 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
         tokenizer: (*tokenizer).clone(),
         context: ckpt.config.max_position_embeddings,
     };
-    let mut state = ServerState::new(engine.clone(), tokenizer, name.clone())
+    let mut state = ServerState::new(engine.clone(), tokenizer.clone(), name.clone())
         .with_classifier(Arc::new(prompts));
+    for (adapter, dir) in &args.adapters {
+        let prompts = TaskSpec::load(dir)?.map(|task| {
+            Arc::new(TaskPrompts {
+                task: Some(task),
+                tokenizer: (*tokenizer).clone(),
+                context: ckpt.config.max_position_embeddings,
+            }) as Arc<dyn ClassifyPrompts>
+        });
+        state = state.with_adapter(adapter, dir.display().to_string(), prompts);
+    }
     if let Some(region) = &args.region {
         state = state.with_carbon(slm_energy::TrackerConfig::for_region(region)?.carbon);
     }

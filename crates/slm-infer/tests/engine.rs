@@ -482,3 +482,100 @@ fn label_scores_through_the_engine_match_score_labels_and_batch_with_generation(
     assert_no_leaks(&engine);
     assert_no_leaks(&tight);
 }
+
+/// llama-tiny on the fast path holding peft's two fixture adapters (`a`: LoRA on q/v; `all`:
+/// rsLoRA on every projection).
+fn llama_with_adapters() -> slm_core::fast::FastDecoder {
+    let ckpt = Checkpoint::open(&fixture("models/llama-tiny")).unwrap();
+    let mut model = FastDecoderConfig {
+        kv_budget_bytes: 32 << 20,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    model.load_adapter("a", &fixture("lora/adapter_a")).unwrap();
+    model
+        .load_adapter("all", &fixture("lora/adapter_rslora_all"))
+        .unwrap();
+    model
+}
+
+#[test]
+fn requests_for_different_adapters_share_steps_and_get_what_they_get_alone() {
+    use slm_core::step::AdapterId;
+    let adapters = [
+        None,
+        Some(AdapterId(0)),
+        Some(AdapterId(1)),
+        Some(AdapterId(0)),
+        None,
+    ];
+    let requests: Vec<Request> = workload()
+        .into_iter()
+        .zip(adapters)
+        .map(|(r, a)| Request { adapter: a, ..r })
+        .collect();
+    let engine = Engine::start(Arc::new(llama_with_adapters()), None, config()).unwrap();
+    let single = alone(&engine, &requests);
+    let batched = together(&engine, &requests);
+    assert_same(&single, &batched);
+    // The greedy adapted request is peft's model's argmax chain (the burn decoder with the
+    // adapter attached, checked against peft in slm-core), the greedy base one the base's.
+    let base = || {
+        Checkpoint::open(&fixture("models/llama-tiny"))
+            .unwrap()
+            .load_decoder(&Device::flex())
+            .unwrap()
+    };
+    let (with_a, _) = slm_core::peft::load_adapter(base(), &fixture("lora/adapter_a")).unwrap();
+    let greedy = Request {
+        adapter: Some(AdapterId(0)),
+        ..requests[0].clone()
+    };
+    let got = engine.submit(greedy.clone()).unwrap().wait().unwrap();
+    let want = generate(&with_a, &greedy.prompt, &greedy.config, false).unwrap();
+    assert_eq!(got.ids, want.ids, "adapter a vs peft's model");
+    let plain = generate(&base(), &greedy.prompt, &greedy.config, false).unwrap();
+    assert_eq!(single[0].ids, plain.ids, "base");
+    assert_ne!(got.ids, single[0].ids, "the adapter changes the output");
+    // Cached prefixes are shared within an adapter only.
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 13 + 7) % 700 + 2).collect();
+    let ask = |adapter| Request {
+        adapter,
+        ..Request::new(
+            prompt.clone(),
+            GenerationConfig {
+                max_new_tokens: 3,
+                ..Default::default()
+            },
+        )
+    };
+    let first = engine
+        .submit(ask(Some(AdapterId(1))))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(first.metrics.cached_prompt_tokens, 0);
+    let other = engine.submit(ask(None)).unwrap().wait().unwrap();
+    assert_eq!(
+        other.metrics.cached_prompt_tokens, 0,
+        "another adapter's blocks"
+    );
+    let same = engine
+        .submit(ask(Some(AdapterId(1))))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(
+        same.metrics.cached_prompt_tokens >= 32,
+        "{:?}",
+        same.metrics
+    );
+    assert_eq!(same.ids, first.ids);
+    // An adapter the model does not hold is refused by type.
+    assert!(matches!(
+        engine.submit(ask(Some(AdapterId(2)))),
+        Err(Error::InvalidConfig(m)) if m.contains("adapter")
+    ));
+    assert_no_leaks(&engine);
+}

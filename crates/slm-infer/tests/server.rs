@@ -46,13 +46,29 @@ struct Server {
 }
 
 fn start(config: EngineConfig) -> Server {
-    let model = qwen2_fast_bytes(8 << 20);
-    let mut tk = qwen2_tiny_tokenizer();
+    start_model(
+        qwen2_fast_bytes(8 << 20),
+        qwen2_tiny_tokenizer(),
+        config,
+        |s| s,
+    )
+}
+
+/// `model` served as `tiny` with a ChatML template and [`PlainPrompts`]; `more` adds to the
+/// server's state.
+fn start_model(
+    model: impl slm_core::step::BatchedLm + 'static,
+    mut tk: Tokenizer,
+    config: EngineConfig,
+    more: impl FnOnce(ServerState) -> ServerState,
+) -> Server {
     tk.set_chat_template(Some(ChatTemplate::new(CHATML).unwrap()));
     let tk = Arc::new(tk);
     let engine = Engine::start(Arc::new(model), Some(tk.clone()), config).unwrap();
-    let state = ServerState::new(engine.clone(), tk.clone(), "tiny")
-        .with_classifier(Arc::new(PlainPrompts(tk)));
+    let state = more(
+        ServerState::new(engine.clone(), tk.clone(), "tiny")
+            .with_classifier(Arc::new(PlainPrompts(tk))),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -526,4 +542,96 @@ fn classify_scores_labels_through_the_engine() {
         assert_eq!(status, 400, "{e}");
         assert_eq!(e["error"]["param"], param, "{e}");
     }
+}
+
+#[test]
+fn requests_name_lora_adapters_as_their_model() {
+    use slm_core::fast::FastDecoderConfig;
+    let ckpt = Checkpoint::open(&fixture("models/llama-tiny")).unwrap();
+    let mut model = FastDecoderConfig {
+        kv_budget_bytes: 8 << 20,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    model.load_adapter("a", &fixture("lora/adapter_a")).unwrap();
+    model
+        .load_adapter("all", &fixture("lora/adapter_rslora_all"))
+        .unwrap();
+    let tk = Tokenizer::from_model_dir(&fixture("models/llama-tiny")).unwrap();
+    let srv = start_model(model, tk.clone(), EngineConfig::default(), |s| {
+        s.with_adapter("a", "fixtures/lora/adapter_a", None)
+    });
+    // Listed as vLLM lists LoRA modules: the base is their parent.
+    let (status, body) = http(srv.addr, "GET", "/v1/models", "");
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tiny", "a", "all"]);
+    assert_eq!(list["data"][0]["parent"], Value::Null);
+    assert_eq!(list["data"][1]["parent"], "tiny");
+    assert_eq!(list["data"][1]["root"], "fixtures/lora/adapter_a");
+    assert_eq!(list["data"][2]["root"], "all");
+
+    // Greedy completions per model, all at once (one engine, shared steps): each is the
+    // engine's answer for that adapter alone, and the adapters change the text.
+    let body = |model: &str| json!({"model": model, "prompt": [5, 17, 42, 99], "max_tokens": 8, "temperature": 0});
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let jobs: Vec<_> = ["tiny", "a", "all", "a"]
+            .into_iter()
+            .map(|m| s.spawn(move || post(srv.addr, "/v1/completions", body(m))))
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let text = |r: &Value| r["choices"][0]["text"].as_str().unwrap().to_string();
+    for ((status, r), (model, adapter)) in answers.iter().zip([
+        ("tiny", None),
+        ("a", Some(0)),
+        ("all", Some(1)),
+        ("a", Some(0)),
+    ]) {
+        assert_eq!(*status, 200, "{r}");
+        assert_eq!(r["model"], model);
+        let mut request = slm_infer::engine::Request::new(
+            vec![5, 17, 42, 99],
+            slm_infer::GenerationConfig {
+                max_new_tokens: 8,
+                sampling: slm_infer::SamplingParams::greedy(),
+                ..Default::default()
+            },
+        );
+        request.adapter = adapter.map(slm_core::step::AdapterId);
+        let alone = srv.engine.submit(request).unwrap().wait().unwrap();
+        assert_eq!(text(r), tk.decode(&alone.ids, true).unwrap(), "{model}");
+    }
+    assert_ne!(text(&answers[0].1), text(&answers[1].1));
+    assert_ne!(text(&answers[1].1), text(&answers[2].1));
+
+    // Label scoring through an adapter.
+    let (status, r) = post(
+        srv.addr,
+        "/v1/classify",
+        json!({"model": "all", "input": "Win a prize now", "labels": ["spam", "ham"]}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["model"], "all");
+    let base = post(
+        srv.addr,
+        "/v1/classify",
+        json!({"model": "tiny", "input": "Win a prize now", "labels": ["spam", "ham"]}),
+    )
+    .1;
+    assert_ne!(r["data"][0]["probs"], base["data"][0]["probs"]);
+
+    // An unknown model names what is served.
+    let (status, e) = post(srv.addr, "/v1/completions", body("b"));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["code"], "model_not_found");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("`tiny`, `a`, `all`"), "{msg}");
 }

@@ -50,7 +50,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use slm_core::step::BatchedLm;
+use slm_core::step::{AdapterId, BatchedLm};
 use slm_core::tokenizer::Tokenizer;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -101,6 +101,8 @@ pub struct Request {
     pub config: GenerationConfig,
     /// A compiled output constraint ([`crate::constraint`]), if any.
     pub grammar: Option<Grammar>,
+    /// The model's LoRA adapter to run with ([`BatchedLm::adapters`]); `None`: the base model.
+    pub adapter: Option<AdapterId>,
 }
 
 impl Request {
@@ -110,7 +112,15 @@ impl Request {
             prompt,
             config,
             grammar: None,
+            adapter: None,
         }
+    }
+
+    /// Runs the request with the model's adapter `adapter` (unmerged, batched with requests
+    /// of other adapters).
+    pub fn with_adapter(mut self, adapter: AdapterId) -> Self {
+        self.adapter = Some(adapter);
+        self
     }
 
     /// Constrains the output to `grammar`.
@@ -300,11 +310,27 @@ impl Engine {
     /// whole key/value pool could not hold it; [`Error::EngineStopped`].
     pub fn submit(&self, request: Request) -> Result<RequestStream> {
         self.check_prompt(&request.prompt, 1)?;
+        self.check_adapter(request.adapter)?;
         let mut decoding = Decoding::new(&request.config, &request.prompt)?;
         if let Some(g) = &request.grammar {
             decoding = decoding.with_grammar(g.start());
         }
-        self.enqueue(|id, tx| Sequence::new(id, request.prompt, decoding, tx))
+        self.enqueue(|id, tx| {
+            Sequence::new(id, request.prompt, decoding, tx).with_adapter(request.adapter)
+        })
+    }
+
+    /// Refuses an adapter the model does not hold.
+    fn check_adapter(&self, adapter: Option<AdapterId>) -> Result<()> {
+        match adapter {
+            Some(AdapterId(a)) if a >= self.shared.model.adapters().len() => {
+                Err(Error::InvalidConfig(format!(
+                    "no adapter {a}: the model holds {}",
+                    self.shared.model.adapters().len()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Queues a label-scoring request: the total log-probability of each of `candidates`
@@ -317,6 +343,21 @@ impl Engine {
     /// As [`Engine::submit`], and [`Error::InvalidConfig`] without candidates or with an
     /// empty one.
     pub fn score(&self, prompt: Vec<u32>, candidates: Vec<Vec<u32>>) -> Result<RequestStream> {
+        self.score_with(None, prompt, candidates)
+    }
+
+    /// [`Engine::score`] with the model's adapter `adapter` (`None`: the base model).
+    ///
+    /// # Errors
+    /// As [`Engine::score`], and [`Error::InvalidConfig`] for an adapter the model does not
+    /// hold.
+    pub fn score_with(
+        &self,
+        adapter: Option<AdapterId>,
+        prompt: Vec<u32>,
+        candidates: Vec<Vec<u32>>,
+    ) -> Result<RequestStream> {
+        self.check_adapter(adapter)?;
         if candidates.is_empty() || candidates.iter().any(Vec::is_empty) {
             return Err(Error::InvalidConfig(
                 "label scoring needs candidates, none empty".into(),
@@ -333,7 +374,11 @@ impl Engine {
         let longest = candidates.iter().map(Vec::len).max().unwrap_or(1);
         self.check_prompt(&prompt, longest)?;
         let decoding = Decoding::new(&GenerationConfig::default(), &prompt)?;
-        self.enqueue(|id, tx| Sequence::new(id, prompt, decoding, tx).scoring(candidates))
+        self.enqueue(|id, tx| {
+            Sequence::new(id, prompt, decoding, tx)
+                .scoring(candidates)
+                .with_adapter(adapter)
+        })
     }
 
     /// Refuses prompts that could never run: empty, out of the vocabulary, beyond the context

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use slm_core::LogitsScope;
-use slm_core::step::{BatchedLm, SeqChunk, SeqId};
+use slm_core::step::{AdapterId, BatchedLm, SeqChunk, SeqId};
 use slm_core::tokenizer::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -50,6 +50,8 @@ pub(crate) struct Sequence {
     energy: Option<Option<Energy>>,
     /// Set for a label-scoring request instead of generation.
     scoring: Option<Scoring>,
+    /// The LoRA adapter it runs with (`None`: the base model).
+    adapter: Option<AdapterId>,
     metrics: RequestMetrics,
 }
 
@@ -103,7 +105,14 @@ impl Sequence {
             last_token: None,
             energy: None,
             scoring: None,
+            adapter: None,
         }
+    }
+
+    /// Runs it with `adapter`.
+    pub(crate) fn with_adapter(mut self, adapter: Option<AdapterId>) -> Self {
+        self.adapter = adapter;
+        self
     }
 
     /// Makes this a scoring request over `candidates`.
@@ -113,10 +122,12 @@ impl Sequence {
     }
 }
 
-/// A finished sequence kept for its key/value blocks.
+/// A finished sequence kept for its key/value blocks (computed with `adapter`: only
+/// sequences of the same adapter share them).
 struct CachedPrefix {
     seq: SeqId,
     tokens: Vec<u32>,
+    adapter: Option<AdapterId>,
     last_used: u64,
 }
 
@@ -234,7 +245,7 @@ impl Scheduler {
         self.reset_scoring_children(&mut s);
         s.decoding.end(reason);
         if let Some(seq) = s.seq.take() {
-            self.keep_or_release(seq, &s.tokens[..s.fed]);
+            self.keep_or_release(seq, &s.tokens[..s.fed], s.adapter);
         }
         self.record_end(&mut s);
         self.stats.finished[match reason {
@@ -280,7 +291,7 @@ impl Scheduler {
         self.stats.e2e.observe(s.metrics.e2e_s);
     }
 
-    fn keep_or_release(&mut self, seq: SeqId, tokens: &[u32]) {
+    fn keep_or_release(&mut self, seq: SeqId, tokens: &[u32], adapter: Option<AdapterId>) {
         let bs = self.model.kv_usage().block_size;
         if self.config.prefix_cache_entries == 0 || tokens.len() < bs {
             self.model.release(seq);
@@ -290,6 +301,7 @@ impl Scheduler {
         self.prefixes.push(CachedPrefix {
             seq,
             tokens: tokens.to_vec(),
+            adapter,
             last_used: self.clock,
         });
         while self.prefixes.len() > self.config.prefix_cache_entries {
@@ -318,19 +330,23 @@ impl Scheduler {
     }
 
     /// Gives a waiting sequence its model-side sequence, sharing the longest cached or running
-    /// prefix of at least one block.
-    fn attach(&mut self, s: &mut Sequence) -> Option<usize> {
+    /// prefix of at least one block computed with the same adapter. `Ok(None)` when blocks do
+    /// not allow it yet.
+    fn attach(&mut self, s: &mut Sequence) -> slm_core::Result<Option<usize>> {
         let kv = self.model.kv_usage();
         // The last token is always fed, so that the step returns its logits.
         let limit = s.tokens.len() - 1;
         let mut best: Option<(usize, SeqId, Option<usize>)> = None;
         for (i, p) in self.prefixes.iter().enumerate() {
+            if p.adapter != s.adapter {
+                continue;
+            }
             let n = common_prefix(&p.tokens, &s.tokens[..limit]);
             if n >= kv.block_size && best.is_none_or(|b| n > b.0) {
                 best = Some((n, p.seq, Some(i)));
             }
         }
-        for r in &self.running {
+        for r in self.running.iter().filter(|r| r.adapter == s.adapter) {
             if let Some(seq) = r.seq {
                 let n = common_prefix(&r.tokens[..r.fed], &s.tokens[..limit]);
                 if n >= kv.block_size && best.is_none_or(|b| n > b.0) {
@@ -346,26 +362,21 @@ impl Scheduler {
             self.prefixes[i].last_used = self.clock;
         }
         if !self.make_room(needed) {
-            return None;
+            return Ok(None);
         }
-        let seq = match best {
-            Some((n, src, _)) => match self.model.fork(src, n) {
-                Ok(seq) => {
-                    s.fed = n;
-                    seq
-                }
-                Err(_) => {
-                    s.fed = 0;
-                    self.model.add_sequence()
-                }
-            },
+        let forked = best.and_then(|(n, src, _)| Some((n, self.model.fork(src, n).ok()?)));
+        let seq = match forked {
+            Some((n, seq)) => {
+                s.fed = n;
+                seq
+            }
             None => {
                 s.fed = 0;
-                self.model.add_sequence()
+                self.model.add_sequence_with(s.adapter)?
             }
         };
         s.seq = Some(seq);
-        Some(s.fed)
+        Ok(Some(s.fed))
     }
 
     /// Moves waiting sequences into the running batch while blocks allow.
@@ -374,9 +385,16 @@ impl Scheduler {
             let Some(mut s) = self.waiting.pop_front() else {
                 break;
             };
-            let Some(shared) = self.attach(&mut s) else {
-                self.waiting.push_front(s);
-                break;
+            let shared = match self.attach(&mut s) {
+                Ok(Some(shared)) => shared,
+                Ok(None) => {
+                    self.waiting.push_front(s);
+                    break;
+                }
+                Err(e) => {
+                    self.fail(s, e.to_string());
+                    continue;
+                }
             };
             if self.leave_queue(&mut s) {
                 let now = s.scheduled.expect("just scheduled");

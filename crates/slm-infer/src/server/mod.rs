@@ -1,5 +1,9 @@
 //! The OpenAI-compatible HTTP server over an [`Engine`] (feature `server`; `slm serve` runs it).
 //!
+//! Requests name the base model or one of its LoRA adapters as their `model` (multi-LoRA: the
+//! adapters are applied per sequence, unmerged, and requests of different adapters share the
+//! engine's steps); `/v1/models` lists the adapters with the base as their `parent`.
+//!
 //! Routes: `POST /v1/classify` (label scoring, batched with the rest), `POST
 //! /v1/chat/completions` and `POST /v1/completions` (both with `stream: true`
 //! server-sent events, `usage`, `n`, `stop`, `seed`, `logprobs`, `logit_bias`), `GET /v1/models`,
@@ -22,6 +26,7 @@ pub mod openai;
 mod prometheus;
 mod routes;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,6 +65,10 @@ pub struct ServerState {
     compiler: Arc<OnceLock<Result<ConstraintCompiler, String>>>,
     /// `/v1/classify`'s prompts, when configured.
     classify: Option<Arc<dyn ClassifyPrompts>>,
+    /// `/v1/classify`'s prompts for requests naming an adapter, where its task differs.
+    adapter_classify: HashMap<String, Arc<dyn ClassifyPrompts>>,
+    /// Where each adapter was loaded from (`root` in `/v1/models`).
+    adapter_roots: HashMap<String, String>,
     /// Longest a graceful shutdown waits for running requests before cancelling them.
     pub shutdown_grace: Duration,
 }
@@ -72,6 +81,8 @@ impl ServerState {
         Self {
             compiler: Arc::new(OnceLock::new()),
             classify: None,
+            adapter_classify: HashMap::new(),
+            adapter_roots: HashMap::new(),
             engine,
             tokenizer,
             model_name: model_name.into(),
@@ -93,6 +104,32 @@ impl ServerState {
     pub fn with_classifier(mut self, prompts: Arc<dyn ClassifyPrompts>) -> Self {
         self.classify = Some(prompts);
         self
+    }
+
+    /// Describes the model's LoRA adapter `name` (requests name it as their `model`; see
+    /// [`BatchedLm::adapters`](slm_core::step::BatchedLm::adapters)): `root`, where it was
+    /// loaded from, for `/v1/models`, and `/v1/classify`'s prompts for it when its task is
+    /// not the base's.
+    pub fn with_adapter(
+        mut self,
+        name: impl Into<String>,
+        root: impl Into<String>,
+        prompts: Option<Arc<dyn ClassifyPrompts>>,
+    ) -> Self {
+        let name = name.into();
+        if let Some(p) = prompts {
+            self.adapter_classify.insert(name.clone(), p);
+        }
+        self.adapter_roots.insert(name, root.into());
+        self
+    }
+
+    /// `/v1/classify`'s prompts for requests naming `model`.
+    pub(crate) fn classifier_for(&self, model: &str) -> Option<Arc<dyn ClassifyPrompts>> {
+        self.adapter_classify
+            .get(model)
+            .cloned()
+            .or_else(|| self.classify.clone())
     }
 
     /// The constraint compiler, built on first use, or why there is none.

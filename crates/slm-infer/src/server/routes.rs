@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, BoxStream, SelectAll, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use slm_core::step::AdapterId;
 use slm_core::tokenizer::ChatMessage;
 
 use super::ServerState;
@@ -38,17 +39,24 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-fn check_model(st: &ServerState, model: &str) -> Result<(), ApiError> {
+/// The adapter a request's `model` names: `None` for the base model, `Some` for one of the
+/// model's LoRA adapters (vLLM's multi-LoRA naming).
+fn check_model(st: &ServerState, model: &str) -> Result<Option<AdapterId>, ApiError> {
     if model == st.model_name {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "The model `{model}` does not exist; this server serves `{}`.",
-            st.model_name
-        ))
-        .param("model")
-        .code("model_not_found"))
+        return Ok(None);
     }
+    let adapters = st.engine.model().adapters();
+    if let Some(i) = adapters.iter().position(|a| a == model) {
+        return Ok(Some(AdapterId(i)));
+    }
+    let mut served = vec![format!("`{}`", st.model_name)];
+    served.extend(adapters.iter().map(|a| format!("`{a}`")));
+    Err(ApiError::bad_request(format!(
+        "The model `{model}` does not exist; this server serves {}.",
+        served.join(", ")
+    ))
+    .param("model")
+    .code("model_not_found"))
 }
 
 fn now_secs() -> u64 {
@@ -295,6 +303,7 @@ enum Api {
 struct Job {
     api: Api,
     model: String,
+    adapter: Option<AdapterId>,
     prepared: Vec<Prepared>,
     stream: bool,
     include_usage: bool,
@@ -422,6 +431,7 @@ async fn run(st: Arc<ServerState>, job: Job) -> Result<Response, ApiError> {
         for (ci, config) in p.configs.iter().enumerate() {
             let mut request = Request::new(p.ids.clone(), config.clone());
             request.grammar = p.grammar.clone();
+            request.adapter = job.adapter;
             let s = st.engine.submit(request)?;
             streams.push((pi, pi * n + ci, s));
         }
@@ -663,7 +673,7 @@ fn message_text(content: &Value, i: usize) -> Result<String, ApiError> {
 pub(crate) async fn chat(State(st): AppState, body: Bytes) -> Response {
     let go = async {
         let req: ChatRequest = parse(&body)?;
-        check_model(&st, &req.model)?;
+        let adapter = check_model(&st, &req.model)?;
         if req.messages.is_empty() {
             return Err(ApiError::bad_request("messages must not be empty").param("messages"));
         }
@@ -703,6 +713,7 @@ pub(crate) async fn chat(State(st): AppState, body: Bytes) -> Response {
         let job = Job {
             api: Api::Chat,
             model: req.model,
+            adapter,
             prepared: vec![prepared],
             stream: req.sampling.stream,
             include_usage: req
@@ -721,7 +732,7 @@ pub(crate) async fn chat(State(st): AppState, body: Bytes) -> Response {
 pub(crate) async fn completions(State(st): AppState, body: Bytes) -> Response {
     let go = async {
         let req: CompletionRequest = parse(&body)?;
-        check_model(&st, &req.model)?;
+        let adapter = check_model(&st, &req.model)?;
         let encode = |t: &str| {
             st.tokenizer
                 .encode(t, true)
@@ -775,6 +786,7 @@ pub(crate) async fn completions(State(st): AppState, body: Bytes) -> Response {
         let job = Job {
             api: Api::Completions,
             model: req.model,
+            adapter,
             prepared,
             stream: req.sampling.stream,
             include_usage: req
@@ -789,21 +801,27 @@ pub(crate) async fn completions(State(st): AppState, body: Bytes) -> Response {
     go.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `GET /v1/models`.
+/// `GET /v1/models`: the base model, then each LoRA adapter with the base as its `parent`
+/// and its directory as `root` (as vLLM lists them).
 pub(crate) async fn models(State(st): AppState) -> Response {
-    axum::Json(json!({
-        "object": "list",
-        "data": [{
-            "id": st.model_name,
+    let max_model_len = st.engine.model().config().max_position_embeddings;
+    let card = |id: &str, root: &str, parent: Option<&str>| {
+        json!({
+            "id": id,
             "object": "model",
             "created": st.created,
             "owned_by": "slm",
-            "root": st.model_name,
-            "parent": null,
-            "max_model_len": st.engine.model().config().max_position_embeddings,
-        }],
-    }))
-    .into_response()
+            "root": root,
+            "parent": parent,
+            "max_model_len": max_model_len,
+        })
+    };
+    let mut data = vec![card(&st.model_name, &st.model_name, None)];
+    for name in st.engine.model().adapters() {
+        let root = st.adapter_roots.get(&name).unwrap_or(&name);
+        data.push(card(&name, root, Some(&st.model_name)));
+    }
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `GET /health`.
@@ -851,8 +869,8 @@ pub(crate) async fn classify(State(st): AppState, body: Bytes) -> Response {
     let go = async {
         let req: Value = parse(&body)?;
         let model = req["model"].as_str().unwrap_or_default().to_string();
-        check_model(&st, &model)?;
-        let prompts = st.classify.clone().ok_or_else(|| {
+        let adapter = check_model(&st, &model)?;
+        let prompts = st.classifier_for(&model).ok_or_else(|| {
             ApiError::bad_request("this server has no classifier configured").param("model")
         })?;
         let inputs: Vec<String> = match &req["input"] {
@@ -877,7 +895,7 @@ pub(crate) async fn classify(State(st): AppState, body: Bytes) -> Response {
                 .build(input, &labels)
                 .map_err(|e| ApiError::bad_request(e).param("input"))?;
             prompt_tokens += prompt.len() + candidates.iter().map(Vec::len).sum::<usize>();
-            streams.push(st.engine.score(prompt, candidates)?);
+            streams.push(st.engine.score_with(adapter, prompt, candidates)?);
         }
         let done = futures_util::future::join_all(streams.into_iter().map(|s| s.completion()))
             .await
