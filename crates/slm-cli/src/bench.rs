@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use slm_core::fast::FastDecoderConfig;
 use slm_core::prelude::*;
-use slm_core::step::{BatchedLm, PerSequence, SeqChunk};
+use slm_core::step::{AdapterId, BatchedLm, PerSequence, SeqChunk};
 
 /// The flags of `slm bench`.
 #[derive(clap::Args, Debug)]
@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// `fast` (the CPU fast path) or `burn`.
     #[arg(long, default_value = "fast")]
     backend: String,
+    /// A peft LoRA adapter directory (repeatable, fast path): the sequences of each step run
+    /// with the adapters in turn, unmerged (the multi-LoRA serving cost).
+    #[arg(long = "adapter", value_name = "DIR")]
+    adapters: Vec<PathBuf>,
     /// Print one JSON object: {"pp","tg",...}.
     #[arg(long)]
     json: bool,
@@ -55,16 +59,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (times, bytes_per_token) = pool.install(|| -> Result<_> {
         match args.backend.as_str() {
             "fast" => {
-                let model = FastDecoderConfig {
+                let mut model = FastDecoderConfig {
                     threads: Some(threads),
                     ..Default::default()
                 }
                 .init(&ckpt.config, ckpt.weights.as_ref())?;
+                for (i, dir) in args.adapters.iter().enumerate() {
+                    model
+                        .load_adapter(&format!("adapter{i}"), dir)
+                        .with_context(|| format!("loading adapter {}", dir.display()))?;
+                }
                 let times = measure(&model, &args)?;
                 if let Some(p) = model.take_profile() {
                     eprintln!("{}", p.table());
                 }
                 Ok((times, model.bytes_per_token()))
+            }
+            "burn" if !args.adapters.is_empty() => {
+                anyhow::bail!("--adapter is measured on the fast path (--backend fast)")
             }
             "burn" => {
                 let decoder = ckpt.load_decoder(&Device::flex())?;
@@ -84,6 +96,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "backend": args.backend,
         "threads": threads,
         "batch": args.batch,
+        "adapters": args.adapters.len(),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "repetitions": args.repetitions,
@@ -123,6 +136,9 @@ struct Times {
 }
 
 fn measure<B: BatchedLm>(model: &B, args: &BenchArgs) -> Result<Times> {
+    // Sequence i runs with adapter i mod n (none without adapters).
+    let n = model.adapters().len();
+    let add = |i: usize| model.add_sequence_with((n > 0).then(|| AdapterId(i % n)));
     let vocab = model.config().vocab_size as u64;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut token = move || {
@@ -142,7 +158,7 @@ fn measure<B: BatchedLm>(model: &B, args: &BenchArgs) -> Result<Times> {
             let prompts: Vec<Vec<u32>> = (0..b)
                 .map(|_| (0..args.prompt_tokens).map(|_| token()).collect())
                 .collect();
-            let seqs: Vec<_> = (0..b).map(|_| model.add_sequence()).collect();
+            let seqs = (0..b).map(add).collect::<slm_core::Result<Vec<_>>>()?;
             let chunks: Vec<SeqChunk<'_>> = seqs
                 .iter()
                 .zip(&prompts)
@@ -161,7 +177,7 @@ fn measure<B: BatchedLm>(model: &B, args: &BenchArgs) -> Result<Times> {
             }
         }
         if args.gen_tokens > 0 {
-            let seqs: Vec<_> = (0..b).map(|_| model.add_sequence()).collect();
+            let seqs = (0..b).map(add).collect::<slm_core::Result<Vec<_>>>()?;
             let t = Instant::now();
             for _ in 0..args.gen_tokens {
                 let next: Vec<[u32; 1]> = (0..b).map(|_| [token()]).collect();

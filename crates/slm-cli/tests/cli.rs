@@ -1096,6 +1096,22 @@ fn bench_reports_pp_tg_memory_and_the_roofline() {
     let batched = ok_json(&[&args[..], &["--batch", "3", "--backend", "burn"]].concat());
     assert_eq!(batched["batch"], 3);
     assert!(batched["tg"].as_f64().unwrap() > 0.0);
+    // Multi-LoRA: 3 sequences per step over 2 adapters, unmerged.
+    let a = fixtures().join("lora/adapter_a");
+    let all = fixtures().join("lora/adapter_rslora_all");
+    let f32_model = fixtures().join("models/llama-tiny");
+    let mut lora = args.to_vec();
+    lora[2] = f32_model.to_str().unwrap();
+    let adapted = ok_json(
+        &[
+            &lora[..],
+            &["--batch", "3", "--adapter", a.to_str().unwrap()],
+            &["--adapter", all.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(adapted["adapters"], 2);
+    assert!(adapted["tg"].as_f64().unwrap() > 0.0);
     // The fast path runs no adapter: a clear error, not silently the base model.
     let out = slm(&[
         "generate",
