@@ -48,12 +48,7 @@ fn the_openai_python_client_talks_to_slm_serve() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("slm serve exited").unwrap();
-        if let Some(url) = line.split(" on ").nth(1) {
-            break url.trim().to_string();
-        }
-    };
+    let base = printed_url(&mut lines);
     let out = Command::new(&python)
         .arg(common::root().join("crates/slm-cli/tests/data/openai_client.py"))
         .args([&base, "smollm2"])
@@ -91,6 +86,16 @@ fn the_openai_python_client_talks_to_slm_serve() {
     panic!("slm serve did not exit after SIGTERM");
 }
 
+/// The `http://host:port/v1` a starting `slm serve` prints on stderr.
+fn printed_url(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    loop {
+        let line = lines.next().expect("slm serve exited").unwrap();
+        if let Some(url) = line.split(" on ").nth(1) {
+            return url.trim().to_string();
+        }
+    }
+}
+
 /// A child process killed when dropped (also when a test fails while it runs).
 struct Killed(std::process::Child);
 
@@ -111,12 +116,7 @@ fn spawn_serve(args: &[&str]) -> (Killed, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("slm serve exited").unwrap();
-        if let Some(url) = line.split(" on ").nth(1) {
-            break url.trim().to_string();
-        }
-    };
+    let base = printed_url(&mut lines);
     // Keep reading its log: a closed pipe would fail the server's next line.
     std::thread::spawn(move || lines.for_each(drop));
     (Killed(server), base)

@@ -156,13 +156,7 @@ fn peft_adapters_and_the_base_share_one_step() {
 #[test]
 fn saved_modules_apply_to_their_sequences_only() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/modules_to_save");
-    let spec = json("lora/train_step/train_step.json");
-    let rows: Vec<Vec<u32>> = spec["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let rows = train_step_rows();
     // The untied llama-tiny and the tied smollm-tiny (peft unties a saved `lm_head`).
     for name in ["llama-tiny", "smollm-tiny"] {
         let mut model = fast(&fixture(&format!("models/{name}")));

@@ -158,15 +158,8 @@ fn saved_modules_dir(model: &str) -> std::path::PathBuf {
 }
 
 fn logits_on_step_batch(model: &Decoder) -> Vec<f32> {
-    let spec = json("lora/train_step/train_step.json");
-    let ids: Vec<Vec<u32>> = spec["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
     let batch = TokenBatch {
-        ids,
+        ids: train_step_rows(),
         attention_mask: None,
         scope: LogitsScope::All,
     };

@@ -483,23 +483,6 @@ fn label_scores_through_the_engine_match_score_labels_and_batch_with_generation(
     assert_no_leaks(&tight);
 }
 
-/// llama-tiny on the fast path holding peft's two fixture adapters (`a`: LoRA on q/v; `all`:
-/// rsLoRA on every projection).
-fn llama_with_adapters() -> slm_core::fast::FastDecoder {
-    let ckpt = Checkpoint::open(&fixture("models/llama-tiny")).unwrap();
-    let mut model = FastDecoderConfig {
-        kv_budget_bytes: 32 << 20,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap();
-    model.load_adapter("a", &fixture("lora/adapter_a")).unwrap();
-    model
-        .load_adapter("all", &fixture("lora/adapter_rslora_all"))
-        .unwrap();
-    model
-}
-
 #[test]
 fn requests_for_different_adapters_share_steps_and_get_what_they_get_alone() {
     use slm_core::step::AdapterId;
@@ -515,7 +498,8 @@ fn requests_for_different_adapters_share_steps_and_get_what_they_get_alone() {
         .zip(adapters)
         .map(|(r, a)| Request { adapter: a, ..r })
         .collect();
-    let engine = Engine::start(Arc::new(llama_with_adapters()), None, config()).unwrap();
+    let engine =
+        Engine::start(Arc::new(llama_tiny_with_adapters(32 << 20)), None, config()).unwrap();
     let single = alone(&engine, &requests);
     let batched = together(&engine, &requests);
     assert_same(&single, &batched);

@@ -546,18 +546,7 @@ fn classify_scores_labels_through_the_engine() {
 
 #[test]
 fn requests_name_lora_adapters_as_their_model() {
-    use slm_core::fast::FastDecoderConfig;
-    let ckpt = Checkpoint::open(&fixture("models/llama-tiny")).unwrap();
-    let mut model = FastDecoderConfig {
-        kv_budget_bytes: 8 << 20,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap();
-    model.load_adapter("a", &fixture("lora/adapter_a")).unwrap();
-    model
-        .load_adapter("all", &fixture("lora/adapter_rslora_all"))
-        .unwrap();
+    let model = llama_tiny_with_adapters(8 << 20);
     let tk = Tokenizer::from_model_dir(&fixture("models/llama-tiny")).unwrap();
     let srv = start_model(model, tk.clone(), EngineConfig::default(), |s| {
         s.with_adapter("a", "fixtures/lora/adapter_a", None)

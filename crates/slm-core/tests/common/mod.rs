@@ -159,3 +159,14 @@ pub fn greedy<M: slm_core::CausalLm>(
     }
     (ids, steps)
 }
+
+/// The rows of peft's LoRA training-step batch (`lora/train_step/train_step.json`).
+#[allow(dead_code)]
+pub fn train_step_rows() -> Vec<Vec<u32>> {
+    json("lora/train_step/train_step.json")["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect()
+}

@@ -52,3 +52,20 @@ pub fn smollm2() -> Option<PathBuf> {
     }
     path
 }
+
+/// llama-tiny on the fast path (a key/value budget of `kv_budget_bytes`) holding peft's two
+/// fixture adapters: `a` (LoRA on q/v) and `all` (rsLoRA on every projection).
+pub fn llama_tiny_with_adapters(kv_budget_bytes: usize) -> FastDecoder {
+    let ckpt = Checkpoint::open(&fixture("models/llama-tiny")).unwrap();
+    let mut model = FastDecoderConfig {
+        kv_budget_bytes,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    model.load_adapter("a", &fixture("lora/adapter_a")).unwrap();
+    model
+        .load_adapter("all", &fixture("lora/adapter_rslora_all"))
+        .unwrap();
+    model
+}
