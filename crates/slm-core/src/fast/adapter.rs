@@ -18,7 +18,8 @@
 //! Rows of llama.cpp's rotary order (q/k of Llama GGUFs) get `B`, the gain and saved q/k
 //! weights permuted the same way at load.
 
-use slm_ggml::dot::{Activations, Matrix, matmul};
+use rayon::prelude::*;
+use slm_ggml::dot::{Activations, Matrix, f32_dot, matmul};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -40,11 +41,13 @@ pub(crate) const PROJECTIONS: [&str; 7] = [
 /// What an adapter changes in one projection.
 #[derive(Debug, Clone)]
 pub(crate) enum Delta {
-    /// `y += B (A x)` (`a`: `[r, in]`, `b`: `[out, r]` times the scaling), then, for DoRA,
+    /// `y += B (A x)` (`a`: `[r, in]`; `bt`: `B` times the scaling, transposed to
+    /// `[r, out]` so each rank's contribution is one contiguous axpy), then, for DoRA,
     /// `y *= gain` per output.
     Lora {
-        a: RawTensor,
-        b: RawTensor,
+        r: usize,
+        a: Vec<f32>,
+        bt: Vec<f32>,
         gain: Option<Vec<f32>>,
     },
     /// A saved copy of the whole projection (`[out, in]`, f32, stored row order); `bias_shift`
@@ -58,7 +61,7 @@ pub(crate) enum Delta {
 impl Delta {
     fn outputs(&self) -> usize {
         match self {
-            Delta::Lora { b, .. } => b.rows(),
+            Delta::Lora { r, bt, .. } => bt.len() / (*r).max(1),
             Delta::Replace { weight, .. } => weight.rows(),
         }
     }
@@ -159,9 +162,17 @@ fn lora_delta(
         Some(m) => Some(dora_gain(base, &f.a, &b, r, &permuted(m, d_out, heads))?),
         None => None,
     };
+    debug_assert_eq!(f.a.len(), r * d_in);
+    let mut bt = vec![0f32; r * d_out];
+    for (o, row) in b.chunks_exact(r).enumerate() {
+        for (k, v) in row.iter().enumerate() {
+            bt[k * d_out + o] = *v;
+        }
+    }
     Ok(Delta::Lora {
-        a: RawTensor::from_f32(vec![r, d_in], &f.a),
-        b: RawTensor::from_f32(vec![d_out, r], &b),
+        r,
+        a: f.a,
+        bt,
         gain,
     })
 }
@@ -298,7 +309,8 @@ pub(crate) struct AdapterScratch {
 }
 
 impl AdapterScratch {
-    /// Groups `(row, adapter)` pairs by adapter, rows in the order given.
+    /// Groups `(row, adapter)` pairs by adapter, rows in the order given (ascending, as
+    /// [`apply`] relies on).
     pub(crate) fn group(
         groups: &mut Vec<(usize, Vec<usize>)>,
         rows: impl Iterator<Item = (usize, usize)>,
@@ -321,6 +333,11 @@ fn f32_matrix(t: &RawTensor) -> Result<Matrix<'_>> {
 /// Adds each adapter's change to the outputs of one product call over input rows `x`
 /// (`din` values each): `pick` chooses the adapter's delta for each output of `outs` (rows of
 /// the same tokens as `x`). `head` selects the head's row groups instead of the tokens'.
+///
+/// A LoRA change is `r` dot products over the token's input and `r` axpys into its output row,
+/// a few microseconds per token: decode tokens run it on the calling thread (dispatching it to
+/// the pool cost more than it computes), groups of [`PARALLEL_ROWS`] tokens or more split it
+/// across the pool by token.
 pub(crate) fn apply<const K: usize>(
     adapters: &[Adapter],
     scratch: &mut AdapterScratch,
@@ -340,40 +357,38 @@ pub(crate) fn apply<const K: usize>(
     } = scratch;
     for (a, rows) in if head { &*head_groups } else { &*groups } {
         let deltas = pick(&adapters[*a]);
-        if deltas.iter().all(Option::is_none) {
-            continue;
-        }
-        let n = rows.len();
-        xg.clear();
-        for &r in rows {
-            xg.extend_from_slice(&x[r * din..(r + 1) * din]);
-        }
         for (delta, y) in deltas.iter().zip(outs.iter_mut()) {
             let Some(delta) = delta else { continue };
             let dout = delta.outputs();
-            d.resize(n * dout, 0.0);
             match delta {
-                Delta::Lora { a, b, .. } => {
-                    u.resize(n * a.rows(), 0.0);
-                    matmul(&mut [(f32_matrix(a)?, &mut u[..])], xg, acts)?;
-                    matmul(&mut [(f32_matrix(b)?, &mut d[..])], u, acts)?;
-                }
-                Delta::Replace { weight, .. } => {
-                    matmul(&mut [(f32_matrix(weight)?, &mut d[..])], xg, acts)?;
-                }
-            }
-            for (&r, dr) in rows.iter().zip(d.chunks_exact(dout)) {
-                let yr = &mut y[r * dout..(r + 1) * dout];
-                match delta {
-                    Delta::Lora { gain: None, .. } => {
-                        yr.iter_mut().zip(dr).for_each(|(y, d)| *y += d);
-                    }
-                    Delta::Lora { gain: Some(g), .. } => {
-                        for ((y, d), g) in yr.iter_mut().zip(dr).zip(g) {
-                            *y = (*y + d) * g;
+                Delta::Lora { r, a, bt, gain } => {
+                    let lora = |u: &mut Vec<f32>, xr: &[f32], yr: &mut [f32]| {
+                        lora_row(*r, a, bt, gain.as_deref(), u, xr, yr)
+                    };
+                    if rows.len() >= PARALLEL_ROWS {
+                        // A group's rows ascend (see `AdapterScratch::group`).
+                        y.par_chunks_mut(dout)
+                            .enumerate()
+                            .filter(|(row, _)| rows.binary_search(row).is_ok())
+                            .for_each_init(Vec::new, |u, (row, yr)| {
+                                lora(u, &x[row * din..(row + 1) * din], yr);
+                            });
+                    } else {
+                        for &row in rows {
+                            let yr = &mut y[row * dout..(row + 1) * dout];
+                            lora(u, &x[row * din..(row + 1) * din], yr);
                         }
                     }
-                    Delta::Replace { bias_shift, .. } => {
+                }
+                Delta::Replace { weight, bias_shift } => {
+                    xg.clear();
+                    for &row in rows {
+                        xg.extend_from_slice(&x[row * din..(row + 1) * din]);
+                    }
+                    d.resize(rows.len() * dout, 0.0);
+                    matmul(&mut [(f32_matrix(weight)?, &mut d[..])], xg, acts)?;
+                    for (&row, dr) in rows.iter().zip(d.chunks_exact(dout)) {
+                        let yr = &mut y[row * dout..(row + 1) * dout];
                         yr.copy_from_slice(dr);
                         if let Some(b) = bias_shift {
                             yr.iter_mut().zip(b).for_each(|(y, b)| *y += b);
@@ -384,4 +399,41 @@ pub(crate) fn apply<const K: usize>(
         }
     }
     Ok(())
+}
+
+/// Tokens of one adapter from which [`apply`] splits a LoRA change across the pool.
+const PARALLEL_ROWS: usize = 8;
+
+/// One token's LoRA change: `u = A x` (`r` dots), then `y += sum_k u_k Bt_k`, or for DoRA
+/// `y = (y + that) * gain` (the change summed apart in `u`'s tail first).
+fn lora_row(
+    r: usize,
+    a: &[f32],
+    bt: &[f32],
+    gain: Option<&[f32]>,
+    u: &mut Vec<f32>,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let dout = y.len();
+    u.clear();
+    u.extend(a.chunks_exact(x.len()).map(|ak| f32_dot(ak, x)));
+    if gain.is_some() {
+        u.resize(r + dout, 0.0);
+    }
+    let (uk, sum) = u.split_at_mut(r);
+    let add_change = |acc: &mut [f32]| {
+        for (uk, bk) in uk.iter().zip(bt.chunks_exact(dout)) {
+            acc.iter_mut().zip(bk).for_each(|(a, b)| *a += uk * b);
+        }
+    };
+    match gain {
+        None => add_change(y),
+        Some(g) => {
+            add_change(sum);
+            for ((y, s), g) in y.iter_mut().zip(sum.iter()).zip(g) {
+                *y = (*y + s) * g;
+            }
+        }
+    }
 }
