@@ -184,8 +184,9 @@ pub fn matmul_with(
         let out = OutPtr(out.as_mut_ptr());
         #[cfg(target_arch = "x86_64")]
         if let (Some(p), false, Kernel::Avx2) = (m.packed, exact(m.ty), kernel)
-            && PackedMatrix::available()
+            && PackedMatrix::runs(p.ty())
         {
+            let vnni = PackedMatrix::vnni();
             let groups = (0..m.rows / GROUP)
                 .into_par_iter()
                 .with_min_len(per_job(m.rows).div_ceil(GROUP));
@@ -193,7 +194,7 @@ pub fn matmul_with(
                 // SAFETY: VNNI is available (checked above); the group holds the row blocks of
                 // `cols` values, every activation row `cols / 32` blocks, and `out` room for
                 // `tokens * rows` values of which this job alone writes rows `8g..8g + 8`.
-                unsafe { packed_rows(p, g, acts, tokens, out.ptr(), m.rows) };
+                unsafe { packed_rows(p, g, acts, tokens, out.ptr(), m.rows, vnni) };
             });
             return;
         }
@@ -244,10 +245,12 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
-/// Rows `8g..8g + 8` of `p` times every token of `acts`, four tokens at a time.
+/// Rows `8g..8g + 8` of `p` times every token of `acts`, four tokens at a time, with AVX-512
+/// VNNI where `vnni`, else with AVX2.
 ///
 /// # Safety
-/// As [`super::x86::packed_group`]; `out` holds `tokens * rows` values.
+/// As [`super::x86::packed_group`] (or [`super::x86::packed_group_avx2`] without `vnni`);
+/// `out` holds `tokens * rows` values.
 #[cfg(target_arch = "x86_64")]
 unsafe fn packed_rows(
     p: &PackedMatrix,
@@ -256,39 +259,62 @@ unsafe fn packed_rows(
     tokens: usize,
     out: *mut f32,
     rows: usize,
+    vnni: bool,
 ) {
-    use super::x86::{TILE_Q4_0, TILE_Q4_1, TILE_Q5_0, TILE_Q8_0, packed_group};
+    use super::x86::{TILE_Q4_0, TILE_Q4_1, TILE_Q5_0, TILE_Q8_0};
     let nb = p.cols() / crate::blocks::QK;
     let group = p.group(g).as_ptr();
     let ptrs = |t: usize| {
         let r = acts.row(t);
         (r.blocks.as_ptr(), r.scales.as_ptr(), r.sums.as_ptr())
     };
+    /// One group times `T` tokens: the kernel for the CPU and the type.
+    ///
+    /// # Safety
+    /// As [`packed_rows`].
+    unsafe fn run<const T: usize>(
+        vnni: bool,
+        ty: GgmlType,
+        nb: usize,
+        group: *const u8,
+        v: [(*const u8, *const f32, *const f32); T],
+        o: [*mut f32; T],
+    ) {
+        use super::x86::{packed_group as vnni_k, packed_group_avx2 as avx2_k};
+        let (x, dx, s) = (v.map(|v| v.0), v.map(|v| v.1), v.map(|v| v.2));
+        // SAFETY: as the caller guarantees; Q8_0 is packed only where VNNI is
+        // (`PackedMatrix::runs`).
+        unsafe {
+            match (vnni, ty) {
+                (true, GgmlType::Q8_0) => vnni_k::<TILE_Q8_0, T>(nb, group, x, dx, s, o),
+                (true, GgmlType::Q4_0) => vnni_k::<TILE_Q4_0, T>(nb, group, x, dx, s, o),
+                (true, GgmlType::Q5_0) => vnni_k::<TILE_Q5_0, T>(nb, group, x, dx, s, o),
+                (true, _) => vnni_k::<TILE_Q4_1, T>(nb, group, x, dx, s, o),
+                (false, GgmlType::Q4_0) => avx2_k::<TILE_Q4_0, T>(nb, group, x, dx, s, o),
+                (false, GgmlType::Q5_0) => avx2_k::<TILE_Q5_0, T>(nb, group, x, dx, s, o),
+                (false, GgmlType::Q4_1) => avx2_k::<TILE_Q4_1, T>(nb, group, x, dx, s, o),
+                (false, ty) => unreachable!("{ty} is packed only with VNNI"),
+            }
+        }
+    }
     // SAFETY (the pointer offsets and calls): as the caller guarantees.
     unsafe {
         let dst = |t: usize| out.add(t * rows + g * GROUP);
         let mut t = 0;
         while t + 4 <= tokens {
             let v: [_; 4] = std::array::from_fn(|i| ptrs(t + i));
-            let (x, dx, s) = (v.map(|v| v.0), v.map(|v| v.1), v.map(|v| v.2));
-            let o: [*mut f32; 4] = std::array::from_fn(|i| dst(t + i));
-            match p.ty() {
-                GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 4>(nb, group, x, dx, s, o),
-                GgmlType::Q4_0 => packed_group::<TILE_Q4_0, 4>(nb, group, x, dx, s, o),
-                GgmlType::Q5_0 => packed_group::<TILE_Q5_0, 4>(nb, group, x, dx, s, o),
-                _ => packed_group::<TILE_Q4_1, 4>(nb, group, x, dx, s, o),
-            }
+            run::<4>(
+                vnni,
+                p.ty(),
+                nb,
+                group,
+                v,
+                std::array::from_fn(|i| dst(t + i)),
+            );
             t += 4;
         }
         while t < tokens {
-            let (x, dx, s) = ptrs(t);
-            let o = [dst(t)];
-            match p.ty() {
-                GgmlType::Q8_0 => packed_group::<TILE_Q8_0, 1>(nb, group, [x], [dx], [s], o),
-                GgmlType::Q4_0 => packed_group::<TILE_Q4_0, 1>(nb, group, [x], [dx], [s], o),
-                GgmlType::Q5_0 => packed_group::<TILE_Q5_0, 1>(nb, group, [x], [dx], [s], o),
-                _ => packed_group::<TILE_Q4_1, 1>(nb, group, [x], [dx], [s], o),
-            }
+            run::<1>(vnni, p.ty(), nb, group, [ptrs(t)], [dst(t)]);
             t += 1;
         }
     }
@@ -325,5 +351,75 @@ impl OutPtr {
     unsafe fn write(self, i: usize, v: f32) {
         // SAFETY (caller): in bounds, exclusive.
         unsafe { *self.0.add(i) = v };
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::codec::quantize;
+
+    /// The AVX2 packed kernel, whatever else the CPU has (on a VNNI machine [`matmul`] picks
+    /// the VNNI one, which `tests/matmul.rs` covers), equals the stored-layout products, at
+    /// the extremes of the 16-bit pair sums too (every level 15 or 31 against activations
+    /// of +-127).
+    #[test]
+    fn avx2_packed_kernel_gives_the_stored_products() {
+        if !Kernel::Avx2.available() {
+            eprintln!("skipping: no AVX2");
+            return;
+        }
+        let cols = 576;
+        let rows = 16;
+        let patterns: [Box<dyn Fn(usize) -> f32>; 2] = [
+            Box::new(|i| (((i as u64 * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0) * 0.3),
+            // All at the block's top level: the largest sums maddubs meets.
+            Box::new(|i| if (i / 7) % 2 == 0 { 1.0 } else { -1.0 }),
+        ];
+        for w_of in &patterns {
+            let w: Vec<f32> = (0..rows * cols).map(w_of).collect();
+            for tokens in [1usize, 3, 4, 5, 8] {
+                let x: Vec<f32> = (0..tokens * cols)
+                    .map(|i| {
+                        if i % 3 == 0 {
+                            4.0
+                        } else {
+                            (i as f32 * 0.37).sin() * 4.0
+                        }
+                    })
+                    .collect();
+                let mut acts = Activations::new();
+                acts.quantize_rows(&x, cols).unwrap();
+                for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0] {
+                    let b = quantize(ty, &w).unwrap();
+                    let m = Matrix::new(ty, rows, cols, &b).unwrap();
+                    let packed = PackedMatrix::pack_layout(&m, |_| {}).unwrap();
+                    let mut want = vec![0.0f32; tokens * rows];
+                    let mut a2 = Activations::new();
+                    matmul_with(
+                        Kernel::Scalar,
+                        Precision::Quantized,
+                        &mut [(m, &mut want[..])],
+                        &x,
+                        &mut a2,
+                    )
+                    .unwrap();
+                    let mut got = vec![0.0f32; tokens * rows];
+                    for g in 0..rows / GROUP {
+                        // SAFETY: AVX2 is available (checked); `packed` holds `rows` rows of
+                        // `cols`, `acts` `tokens` rows and `got` `tokens * rows` values.
+                        unsafe {
+                            packed_rows(&packed, g, &acts, tokens, got.as_mut_ptr(), rows, false)
+                        };
+                    }
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                            "{ty} tokens {tokens} [{i}]: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

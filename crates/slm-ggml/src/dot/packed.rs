@@ -1,4 +1,4 @@
-//! Weights repacked at load for AVX-512 VNNI: rows in groups of eight, each 32-column block of a
+//! Weights repacked at load for AVX-512 VNNI (and, for the 4- and 5-bit formats, AVX2): rows in groups of eight, each 32-column block of a
 //! group stored together so one 256-bit register holds four consecutive weights of each of the
 //! eight rows (one row per 32-bit lane). A broadcast of four activation bytes and one `vpdpbusd`
 //! then advance eight rows at once, the eight block scales convert in one instruction and no
@@ -34,8 +34,8 @@ pub struct PackedMatrix {
 }
 
 impl PackedMatrix {
-    /// Whether this CPU runs the packed kernels (AVX-512 VNNI with VL, and AVX2, FMA, F16C).
-    pub fn available() -> bool {
+    /// Whether this CPU runs the packed kernels with AVX-512 VNNI (with VL, and AVX2, FMA, F16C).
+    pub fn vnni() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             std::arch::is_x86_feature_detected!("avx512vnni")
@@ -46,8 +46,21 @@ impl PackedMatrix {
         false
     }
 
-    /// Repacks `m`, or `None` where the packed kernels do not apply: types other than Q8_0,
-    /// Q4_0, Q4_1 and Q5_0, row counts that are not a multiple of 8, CPUs without VNNI.
+    /// Whether this CPU multiplies `ty` packed: Q8_0, Q4_0, Q4_1 and Q5_0 with AVX-512 VNNI;
+    /// Q4_0, Q4_1 and Q5_0 with AVX2 alone (`maddubs`, whose 16-bit pair sums Q8_0's levels
+    /// would overflow).
+    pub fn runs(ty: GgmlType) -> bool {
+        match ty {
+            GgmlType::Q8_0 => Self::vnni(),
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 => {
+                Self::vnni() || super::Kernel::Avx2.available()
+            }
+            _ => false,
+        }
+    }
+
+    /// Repacks `m`, or `None` where the packed kernels do not apply: types this CPU does not
+    /// multiply packed ([`PackedMatrix::runs`]), row counts that are not a multiple of 8.
     pub fn pack(m: &Matrix<'_>) -> Option<Self> {
         Self::pack_with(m, |_| {})
     }
@@ -55,7 +68,7 @@ impl PackedMatrix {
     /// [`PackedMatrix::pack`], calling `done(rows)` after each run of rows is packed (so a
     /// caller can let the stored copy of those rows go while the rest is still being read).
     pub fn pack_with(m: &Matrix<'_>, done: impl FnMut(std::ops::Range<usize>)) -> Option<Self> {
-        if !Self::available() {
+        if !Self::runs(m.ty()) {
             return None;
         }
         Self::pack_layout(m, done)

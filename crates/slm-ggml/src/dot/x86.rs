@@ -480,6 +480,119 @@ pub(crate) unsafe fn q6_k_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     hsum(acc)
 }
 
+/// The levels of a packed 4- or 5-bit group ([`super::packed`]) as unsigned bytes, one run of
+/// eight columns at a time: the low nibbles (columns `8 run..8 run + 4` of each row's lane) and
+/// the high ones (`8 run + 4..8 run + 8`), Q5_0's fifth bits or-ed in as 0x10.
+#[derive(Clone, Copy)]
+struct PackedLevels {
+    /// Q5_0: byte `run` of each row's fifth bits copied to its four bytes.
+    replicate: [__m256i; 4],
+    bits_lo: __m256i,
+    bits_hi: __m256i,
+    bit4: __m256i,
+    low: __m256i,
+}
+
+impl PackedLevels {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn new() -> Self {
+        // Shuffle indices: lane `l`'s four bytes all take byte `4 l + run` of their 128-bit
+        // half (row `l`'s fifth bits of columns `8 run..8 run + 8`).
+        let replicate = std::array::from_fn(|run| {
+            let four = |byte: i64| byte * 0x0101_0101;
+            let r = run as i64;
+            let (a, b) = (
+                four(r) | four(r + 4) << 32,
+                four(r + 8) | four(r + 12) << 32,
+            );
+            _mm256_setr_epi64x(a, b, a, b)
+        });
+        Self {
+            replicate,
+            bits_lo: _mm256_set1_epi32(0x0804_0201),
+            bits_hi: _mm256_set1_epi32(0x8040_2010u32 as i32),
+            bit4: _mm256_set1_epi8(0x10),
+            low: _mm256_set1_epi8(0x0F),
+        }
+    }
+
+    /// Run `run` of the group block at `p`: (low, high) levels; `qh` is the block's fifth bits
+    /// (Q5_0), `header` its header bytes.
+    ///
+    /// # Safety
+    /// `p + header` starts 128 readable bytes of levels.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn run<const K: u8>(
+        &self,
+        p: *const u8,
+        header: usize,
+        qh: __m256i,
+        run: usize,
+    ) -> (__m256i, __m256i) {
+        // SAFETY (caller): in bounds.
+        let w = unsafe { load32(p.add(header + 32 * run)) };
+        let mut lo = _mm256_and_si256(w, self.low);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), self.low);
+        if K == TILE_Q5_0 {
+            let rep = _mm256_shuffle_epi8(qh, self.replicate[run]);
+            let set =
+                |m| _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, m), m), self.bit4);
+            lo = _mm256_or_si256(lo, set(self.bits_lo));
+            hi = _mm256_or_si256(hi, set(self.bits_hi));
+        }
+        (lo, hi)
+    }
+}
+
+/// The f32 step of a packed block: the eight rows' integer sums `isum` times their scales and
+/// the activation block's, plus the offset term (Q4_1: the eight minimums times the activation
+/// block's scaled sum; the others: minus their level offset times it).
+///
+/// # Safety
+/// `p` is a packed group block of `K`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn packed_block_f32<const K: u8>(
+    p: *const u8,
+    isum: __m256i,
+    dx: f32,
+    dsum: f32,
+    acc: __m256,
+) -> __m256 {
+    // SAFETY (caller): the header holds 8 f16 scales (and for Q4_1 8 f16 minimums after them).
+    unsafe {
+        let sw = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+        let acc = _mm256_fmadd_ps(
+            _mm256_mul_ps(sw, _mm256_set1_ps(dx)),
+            _mm256_cvtepi32_ps(isum),
+            acc,
+        );
+        let offset = match K {
+            TILE_Q8_0 => 128.0f32,
+            TILE_Q5_0 => 16.0,
+            _ => 8.0,
+        };
+        if K == TILE_Q4_1 {
+            let mins = _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i));
+            _mm256_fmadd_ps(mins, _mm256_set1_ps(dsum), acc)
+        } else {
+            _mm256_fnmadd_ps(sw, _mm256_set1_ps(offset * dsum), acc)
+        }
+    }
+}
+
+/// The [`crate::GgmlType`] of a tile kind.
+fn tile_type(k: u8) -> crate::GgmlType {
+    match k {
+        TILE_Q8_0 => crate::GgmlType::Q8_0,
+        TILE_Q4_0 => crate::GgmlType::Q4_0,
+        TILE_Q5_0 => crate::GgmlType::Q5_0,
+        _ => crate::GgmlType::Q4_1,
+    }
+}
+
 /// One packed group of eight rows ([`super::packed`]) times `T` activation rows with AVX-512
 /// VNNI: per block, the eight rows' products as eight 32-bit lanes (`vpdpbusd` of the packed
 /// unsigned levels and four broadcast activation bytes), their eight scales in one conversion,
@@ -489,8 +602,9 @@ pub(crate) unsafe fn q6_k_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
 ///
 /// # Safety
 /// The CPU has AVX2, FMA, F16C, AVX-512 VNNI and VL; `group` holds `blocks` packed blocks of
-/// `K` (`TILE_Q8_0`, `TILE_Q4_0` or `TILE_Q4_1`); every `x[t]` points at `blocks` 34-byte Q8_0 blocks with
-/// `blocks` entries at `dx[t]` and `sums[t]`; every `out[t]` at 8 writable f32.
+/// `K` (`TILE_Q8_0`, `TILE_Q4_0`, `TILE_Q4_1` or `TILE_Q5_0`); every `x[t]` points at `blocks`
+/// 34-byte Q8_0 blocks with `blocks` entries at `dx[t]` and `sums[t]`; every `out[t]` at 8
+/// writable f32.
 #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
 pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
     blocks: usize,
@@ -500,70 +614,15 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
     sums: [*const f32; T],
     out: [*mut f32; T],
 ) {
-    let ty = match K {
-        TILE_Q8_0 => crate::GgmlType::Q8_0,
-        TILE_Q4_0 => crate::GgmlType::Q4_0,
-        TILE_Q5_0 => crate::GgmlType::Q5_0,
-        _ => crate::GgmlType::Q4_1,
-    };
+    let ty = tile_type(K);
     let bs = super::packed::group_bytes(ty);
     let header = super::packed::header_bytes(ty);
-    let offset = match K {
-        TILE_Q8_0 => 128.0f32,
-        TILE_Q5_0 => 16.0,
-        _ => 8.0,
-    };
-    // Q5_0: byte `run` of each row's fifth bits copied to its four bytes, then bit j (low
-    // nibbles) or 4 + j (high ones) of byte j set as 0x10.
-    let replicate: [__m256i; 4] = std::array::from_fn(|run| {
-        let r = run as i8;
-        _mm256_setr_epi8(
-            r,
-            r,
-            r,
-            r,
-            4 + r,
-            4 + r,
-            4 + r,
-            4 + r,
-            8 + r,
-            8 + r,
-            8 + r,
-            8 + r,
-            12 + r,
-            12 + r,
-            12 + r,
-            12 + r,
-            r,
-            r,
-            r,
-            r,
-            4 + r,
-            4 + r,
-            4 + r,
-            4 + r,
-            8 + r,
-            8 + r,
-            8 + r,
-            8 + r,
-            12 + r,
-            12 + r,
-            12 + r,
-            12 + r,
-        )
-    });
-    let (bits_lo, bits_hi) = (
-        _mm256_set1_epi32(0x0804_0201),
-        _mm256_set1_epi32(0x8040_2010u32 as i32),
-    );
-    let bit4 = _mm256_set1_epi8(0x10);
-    let low = _mm256_set1_epi8(0x0F);
+    let levels = PackedLevels::new();
     let mut acc = [_mm256_setzero_ps(); T];
     // SAFETY (every pointer read and write below): within the extents the caller guarantees.
     unsafe {
         for b in 0..blocks {
             let p = group.add(b * bs);
-            let sw = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
             let mut isum = [_mm256_setzero_si256(); T];
             if K == TILE_Q8_0 {
                 for run in 0..8 {
@@ -580,18 +639,8 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
                 } else {
                     _mm256_setzero_si256()
                 };
-                for (run, spread) in replicate.iter().enumerate() {
-                    let w = load32(p.add(header + 32 * run));
-                    let mut lo = _mm256_and_si256(w, low);
-                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
-                    if K == TILE_Q5_0 {
-                        let rep = _mm256_shuffle_epi8(qh, *spread);
-                        let set = |m| {
-                            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, m), m), bit4)
-                        };
-                        lo = _mm256_or_si256(lo, set(bits_lo));
-                        hi = _mm256_or_si256(hi, set(bits_hi));
-                    }
+                for run in 0..4 {
+                    let (lo, hi) = levels.run::<K>(p, header, qh, run);
                     for t in 0..T {
                         let xp = x[t].add(b * 34 + 2 + 8 * run);
                         let xl = _mm256_set1_epi32(std::ptr::read_unaligned(xp as *const i32));
@@ -601,21 +650,75 @@ pub(crate) unsafe fn packed_group<const K: u8, const T: usize>(
                     }
                 }
             }
-            // Q4_1's eight minimums, times each token's scaled block sum.
-            let mins = if K == TILE_Q4_1 {
-                _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i))
-            } else {
-                _mm256_setzero_ps()
-            };
             for t in 0..T {
-                let scale = _mm256_mul_ps(sw, _mm256_set1_ps(*dx[t].add(b)));
-                acc[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum[t]), acc[t]);
-                let dsum = _mm256_set1_ps(*sums[t].add(b));
-                acc[t] = if K == TILE_Q4_1 {
-                    _mm256_fmadd_ps(mins, dsum, acc[t])
-                } else {
-                    _mm256_fnmadd_ps(sw, _mm256_mul_ps(_mm256_set1_ps(offset), dsum), acc[t])
-                };
+                acc[t] = packed_block_f32::<K>(p, isum[t], *dx[t].add(b), *sums[t].add(b), acc[t]);
+            }
+        }
+        for t in 0..T {
+            _mm256_storeu_ps(out[t], acc[t]);
+        }
+    }
+}
+
+/// [`packed_group`] for CPUs with AVX2 but no VNNI, on the same layout, for the 4- and 5-bit
+/// formats (Q8_0's levels plus 128 would saturate `maddubs`' 16-bit pair sums; its stored
+/// layout runs through [`tile`] instead): `maddubs` of the packed unsigned levels and four
+/// broadcast activation bytes gives each row lane two 16-bit pair sums. A 4-bit block's eight
+/// of them add in 16 bits (at most 8 x 2 x 15 x 127 = 30,480) and widen once per block with one
+/// `madd`; Q5_0's (31 x 127 per product) widen once per run.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; otherwise as [`packed_group`], `K` one of `TILE_Q4_0`,
+/// `TILE_Q4_1` or `TILE_Q5_0`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn packed_group_avx2<const K: u8, const T: usize>(
+    blocks: usize,
+    group: *const u8,
+    x: [*const u8; T],
+    dx: [*const f32; T],
+    sums: [*const f32; T],
+    out: [*mut f32; T],
+) {
+    debug_assert!(K != TILE_Q8_0, "Q8_0 does not fit maddubs");
+    let ty = tile_type(K);
+    let bs = super::packed::group_bytes(ty);
+    let header = super::packed::header_bytes(ty);
+    let levels = PackedLevels::new();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    // SAFETY (every pointer read and write below): within the extents the caller guarantees.
+    unsafe {
+        for b in 0..blocks {
+            let p = group.add(b * bs);
+            let qh = if K == TILE_Q5_0 {
+                load32(p.add(16))
+            } else {
+                _mm256_setzero_si256()
+            };
+            let mut pairs = [_mm256_setzero_si256(); T];
+            let mut isum = [_mm256_setzero_si256(); T];
+            for run in 0..4 {
+                let (lo, hi) = levels.run::<K>(p, header, qh, run);
+                for t in 0..T {
+                    let xp = x[t].add(b * 34 + 2 + 8 * run);
+                    let xl = _mm256_set1_epi32(std::ptr::read_unaligned(xp as *const i32));
+                    let xh = _mm256_set1_epi32(std::ptr::read_unaligned(xp.add(4) as *const i32));
+                    let sum = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, xl),
+                        _mm256_maddubs_epi16(hi, xh),
+                    );
+                    if K == TILE_Q5_0 {
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(sum, ones));
+                    } else {
+                        pairs[t] = _mm256_add_epi16(pairs[t], sum);
+                    }
+                }
+            }
+            for t in 0..T {
+                if K != TILE_Q5_0 {
+                    isum[t] = _mm256_madd_epi16(pairs[t], ones);
+                }
+                acc[t] = packed_block_f32::<K>(p, isum[t], *dx[t].add(b), *sums[t].add(b), acc[t]);
             }
         }
         for t in 0..T {
