@@ -478,7 +478,8 @@ fn accuracy(
     for (e, stream) in test.iter().zip(streams) {
         let predicted = stream.wait()?.text;
         let gold = result_set(db, e.target.as_deref().unwrap_or_default());
-        if result_set(db, &predicted).is_some() && result_set(db, &predicted) == gold {
+        let got = result_set(db, &predicted);
+        if got.is_some() && got == gold {
             correct += 1;
         }
     }
