@@ -286,7 +286,7 @@ pub fn save_hf_dir(
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
     write_atomic(
         &dir.join("config.json"),
-        pretty(&config.to_hf_json(dtype.torch_name())).as_bytes(),
+        pretty(&config.to_hf_json(dtype.torch_name())?).as_bytes(),
     )?;
     write_atomic(
         &dir.join("generation_config.json"),

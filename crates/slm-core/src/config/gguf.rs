@@ -65,8 +65,10 @@ pub fn config_from_gguf(weights: &GgufWeights) -> Result<ModelConfig> {
             .map(f64::from)
             .unwrap_or(10_000.0),
         rope_scaling: RopeScaling::Default,
+        partial_rotary_factor: 1.0,
         max_position_embeddings: u("context_length")?,
         sliding_window: None,
+        max_window_layers: None,
         tie_word_embeddings: weights.tensor_info("lm_head.weight").is_none(),
         attention_bias: architecture == Architecture::Qwen2,
         o_proj_bias: false,

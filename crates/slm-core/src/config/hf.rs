@@ -53,6 +53,8 @@ pub struct HfConfig {
     pub max_position_embeddings: Option<usize>,
     pub sliding_window: Option<usize>,
     pub use_sliding_window: Option<bool>,
+    pub max_window_layers: Option<usize>,
+    pub original_max_position_embeddings: Option<usize>,
     #[serde(default)]
     pub tie_word_embeddings: Option<bool>,
     pub attention_bias: Option<bool>,
@@ -142,7 +144,7 @@ impl HfConfig {
         let rope_theta = get_f("rope_theta")?
             .or(self.rope_theta)
             .or(match architecture {
-                Architecture::Llama | Architecture::Phi3 => Some(10_000.0),
+                Architecture::Llama | Architecture::Phi3 | Architecture::Mistral => Some(10_000.0),
                 Architecture::Qwen2 => None,
             })
             .ok_or_else(|| missing("rope_theta"))?;
@@ -154,17 +156,96 @@ impl HfConfig {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(missing(&format!("{params_name}.rope_type"))),
         };
+        let need = |k: &str| get_f(k)?.ok_or_else(|| missing(&format!("{params_name}.{k}")));
+        let max_position_embeddings = self.max_position_embeddings.unwrap_or(2048);
+        // `original_max_position_embeddings` sits in the rope parameters or (Phi-3) at the top.
+        let original = || -> Result<usize> {
+            match get_f("original_max_position_embeddings")? {
+                Some(v) => Ok(v as usize),
+                None => self.original_max_position_embeddings.ok_or_else(|| {
+                    missing(&format!("{params_name}.original_max_position_embeddings"))
+                }),
+            }
+        };
+        let factors = |k: &str| -> Result<Vec<f32>> {
+            match params.as_ref().and_then(|p| p.get(k)) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_f64().map(|f| f as f32))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| missing(&format!("{params_name}.{k}"))),
+                _ => Err(missing(&format!("{params_name}.{k}"))),
+            }
+        };
         let rope_scaling = match rope_type.as_str() {
             "default" => RopeScaling::Default,
-            "llama3" => {
-                let need =
-                    |k: &str| get_f(k)?.ok_or_else(|| missing(&format!("{params_name}.{k}")));
-                RopeScaling::Llama3 {
-                    factor: need("factor")?,
-                    low_freq_factor: need("low_freq_factor")?,
-                    high_freq_factor: need("high_freq_factor")?,
-                    original_max_position_embeddings: need("original_max_position_embeddings")?
-                        as usize,
+            "llama3" => RopeScaling::Llama3 {
+                factor: need("factor")?,
+                low_freq_factor: need("low_freq_factor")?,
+                high_freq_factor: need("high_freq_factor")?,
+                original_max_position_embeddings: need("original_max_position_embeddings")?
+                    as usize,
+            },
+            "linear" => RopeScaling::Linear {
+                factor: need("factor")?,
+            },
+            "dynamic" => RopeScaling::Dynamic {
+                factor: need("factor")?,
+            },
+            "yarn" => {
+                // modeling_rope_utils._compute_yarn_parameters.
+                let original = original()?;
+                let factor = match get_f("factor")? {
+                    Some(f) => f,
+                    None => max_position_embeddings as f64 / original as f64,
+                };
+                let mscale = |scale: f64, m: f64| {
+                    if scale <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * m * scale.ln() + 1.0
+                    }
+                };
+                let attention_factor = match (
+                    get_f("attention_factor")?,
+                    get_f("mscale")?.filter(|m| *m != 0.0),
+                    get_f("mscale_all_dim")?.filter(|m| *m != 0.0),
+                ) {
+                    (Some(a), _, _) => a,
+                    (None, Some(m), Some(all)) => mscale(factor, m) / mscale(factor, all),
+                    (None, _, _) => mscale(factor, 1.0),
+                };
+                let truncate = match params.as_ref().and_then(|p| p.get("truncate")) {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(missing(&format!("{params_name}.truncate"))),
+                };
+                RopeScaling::Yarn {
+                    factor,
+                    original_max_position_embeddings: original,
+                    beta_fast: get_f("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
+                    beta_slow: get_f("beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
+                    attention_factor,
+                    truncate,
+                }
+            }
+            "longrope" | "su" => {
+                // modeling_rope_utils._compute_longrope_parameters.
+                let original = original()?;
+                let factor = match get_f("factor")? {
+                    Some(f) => f,
+                    None => max_position_embeddings as f64 / original as f64,
+                };
+                let attention_factor = match get_f("attention_factor")? {
+                    Some(a) => a,
+                    None if factor <= 1.0 => 1.0,
+                    None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+                };
+                RopeScaling::LongRope {
+                    short_factor: factors("short_factor")?,
+                    long_factor: factors("long_factor")?,
+                    original_max_position_embeddings: original,
+                    attention_factor,
                 }
             }
             other => {
@@ -174,32 +255,28 @@ impl HfConfig {
                 });
             }
         };
-        let partial = get_f("partial_rotary_factor")?
+        let partial_rotary_factor = get_f("partial_rotary_factor")?
             .or(self.partial_rotary_factor)
             .unwrap_or(1.0);
-        if partial != 1.0 {
-            return Err(Error::Unsupported {
-                what: "partial_rotary_factor",
-                value: partial.to_string(),
-            });
-        }
-        let sliding_window = match architecture {
-            // Qwen2 only slides when asked to, and then only on some layers.
+        // Which layers slide, as transformers' configs set `layer_types`: Mistral and Phi-3
+        // every layer when `sliding_window` is set; Qwen2 only with `use_sliding_window`, from
+        // layer `max_window_layers` on.
+        let (sliding_window, max_window_layers) = match architecture {
             Architecture::Qwen2 if self.use_sliding_window == Some(true) => {
-                return Err(Error::Unsupported {
-                    what: "Qwen2 use_sliding_window",
-                    value: "true".into(),
-                });
+                (self.sliding_window, self.max_window_layers)
             }
-            Architecture::Qwen2 | Architecture::Llama => None,
-            Architecture::Phi3 => self.sliding_window,
+            Architecture::Qwen2 | Architecture::Llama => (None, None),
+            Architecture::Phi3 | Architecture::Mistral => (self.sliding_window, None),
         };
+        if self.use_sliding_window == Some(true) && sliding_window.is_none() {
+            return Err(missing("sliding_window"));
+        }
         let attention_bias = match architecture {
             Architecture::Qwen2 => true,
             _ => self.attention_bias.unwrap_or(false),
         };
         let o_proj_bias = match architecture {
-            Architecture::Llama => self.attention_bias.unwrap_or(false),
+            Architecture::Llama | Architecture::Mistral => self.attention_bias.unwrap_or(false),
             _ => false,
         };
         let cfg = ModelConfig {
@@ -218,8 +295,10 @@ impl HfConfig {
             rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
             rope_theta,
             rope_scaling,
-            max_position_embeddings: self.max_position_embeddings.unwrap_or(2048),
+            partial_rotary_factor,
+            max_position_embeddings,
             sliding_window,
+            max_window_layers,
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
             attention_bias,
             o_proj_bias,
@@ -237,6 +316,7 @@ impl HfConfig {
             torch_dtype: self.dtype.unwrap_or_else(|| "float32".into()),
         };
         cfg.validate()?;
+        cfg.ensure_decodable()?;
         Ok(cfg)
     }
 }
@@ -246,8 +326,8 @@ impl ModelConfig {
     ///
     /// RoPE settings use the `rope_theta` + `rope_scaling` keys, which both transformers 4 and 5
     /// and vLLM accept.
-    pub fn to_hf_json(&self, dtype: &str) -> Value {
-        let rope_scaling = match &self.rope_scaling {
+    pub fn to_hf_json(&self, dtype: &str) -> Result<Value> {
+        let mut rope_scaling = match &self.rope_scaling {
             RopeScaling::Default => Value::Null,
             RopeScaling::Llama3 {
                 factor,
@@ -261,7 +341,65 @@ impl ModelConfig {
                 "high_freq_factor": high_freq_factor,
                 "original_max_position_embeddings": original_max_position_embeddings,
             }),
+            RopeScaling::Linear { factor } => json!({"rope_type": "linear", "factor": factor}),
+            RopeScaling::Dynamic { factor } => json!({"rope_type": "dynamic", "factor": factor}),
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                truncate,
+            } => json!({
+                "rope_type": "yarn",
+                "factor": factor,
+                "original_max_position_embeddings": original_max_position_embeddings,
+                "beta_fast": beta_fast,
+                "beta_slow": beta_slow,
+                "attention_factor": attention_factor,
+                "truncate": truncate,
+            }),
+            RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings,
+                attention_factor,
+            } => json!({
+                "rope_type": "longrope",
+                "short_factor": short_factor,
+                "long_factor": long_factor,
+                "original_max_position_embeddings": original_max_position_embeddings,
+                "attention_factor": attention_factor,
+            }),
+            RopeScaling::Factors { .. } => {
+                return Err(Error::Unsupported {
+                    what: "rope scaling in config.json",
+                    value: "per-frequency rope_freqs factors that match no llama3 parameters (transformers has no rope type for them)".into(),
+                });
+            }
         };
+        if self.partial_rotary_factor != 1.0 {
+            if self.architecture != Architecture::Phi3 {
+                return Err(Error::Unsupported {
+                    what: "partial_rotary_factor in config.json",
+                    value: format!(
+                        "{} for {} (transformers rotates only part of the head for Phi3ForCausalLM)",
+                        self.partial_rotary_factor,
+                        self.architecture.hf_class()
+                    ),
+                });
+            }
+            if rope_scaling.is_null() {
+                rope_scaling = json!({"rope_type": "default"});
+            }
+            rope_scaling["partial_rotary_factor"] = json!(self.partial_rotary_factor);
+        }
+        if self.sliding_window.is_some() && self.architecture == Architecture::Llama {
+            return Err(Error::Unsupported {
+                what: "sliding window in config.json",
+                value: "LlamaForCausalLM has no sliding window".into(),
+            });
+        }
         let eos = match self.eos_token_ids.as_slice() {
             [] => Value::Null,
             [one] => json!(one),
@@ -298,22 +436,43 @@ impl ModelConfig {
                 obj.insert("mlp_bias".into(), json!(self.mlp_bias));
                 obj.insert("pretraining_tp".into(), json!(1));
             }
+            Architecture::Mistral => {
+                obj.insert("sliding_window".into(), json!(self.sliding_window));
+            }
             Architecture::Qwen2 => {
-                obj.insert("use_sliding_window".into(), json!(false));
-                obj.insert("sliding_window".into(), Value::Null);
-                obj.insert("max_window_layers".into(), json!(self.num_hidden_layers));
+                obj.insert(
+                    "use_sliding_window".into(),
+                    json!(self.sliding_window.is_some()),
+                );
+                obj.insert("sliding_window".into(), json!(self.sliding_window));
+                obj.insert(
+                    "max_window_layers".into(),
+                    // Layers from this index on slide: all of them when no first layer is set.
+                    json!(
+                        self.max_window_layers
+                            .unwrap_or(if self.sliding_window.is_some() {
+                                0
+                            } else {
+                                self.num_hidden_layers
+                            })
+                    ),
+                );
             }
             Architecture::Phi3 => {
                 obj.insert("sliding_window".into(), json!(self.sliding_window));
-                obj.insert(
-                    "original_max_position_embeddings".into(),
-                    json!(self.max_position_embeddings),
-                );
+                let original = match &self.rope_scaling {
+                    RopeScaling::LongRope {
+                        original_max_position_embeddings,
+                        ..
+                    } => *original_max_position_embeddings,
+                    _ => self.max_position_embeddings,
+                };
+                obj.insert("original_max_position_embeddings".into(), json!(original));
                 obj.insert("embd_pdrop".into(), json!(0.0));
                 obj.insert("resid_pdrop".into(), json!(0.0));
             }
         }
-        v
+        Ok(v)
     }
 
     /// The `generation_config.json` matching [`ModelConfig::to_hf_json`].
@@ -356,9 +515,16 @@ mod tests {
     fn unsupported_rope_type_is_named() {
         let text = r#"{"architectures":["LlamaForCausalLM"],"vocab_size":8,"hidden_size":8,
             "intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,
-            "rope_scaling":{"rope_type":"yarn","factor":4.0}}"#;
+            "rope_scaling":{"rope_type":"proportional","factor":4.0}}"#;
         let err = HfConfig::from_json_str(text, "c").unwrap_err();
-        assert!(err.to_string().contains("yarn"), "{err}");
+        assert!(err.to_string().contains("proportional"), "{err}");
+        // A known type without a field it needs names that field.
+        let err = HfConfig::from_json_str(&text.replace("proportional", "yarn"), "c").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rope_scaling.original_max_position_embeddings"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ pub mod gguf;
 pub mod hf;
 mod rope;
 
-pub use rope::RopeScaling;
+pub use rope::{RopeScaling, Rotary};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,9 @@ pub enum Architecture {
     Qwen2,
     /// `Phi3ForCausalLM`: Llama with fused `qkv_proj` and `gate_up_proj` on disk.
     Phi3,
+    /// `MistralForCausalLM`: Llama's layout with an optional sliding window (llama.cpp converts
+    /// it to `llama`).
+    Mistral,
 }
 
 impl Architecture {
@@ -30,6 +33,7 @@ impl Architecture {
             Architecture::Llama => "LlamaForCausalLM",
             Architecture::Qwen2 => "Qwen2ForCausalLM",
             Architecture::Phi3 => "Phi3ForCausalLM",
+            Architecture::Mistral => "MistralForCausalLM",
         }
     }
 
@@ -39,7 +43,22 @@ impl Architecture {
             Architecture::Llama => "llama",
             Architecture::Qwen2 => "qwen2",
             Architecture::Phi3 => "phi3",
+            Architecture::Mistral => "mistral",
         }
+    }
+
+    /// The `general.architecture` llama.cpp writes for it (Mistral is `llama`).
+    pub fn gguf_name(&self) -> &'static str {
+        match self {
+            Architecture::Mistral => "llama",
+            other => other.model_type(),
+        }
+    }
+
+    /// Whether llama.cpp stores its q/k rows permuted for interleaved rotary pairs (the
+    /// `llama` GGUF architecture).
+    pub fn gguf_permutes_qk(&self) -> bool {
+        matches!(self, Architecture::Llama | Architecture::Mistral)
     }
 
     /// Parses a transformers class name.
@@ -48,6 +67,7 @@ impl Architecture {
             "LlamaForCausalLM" => Ok(Architecture::Llama),
             "Qwen2ForCausalLM" => Ok(Architecture::Qwen2),
             "Phi3ForCausalLM" => Ok(Architecture::Phi3),
+            "MistralForCausalLM" => Ok(Architecture::Mistral),
             other => Err(Error::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -78,10 +98,19 @@ pub struct ModelConfig {
     pub rope_theta: f64,
     /// RoPE frequency scaling.
     pub rope_scaling: RopeScaling,
+    /// The fraction of each head's dimensions that rotate (Phi-4-mini: 0.75); the rest pass
+    /// through unrotated.
+    #[serde(default = "full_rotary")]
+    pub partial_rotary_factor: f64,
     /// Longest supported sequence.
     pub max_position_embeddings: usize,
-    /// Sliding-window attention span (Phi-3), `None` for full attention.
+    /// Sliding-window attention span (Mistral, Phi-3, Qwen2 with `use_sliding_window`): a query
+    /// sees itself and the `sliding_window - 1` keys before it; `None` for full attention.
     pub sliding_window: Option<usize>,
+    /// The first layer the window applies to (Qwen2's `max_window_layers`: layers below it
+    /// attend fully); `None` when every layer slides.
+    #[serde(default)]
+    pub max_window_layers: Option<usize>,
     /// Whether the LM head reuses the embedding matrix.
     pub tie_word_embeddings: bool,
     /// Whether q/k/v projections have biases (Qwen2).
@@ -100,7 +129,25 @@ pub struct ModelConfig {
     pub torch_dtype: String,
 }
 
+fn full_rotary() -> f64 {
+    1.0
+}
+
 impl ModelConfig {
+    /// How many leading dimensions of each head rotate: `int(head_dim * partial_rotary_factor)`,
+    /// as transformers computes it.
+    pub fn rotary_dim(&self) -> usize {
+        (self.head_dim as f64 * self.partial_rotary_factor) as usize
+    }
+
+    /// The sliding window of layer `layer` (`None`: it attends to every earlier token).
+    pub fn sliding_window_at(&self, layer: usize) -> Option<usize> {
+        match self.max_window_layers {
+            Some(first) if layer < first => None,
+            _ => self.sliding_window,
+        }
+    }
+
     /// Checks the invariants the decoder relies on, so that burn's `init` never panics on a
     /// config read from a file, and bounds every size a config or GGUF header states.
     pub fn validate(&self) -> Result<()> {
@@ -155,7 +202,23 @@ impl ModelConfig {
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
             return bad(format!("rope_theta ({}) must be positive", self.rope_theta));
         }
-        self.rope_scaling.validate()?;
+        let rotary = self.rotary_dim();
+        if !(self.partial_rotary_factor > 0.0
+            && self.partial_rotary_factor <= 1.0
+            && rotary >= 2
+            && rotary.is_multiple_of(2))
+        {
+            return bad(format!(
+                "partial_rotary_factor {} gives {rotary} rotated dimensions of {}; it must be in (0, 1] and give an even number of at least 2",
+                self.partial_rotary_factor, self.head_dim
+            ));
+        }
+        if matches!(self.rope_scaling, RopeScaling::Dynamic { .. }) && rotary < 4 {
+            return bad(format!(
+                "dynamic rope scaling needs at least 4 rotated dimensions, got {rotary}"
+            ));
+        }
+        self.rope_scaling.validate(rotary)?;
         if self.sliding_window == Some(0) {
             return bad("sliding_window must be positive".into());
         }
@@ -171,6 +234,38 @@ impl ModelConfig {
                     self.vocab_size
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Fails with [`Error::Unsupported`] for settings the config layer reads but the decoders do
+    /// not apply yet: the length-dependent `dynamic` and `longrope` frequencies, YaRN's cos/sin
+    /// attention factor, partial rotary embeddings, and sliding windows on some layers only
+    /// (Qwen2's `max_window_layers`). Linear and llama3 scaling and windows on every layer
+    /// (Mistral, Phi-3) run.
+    pub fn ensure_decodable(&self) -> Result<()> {
+        let refuse = |what: &'static str, value: String| Err(Error::Unsupported { what, value });
+        match &self.rope_scaling {
+            RopeScaling::Dynamic { .. } => return refuse("rope type", "dynamic".into()),
+            RopeScaling::LongRope { .. } => return refuse("rope type", "longrope".into()),
+            RopeScaling::Yarn { .. } => return refuse("rope type", "yarn".into()),
+            _ => {}
+        }
+        if self.partial_rotary_factor != 1.0 {
+            return refuse(
+                "partial_rotary_factor",
+                self.partial_rotary_factor.to_string(),
+            );
+        }
+        if self.sliding_window.is_some()
+            && self
+                .max_window_layers
+                .is_some_and(|first| first > 0 && first < self.num_hidden_layers)
+        {
+            return refuse(
+                "Qwen2 use_sliding_window on some layers only",
+                format!("max_window_layers = {:?}", self.max_window_layers),
+            );
         }
         Ok(())
     }

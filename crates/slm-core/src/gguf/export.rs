@@ -166,7 +166,7 @@ pub fn export_gguf(
             field: "tokenizer.json (a GGUF carries its tokenizer)".into(),
         })?;
     let config = &checkpoint.config;
-    let arch = config.architecture.model_type();
+    let arch = config.architecture.gguf_name();
     writer
         .set("general.architecture", GgufValue::String(arch.into()))
         .set("general.type", GgufValue::String("model".into()))
@@ -252,7 +252,7 @@ fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor<'_>, Source<'
         };
         out.push((tensor, Box::new(move || Ok(factors.clone()))));
     }
-    let permute = config.architecture == Architecture::Llama;
+    let permute = config.architecture.gguf_permutes_qk();
     for hf in weights.storage_order() {
         if hf.ends_with(".rotary_emb.inv_freq") {
             continue;
@@ -295,7 +295,27 @@ fn hf_tensors(checkpoint: &Checkpoint) -> Result<Vec<(ExportTensor<'_>, Source<'
 /// The architecture keys of `TextModel.set_gguf_parameters` (plus Llama's `vocab_size` and
 /// `rope.dimension_count`), in the converter's order, with `general.file_type` where it falls.
 fn hyper_parameters(config: &ModelConfig, file_type: u32) -> Result<Vec<(String, GgufValue)>> {
-    let arch = config.architecture.model_type();
+    let arch = config.architecture.gguf_name();
+    if !matches!(
+        config.rope_scaling,
+        crate::config::RopeScaling::Default | crate::config::RopeScaling::Llama3 { .. }
+    ) {
+        return Err(Error::Unsupported {
+            what: "rope scaling for GGUF export",
+            value: format!(
+                "{:?} (only default and llama3 are written yet)",
+                config.rope_scaling
+            ),
+        });
+    }
+    if let Some(w) = config.sliding_window {
+        return Err(Error::Unsupported {
+            what: "sliding window for GGUF export",
+            value: format!(
+                "{w} (llama.cpp's `llama` GGUFs have none: it would run full attention)"
+            ),
+        });
+    }
     let u32_of = |what: &str, v: usize| {
         u32::try_from(v).map_err(|_| Error::InvalidConfig(format!("{what} {v} exceeds u32")))
     };
@@ -346,7 +366,7 @@ fn hyper_parameters(config: &ModelConfig, file_type: u32) -> Result<Vec<(String,
         ),
         ("general.file_type".into(), GgufValue::U32(file_type)),
     ];
-    if config.architecture == Architecture::Llama {
+    if config.architecture.gguf_permutes_qk() {
         out.push((
             key("vocab_size"),
             GgufValue::U32(u32_of("vocab_size", config.vocab_size)?),

@@ -15,9 +15,15 @@ pub fn fixtures() -> PathBuf {
     p.canonicalize().unwrap()
 }
 
-/// A fixture file or directory; panics naming it if absent.
+/// A fixture file or directory; panics naming it if absent. Paths under `coverage/` are the
+/// model-coverage references of `tests/data/coverage` (made by its `generate.py`).
 pub fn fixture(rel: &str) -> PathBuf {
-    let p = fixtures().join(rel);
+    let p = match rel.strip_prefix("coverage/") {
+        Some(rest) => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/coverage")
+            .join(rest),
+        None => fixtures().join(rel),
+    };
     assert!(p.exists(), "fixture missing: {}", p.display());
     p
 }

@@ -21,8 +21,8 @@
 //! #     architecture: Architecture::Llama,
 //! #     vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
 //! #     num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8, rms_norm_eps: 1e-5,
-//! #     rope_theta: 10_000.0, rope_scaling: RopeScaling::Default, max_position_embeddings: 64,
-//! #     sliding_window: None, tie_word_embeddings: false, attention_bias: false,
+//! #     rope_theta: 10_000.0, rope_scaling: RopeScaling::Default, partial_rotary_factor: 1.0, max_position_embeddings: 64,
+//! #     sliding_window: None, max_window_layers: None, tie_word_embeddings: false, attention_bias: false,
 //! #     o_proj_bias: false, mlp_bias: false, bos_token_id: Some(0), eos_token_ids: vec![1],
 //! #     pad_token_id: None, torch_dtype: "float32".into(),
 //! # };
