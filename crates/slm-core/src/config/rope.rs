@@ -450,3 +450,64 @@ impl Rotary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::hf::HfConfig;
+
+    /// A plain Phi-3 config (head_dim 16, 64 positions).
+    fn config() -> ModelConfig {
+        let text = r#"{"architectures":["Phi3ForCausalLM"],"vocab_size":8,"hidden_size":64,
+            "intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":4,
+            "max_position_embeddings":64}"#;
+        let cfg: HfConfig = serde_json::from_str(text).unwrap();
+        cfg.resolve("c").unwrap()
+    }
+
+    #[test]
+    fn llama3_parameters_are_recovered_from_rope_freqs_factors() {
+        let scaling = RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 64,
+        };
+        let factors = scaling.llama3_rope_factors(500_000.0, 16).unwrap();
+        assert_eq!(
+            RopeScaling::llama3_from_factors(&factors, 500_000.0, 16),
+            Some(scaling)
+        );
+        assert_eq!(
+            RopeScaling::llama3_from_factors(&[1.0, 3.0, 2.0, 7.5], 500_000.0, 8),
+            None
+        );
+    }
+
+    #[test]
+    fn length_dependent_frequencies_switch_where_transformers_does() {
+        let mut c = config();
+        let plain = Rotary::new(&c).inv_freq(0).into_owned();
+        c.rope_scaling = RopeScaling::Dynamic { factor: 2.0 };
+        let dynamic = Rotary::new(&c);
+        assert!(dynamic.depends_on_length());
+        assert_eq!(dynamic.inv_freq(63).as_ref(), plain.as_slice());
+        let grown = dynamic.inv_freq(127);
+        assert_eq!(grown[0], 1.0);
+        assert!(grown[1..].iter().zip(&plain[1..]).all(|(g, p)| g < p));
+
+        c.rope_scaling = RopeScaling::LongRope {
+            short_factor: vec![1.0; 8],
+            long_factor: vec![2.0; 8],
+            original_max_position_embeddings: 4,
+            attention_factor: 1.5,
+        };
+        let long = Rotary::new(&c);
+        assert_eq!(long.attention_factor(), 1.5);
+        assert_eq!(long.inv_freq(3).as_ref(), plain.as_slice());
+        let after: Vec<f32> = plain.iter().map(|f| f / 2.0).collect();
+        for (a, b) in long.inv_freq(4).iter().zip(&after) {
+            assert!((a - b).abs() <= 1e-7 * b.abs());
+        }
+    }
+}
