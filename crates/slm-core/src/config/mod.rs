@@ -55,10 +55,10 @@ impl Architecture {
         }
     }
 
-    /// Whether llama.cpp stores its q/k rows permuted for interleaved rotary pairs (the
-    /// `llama` GGUF architecture).
+    /// Whether llama.cpp stores its q/k rows permuted for interleaved rotary pairs (it does
+    /// for its `llama` architecture).
     pub fn gguf_permutes_qk(&self) -> bool {
-        matches!(self, Architecture::Llama | Architecture::Mistral)
+        self.gguf_name() == "llama"
     }
 
     /// Parses a transformers class name.
@@ -211,11 +211,6 @@ impl ModelConfig {
             return bad(format!(
                 "partial_rotary_factor {} gives {rotary} rotated dimensions of {}; it must be in (0, 1] and give an even number of at least 2",
                 self.partial_rotary_factor, self.head_dim
-            ));
-        }
-        if matches!(self.rope_scaling, RopeScaling::Dynamic { .. }) && rotary < 4 {
-            return bad(format!(
-                "dynamic rope scaling needs at least 4 rotated dimensions, got {rotary}"
             ));
         }
         self.rope_scaling.validate(rotary)?;

@@ -93,52 +93,34 @@ fn correction_dim(rotations: f64, dim: usize, theta: f64, original: usize) -> f6
 }
 
 impl RopeScaling {
+    /// Checks the parameters for `rotary_dim` rotated dimensions; the error names the rule the
+    /// variant breaks and shows the values.
     pub(crate) fn validate(&self, rotary_dim: usize) -> Result<()> {
-        let bad = |what: &str| {
-            Err(Error::InvalidConfig(format!(
-                "{what} rope scaling: {what_detail}",
-                what_detail = match self {
-                    RopeScaling::LongRope { .. } | RopeScaling::Factors { .. } => format!(
-                        "needs {} positive, finite factors per set and original_max_position_embeddings > 0",
-                        rotary_dim / 2
-                    ),
-                    _ => "needs factor > 0 (and original_max_position_embeddings > 0, 0 < low_freq_factor < high_freq_factor where they apply)".into(),
-                }
-            )))
-        };
         let positive = |f: f64| f.is_finite() && f > 0.0;
         let factors_ok =
             |v: &[f32]| v.len() == rotary_dim / 2 && v.iter().all(|f| f.is_finite() && *f > 0.0);
-        match self {
-            RopeScaling::Default => Ok(()),
+        let (ok, rule) = match self {
+            RopeScaling::Default => (true, ""),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
                 high_freq_factor,
                 original_max_position_embeddings,
-            } => {
-                if positive(*factor)
+            } => (
+                positive(*factor)
                     && *low_freq_factor > 0.0
                     && high_freq_factor.is_finite()
                     && *high_freq_factor > *low_freq_factor
-                    && *original_max_position_embeddings > 0
-                {
-                    Ok(())
-                } else {
-                    bad("llama3")
-                }
+                    && *original_max_position_embeddings > 0,
+                "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0",
+            ),
+            RopeScaling::Linear { factor } => {
+                (positive(*factor), "linear rope scaling needs factor > 0")
             }
-            RopeScaling::Linear { factor } | RopeScaling::Dynamic { factor } => {
-                if positive(*factor) {
-                    Ok(())
-                } else {
-                    bad(if matches!(self, RopeScaling::Linear { .. }) {
-                        "linear"
-                    } else {
-                        "dynamic"
-                    })
-                }
-            }
+            RopeScaling::Dynamic { factor } => (
+                positive(*factor) && rotary_dim >= 4,
+                "dynamic rope scaling needs factor > 0 and at least 4 rotated dimensions",
+            ),
             RopeScaling::Yarn {
                 factor,
                 original_max_position_embeddings,
@@ -146,41 +128,37 @@ impl RopeScaling {
                 beta_slow,
                 attention_factor,
                 ..
-            } => {
-                if positive(*factor)
+            } => (
+                positive(*factor)
                     && *original_max_position_embeddings > 0
                     && positive(*beta_fast)
                     && positive(*beta_slow)
-                    && positive(*attention_factor)
-                {
-                    Ok(())
-                } else {
-                    bad("yarn")
-                }
-            }
+                    && positive(*attention_factor),
+                "yarn rope scaling needs factor, beta_fast, beta_slow and attention_factor > 0 and original_max_position_embeddings > 0",
+            ),
             RopeScaling::LongRope {
                 short_factor,
                 long_factor,
                 original_max_position_embeddings,
                 attention_factor,
-            } => {
-                if factors_ok(short_factor)
+            } => (
+                factors_ok(short_factor)
                     && factors_ok(long_factor)
                     && *original_max_position_embeddings > 0
-                    && positive(*attention_factor)
-                {
-                    Ok(())
-                } else {
-                    bad("longrope")
-                }
-            }
-            RopeScaling::Factors { factors } => {
-                if factors_ok(factors) {
-                    Ok(())
-                } else {
-                    bad("rope_freqs")
-                }
-            }
+                    && positive(*attention_factor),
+                "longrope rope scaling needs rotary_dim / 2 positive short and long factors, attention_factor > 0 and original_max_position_embeddings > 0",
+            ),
+            RopeScaling::Factors { factors } => (
+                factors_ok(factors),
+                "rope_freqs needs rotary_dim / 2 positive factors",
+            ),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig(format!(
+                "{rule} (rotary_dim {rotary_dim}), got {self:?}"
+            )))
         }
     }
 

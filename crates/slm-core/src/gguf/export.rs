@@ -366,7 +366,7 @@ fn hyper_parameters(config: &ModelConfig, file_type: u32) -> Result<Vec<(String,
         ),
         ("general.file_type".into(), GgufValue::U32(file_type)),
     ];
-    if config.architecture.gguf_permutes_qk() {
+    if arch == "llama" {
         out.push((
             key("vocab_size"),
             GgufValue::U32(u32_of("vocab_size", config.vocab_size)?),
