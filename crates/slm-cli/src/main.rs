@@ -92,7 +92,8 @@ impl DeviceArg {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print a model's architecture and sizes as JSON.
+    /// Print what a model file or directory is, whether slm runs it (with the reason when
+    /// not), and its architecture and sizes, as JSON.
     Info {
         /// A Hugging Face model directory or a .gguf file.
         #[arg(long)]
@@ -427,8 +428,16 @@ fn save_dtype(ckpt: &Checkpoint, dtype: Option<String>) -> Result<SaveDtype> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { model } => {
-            let info = open(&model)?.info()?;
-            println!("{}", serde_json::to_string(&info)?);
+            let report = Checkpoint::inspect(&model);
+            println!("{}", serde_json::to_string(&report)?);
+            if !report.runnable {
+                bail!(
+                    "{}: {}; slm cannot run it: {}",
+                    model.display(),
+                    report.describe(),
+                    report.reason.as_deref().unwrap_or("unknown reason")
+                );
+            }
         }
         Command::Tokenize {
             tokenizer,

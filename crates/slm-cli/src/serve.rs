@@ -193,7 +193,7 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
     let prompts = TaskPrompts {
         task,
         tokenizer: (*tokenizer).clone(),
-        context: ckpt.config.max_position_embeddings,
+        context: ckpt.config.context_length(),
     };
     let mut state = ServerState::new(engine.clone(), tokenizer.clone(), name.clone())
         .with_classifier(Arc::new(prompts));
@@ -202,7 +202,7 @@ pub(crate) fn build(args: &ServeArgs) -> Result<Served> {
             Arc::new(TaskPrompts {
                 task: Some(task),
                 tokenizer: (*tokenizer).clone(),
-                context: ckpt.config.max_position_embeddings,
+                context: ckpt.config.context_length(),
             }) as Arc<dyn ClassifyPrompts>
         });
         state = state.with_adapter(adapter, dir.display().to_string(), prompts);

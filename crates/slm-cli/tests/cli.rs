@@ -84,6 +84,52 @@ fn info_prints_the_model_summary() {
     assert_eq!(bf["dtype"], "bfloat16");
 }
 
+/// `slm info` says what a file is and whether slm runs it: Phi-3 and Llama GGUFs with their
+/// SentencePiece vocabularies and rope settings run; other architectures get the reason.
+#[test]
+fn info_says_what_a_file_is_and_whether_it_runs() {
+    let coverage = Path::new(env!("CARGO_MANIFEST_DIR")).join("../slm-core/tests/data/coverage");
+    let phi3 = coverage.join("gguf/phi3-longrope-tiny.f32.gguf");
+    let v = ok_json(&["info", "--model", phi3.to_str().unwrap()]);
+    assert_eq!(v["format"], "gguf");
+    assert_eq!(v["declared_architecture"], "phi3");
+    assert_eq!(v["architecture"], "Phi3ForCausalLM");
+    assert_eq!(v["tokenizer"], "llama (SentencePiece)");
+    assert_eq!(v["rope_scaling"], "longrope");
+    assert_eq!(v["runnable"], true);
+    assert!(v["reason"].is_null());
+    let llama3 = coverage.join("gguf/llama3-rope-tiny.f32.gguf");
+    let v = ok_json(&["info", "--model", llama3.to_str().unwrap()]);
+    assert_eq!(v["rope_scaling"], "llama3");
+    let hf = ok_json(&["info", "--model", &model("phi3-tiny")]);
+    assert_eq!(
+        (&hf["format"], &hf["runnable"]),
+        (&"hf".into(), &true.into())
+    );
+
+    // Another architecture: the JSON still says what it is, with the reason, and status 1.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&phi3).unwrap();
+    let other = dir.path().join("phi4.gguf");
+    // Same-length rename of `general.architecture` = "phi3" to "phi4" keeps the file valid.
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"phi3")
+        .expect("architecture string");
+    let mut edited = bytes.clone();
+    edited[at..at + 4].copy_from_slice(b"phi4");
+    std::fs::write(&other, &edited).unwrap();
+    let e = one_line_error(&["info", "--model", other.to_str().unwrap()]);
+    assert!(
+        e.contains("a GGUF (phi4") && e.contains("cannot run it"),
+        "{e}"
+    );
+    let out = slm(&["info", "--model", other.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runnable"], false);
+    assert!(v["reason"].as_str().unwrap().contains("phi4"), "{v}");
+}
+
 #[test]
 fn tokenize_prints_ids() {
     let tok = fixtures()

@@ -156,6 +156,126 @@ impl Checkpoint {
     }
 }
 
+/// What `slm info` says about a path: what it is, and whether slm can run it with the reason
+/// when not (an unknown architecture or tokenizer, a rope setting, a GGML type without a
+/// kernel, tensors the config does not explain).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelReport {
+    /// `gguf` or `hf`; `None` for a path that is neither.
+    pub format: Option<ModelFormat>,
+    /// The architecture the file names (`general.architecture`, `architectures[0]`).
+    pub declared_architecture: Option<String>,
+    /// The tokenizer it carries: `gpt2` (byte-level BPE, with its `pre`) or `llama`
+    /// (SentencePiece) for a GGUF, `tokenizer.json` for a model directory.
+    pub tokenizer: Option<String>,
+    /// The rope scaling (`default`, `llama3`, `longrope`, `yarn`, ...), when the config reads.
+    pub rope_scaling: Option<String>,
+    /// The sliding window, when the config has one.
+    pub sliding_window: Option<usize>,
+    /// Whether slm loads and runs it.
+    pub runnable: bool,
+    /// Why it cannot, when it cannot.
+    pub reason: Option<String>,
+    /// Sizes, when it opened.
+    #[serde(flatten)]
+    pub info: Option<ModelInfo>,
+}
+
+impl ModelReport {
+    /// One line saying what the path is (`a GGUF (phi3, tokenizer llama)`).
+    pub fn describe(&self) -> String {
+        let kind = match self.format {
+            Some(ModelFormat::Gguf) => "a GGUF",
+            Some(ModelFormat::Hf) => "a Hugging Face model directory",
+            None => return "not a GGUF file or a model directory".into(),
+        };
+        let mut parts = Vec::new();
+        if let Some(a) = &self.declared_architecture {
+            parts.push(a.clone());
+        }
+        if let Some(t) = &self.tokenizer {
+            parts.push(format!("tokenizer {t}"));
+        }
+        if parts.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind} ({})", parts.join(", "))
+        }
+    }
+}
+
+impl Checkpoint {
+    /// Reports what `path` is and whether slm runs it, reading headers and configs only (no
+    /// weights): the checks [`Checkpoint::open`] and the decoders make before computing.
+    pub fn inspect(path: &Path) -> ModelReport {
+        let mut report = ModelReport {
+            format: None,
+            declared_architecture: None,
+            tokenizer: None,
+            rope_scaling: None,
+            sliding_window: None,
+            runnable: false,
+            reason: None,
+            info: None,
+        };
+        if path.is_file() {
+            match crate::gguf::GgufFile::open(path) {
+                Ok(file) => {
+                    report.format = Some(ModelFormat::Gguf);
+                    report.declared_architecture = file.architecture().ok().map(str::to_owned);
+                    report.tokenizer =
+                        file.get_str("tokenizer.ggml.model").ok().map(|m| {
+                            match file.get_str("tokenizer.ggml.pre") {
+                                Ok(pre) if m == "gpt2" => format!("gpt2 ({pre})"),
+                                _ if m == "llama" => "llama (SentencePiece)".to_string(),
+                                _ => m.to_string(),
+                            }
+                        });
+                }
+                Err(e) => {
+                    report.reason = Some(e.to_string());
+                    return report;
+                }
+            }
+        } else if path.join("config.json").is_file() {
+            report.format = Some(ModelFormat::Hf);
+            report.declared_architecture = std::fs::read_to_string(path.join("config.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["architectures"][0].as_str().map(str::to_owned));
+            report.tokenizer = path
+                .join("tokenizer.json")
+                .is_file()
+                .then(|| "tokenizer.json".to_string());
+        }
+        let verdict = Self::open(path).and_then(|ckpt| {
+            report.rope_scaling = serde_json::to_value(&ckpt.config.rope_scaling)
+                .ok()
+                .and_then(|v| v["rope_type"].as_str().map(str::to_owned));
+            report.sliding_window = ckpt.config.sliding_window;
+            report.info = Some(ckpt.info()?);
+            hf_names::checked_layout(&ckpt.config, ckpt.weights.as_ref())?;
+            for name in ckpt.weights.tensor_names() {
+                if let Some(StorageDtype::Ggml(ty)) =
+                    ckpt.weights.tensor_info(&name).map(|t| t.dtype)
+                    && !ty.can_dequantize()
+                {
+                    return Err(Error::Unsupported {
+                        what: "GGML tensor type",
+                        value: format!("{ty:?} (tensor `{name}`)"),
+                    });
+                }
+            }
+            Ok(())
+        });
+        match verdict {
+            Ok(()) => report.runnable = true,
+            Err(e) => report.reason = Some(e.to_string()),
+        }
+        report
+    }
+}
+
 fn file_len(p: &Path) -> Result<u64> {
     Ok(std::fs::metadata(p).map_err(|e| Error::io(p, e))?.len())
 }

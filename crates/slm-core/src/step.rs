@@ -174,10 +174,10 @@ pub(crate) fn validate_chunks(
                 vocab_size: config.vocab_size,
             });
         }
-        if len + c.tokens.len() > config.max_position_embeddings {
+        if len + c.tokens.len() > config.context_length() {
             return Err(Error::ContextOverflow {
                 tokens: len + c.tokens.len(),
-                max: config.max_position_embeddings,
+                max: config.context_length(),
             });
         }
     }

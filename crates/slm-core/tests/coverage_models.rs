@@ -8,17 +8,16 @@ use common::*;
 use slm_core::fast::{FastDecoderConfig, Precision};
 use slm_core::prelude::*;
 
-/// Variants both decoders run: linear position interpolation, Mistral's sliding window.
-const RUNNABLE: [&str; 2] = ["llama-linear-tiny", "mistral-swa-tiny"];
-
-/// Variants the config layer reads but the decoders do not apply yet: a typed refusal, never
-/// silently different logits.
-const REFUSED: [(&str, &str); 5] = [
-    ("llama-dynamic-tiny", "dynamic"),
-    ("qwen2-yarn-tiny", "yarn"),
-    ("phi3-longrope-tiny", "longrope"),
-    ("phi3-partial-tiny", "0.75"),
-    ("qwen2-swa-tiny", "max_window_layers = Some(1)"),
+/// Every variant: linear, dynamic NTK, YaRN and LongRoPE frequencies, partial rotary, and
+/// sliding windows on every layer (Mistral) or from `max_window_layers` on (Qwen2).
+const VARIANTS: [&str; 7] = [
+    "llama-linear-tiny",
+    "llama-dynamic-tiny",
+    "qwen2-yarn-tiny",
+    "phi3-longrope-tiny",
+    "phi3-partial-tiny",
+    "mistral-swa-tiny",
+    "qwen2-swa-tiny",
 ];
 
 fn check<M: CausalLm>(model: &M, name: &str, what: &str) {
@@ -45,7 +44,7 @@ fn check<M: CausalLm>(model: &M, name: &str, what: &str) {
 
 #[test]
 fn rope_and_window_variants_match_transformers_on_both_decoders() {
-    for name in RUNNABLE {
+    for name in VARIANTS {
         let ckpt = Checkpoint::open(&fixture(&format!("coverage/models/{name}"))).unwrap();
         check(&ckpt.load_decoder(&Device::flex()).unwrap(), name, "burn");
         let fast = FastDecoderConfig {
@@ -60,20 +59,9 @@ fn rope_and_window_variants_match_transformers_on_both_decoders() {
 }
 
 #[test]
-fn variants_not_applied_yet_are_typed_refusals() {
-    for (name, value) in REFUSED {
-        let err = Checkpoint::open(&fixture(&format!("coverage/models/{name}"))).unwrap_err();
-        match err {
-            Error::Unsupported { value: v, .. } => assert_eq!(v, value, "{name}"),
-            other => panic!("{name}: {other}"),
-        }
-    }
-}
-
-#[test]
-fn runnable_variants_round_trip_through_config_json() {
+fn variants_round_trip_through_config_json() {
     // What slm writes as config.json (for transformers and vLLM) resolves to the same config.
-    for name in RUNNABLE {
+    for name in VARIANTS {
         let ckpt = Checkpoint::open(&fixture(&format!("coverage/models/{name}"))).unwrap();
         let back = ckpt.config.to_hf_json("float32").unwrap().to_string();
         let again = slm_core::config::hf::HfConfig::from_json_str(&back, name).unwrap();

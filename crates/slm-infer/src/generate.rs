@@ -69,7 +69,7 @@ fn run<M: CausalLm>(
     if prompt.is_empty() {
         return Err(Error::InvalidConfig("the prompt is empty".into()));
     }
-    let max = model.config().max_position_embeddings;
+    let max = model.config().context_length();
     if prompt.len() > max {
         return Err(Error::Core(slm_core::Error::ContextOverflow {
             tokens: prompt.len(),
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn stops_at_the_end_of_the_context_and_refuses_bad_prompts() {
         let model = tiny_config().init(&Device::flex());
-        let max = model.config().max_position_embeddings;
+        let max = model.config().context_length();
         let config = GenerationConfig {
             max_new_tokens: 1000,
             ..Default::default()

@@ -65,7 +65,7 @@ pub fn perplexity<M: CausalLm>(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Perplexity> {
     let ctx = config.ctx;
-    let max_positions = model.config().max_position_embeddings;
+    let max_positions = model.config().context_length();
     if ctx < 4 || ctx > max_positions {
         return Err(Error::InvalidConfig(format!(
             "perplexity context {ctx}: must be between 4 and the model's {max_positions} positions"

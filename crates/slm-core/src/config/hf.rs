@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::rope::{longrope_attention_factor, yarn_mscale};
 use super::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{Error, Result};
 
@@ -199,21 +200,14 @@ impl HfConfig {
                     Some(f) => f,
                     None => max_position_embeddings as f64 / original as f64,
                 };
-                let mscale = |scale: f64, m: f64| {
-                    if scale <= 1.0 {
-                        1.0
-                    } else {
-                        0.1 * m * scale.ln() + 1.0
-                    }
-                };
                 let attention_factor = match (
                     get_f("attention_factor")?,
                     get_f("mscale")?.filter(|m| *m != 0.0),
                     get_f("mscale_all_dim")?.filter(|m| *m != 0.0),
                 ) {
                     (Some(a), _, _) => a,
-                    (None, Some(m), Some(all)) => mscale(factor, m) / mscale(factor, all),
-                    (None, _, _) => mscale(factor, 1.0),
+                    (None, Some(m), Some(all)) => yarn_mscale(factor, m) / yarn_mscale(factor, all),
+                    (None, _, _) => yarn_mscale(factor, 1.0),
                 };
                 let truncate = match params.as_ref().and_then(|p| p.get("truncate")) {
                     None | Some(Value::Null) => true,
@@ -238,8 +232,7 @@ impl HfConfig {
                 };
                 let attention_factor = match get_f("attention_factor")? {
                     Some(a) => a,
-                    None if factor <= 1.0 => 1.0,
-                    None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+                    None => longrope_attention_factor(factor, original),
                 };
                 RopeScaling::LongRope {
                     short_factor: factors("short_factor")?,
@@ -316,7 +309,6 @@ impl HfConfig {
             torch_dtype: self.dtype.unwrap_or_else(|| "float32".into()),
         };
         cfg.validate()?;
-        cfg.ensure_decodable()?;
         Ok(cfg)
     }
 }

@@ -233,36 +233,23 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Fails with [`Error::Unsupported`] for settings the config layer reads but the decoders do
-    /// not apply yet: the length-dependent `dynamic` and `longrope` frequencies, YaRN's cos/sin
-    /// attention factor, partial rotary embeddings, and sliding windows on some layers only
-    /// (Qwen2's `max_window_layers`). Linear and llama3 scaling and windows on every layer
-    /// (Mistral, Phi-3) run.
-    pub fn ensure_decodable(&self) -> Result<()> {
-        let refuse = |what: &'static str, value: String| Err(Error::Unsupported { what, value });
-        match &self.rope_scaling {
-            RopeScaling::Dynamic { .. } => return refuse("rope type", "dynamic".into()),
-            RopeScaling::LongRope { .. } => return refuse("rope type", "longrope".into()),
-            RopeScaling::Yarn { .. } => return refuse("rope type", "yarn".into()),
-            _ => {}
-        }
-        if self.partial_rotary_factor != 1.0 {
-            return refuse(
-                "partial_rotary_factor",
-                self.partial_rotary_factor.to_string(),
-            );
-        }
-        if self.sliding_window.is_some()
-            && self
-                .max_window_layers
-                .is_some_and(|first| first > 0 && first < self.num_hidden_layers)
-        {
-            return refuse(
-                "Qwen2 use_sliding_window on some layers only",
-                format!("max_window_layers = {:?}", self.max_window_layers),
-            );
-        }
-        Ok(())
+    /// How many positions a sequence may hold: `max_position_embeddings`, extended by the
+    /// rope scaling's factor where the scaling exists to run longer than the config states
+    /// (`linear` and `dynamic` multiply it; YaRN runs `factor` times its original context), as
+    /// vLLM derives `max_model_len`. LongRoPE and llama3 configs already state the long context.
+    pub fn context_length(&self) -> usize {
+        let extended = match &self.rope_scaling {
+            RopeScaling::Linear { factor } | RopeScaling::Dynamic { factor } => {
+                (self.max_position_embeddings as f64 * factor) as usize
+            }
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                ..
+            } => (*original_max_position_embeddings as f64 * factor) as usize,
+            _ => 0,
+        };
+        self.max_position_embeddings.max(extended)
     }
 
     /// Number of query groups sharing one key/value head.

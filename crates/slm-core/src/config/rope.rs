@@ -86,6 +86,26 @@ fn base_inv_freq(theta: f64, dim: usize) -> Vec<f32> {
         .collect()
 }
 
+/// YaRN's `get_mscale` (modeling_rope_utils.py): `0.1 * m * ln(scale) + 1`, 1 when
+/// `scale <= 1`; with `m = 1` it is YaRN's default attention factor.
+pub(crate) fn yarn_mscale(scale: f64, m: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * m * scale.ln() + 1.0
+    }
+}
+
+/// LongRoPE's default attention factor for a context extended `factor` times over `original`
+/// positions: `sqrt(1 + ln(factor) / ln(original))`, 1 when `factor <= 1`.
+pub(crate) fn longrope_attention_factor(factor: f64, original: usize) -> f64 {
+    if factor <= 1.0 {
+        1.0
+    } else {
+        (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+    }
+}
+
 /// YaRN's `find_correction_dim`, in f64 as transformers computes it.
 fn correction_dim(rotations: f64, dim: usize, theta: f64, original: usize) -> f64 {
     (dim as f64 * (original as f64 / (rotations * 2.0 * std::f64::consts::PI)).ln())
@@ -396,6 +416,23 @@ impl Rotary {
             self.scaling,
             RopeScaling::Dynamic { .. } | RopeScaling::LongRope { .. }
         )
+    }
+
+    /// Whether a sequence holding `past` positions that gets `new` more must be recomputed from
+    /// its tokens instead of extending its cache: LongRoPE's switch to its long factors when the
+    /// sequence first passes `original_max_position_embeddings` invalidates every key cached with
+    /// the short ones (and the hidden states built on them), so transformers'
+    /// `Phi3ForCausalLM.prepare_inputs_for_generation` drops the cache at that step and slm's
+    /// decoders re-run the sequence. Never for other scalings (transformers keeps keys cached
+    /// under a smaller dynamic-NTK base).
+    pub fn recomputes(&self, past: usize, new: usize) -> bool {
+        match &self.scaling {
+            RopeScaling::LongRope {
+                original_max_position_embeddings: orig,
+                ..
+            } => past > 0 && past <= *orig && past + new > *orig,
+            _ => false,
+        }
     }
 
     /// The `rotary_dim / 2` inverse frequencies for a call whose furthest token of this

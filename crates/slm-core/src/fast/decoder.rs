@@ -18,7 +18,7 @@ use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_dot, matmu
 use super::adapter::{self, Adapter, AdapterScratch, layer_deltas};
 use super::kv_pool::{DEFAULT_BLOCK_SIZE, KvPool};
 use crate::causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Rotary};
 use crate::error::{Error, Result};
 use crate::model::hf_names::checked_layout;
 use crate::peft::{AdapterWeights, read_adapter};
@@ -275,7 +275,8 @@ struct Scratch {
     seqs: Vec<SeqId>,
     /// Per token: its id.
     ids: Vec<u32>,
-    /// Per token: its cos and sin tables, `head_dim / 2` each.
+    /// Per token: its cos and sin tables, `rotary_dim / 2` each (scaled by the attention
+    /// factor).
     cos: Vec<f32>,
     sin: Vec<f32>,
     /// The adapters' row groups and products.
@@ -289,6 +290,9 @@ struct State {
     profile: Option<Profile>,
     /// The adapter of every sequence that runs with one (index into `FastDecoder::adapters`).
     adapter_of: BTreeMap<SeqId, usize>,
+    /// The tokens of every sequence, kept only for ropes whose switch re-runs a sequence
+    /// ([`Rotary::recomputes`]: LongRoPE).
+    history: BTreeMap<SeqId, Vec<u32>>,
 }
 
 /// The CPU fast path: the same model as [`crate::model::Decoder`] (one [`ModelConfig`], the
@@ -317,7 +321,9 @@ pub struct FastDecoder {
     lm_head: Option<Linear>,
     /// The embedding as the tied LM head's matrix, repacked (`None` when untied or unpacked).
     tied_head: Option<PackedMatrix>,
-    inv_freq: Vec<f32>,
+    /// The rope: frequencies (per sequence for length-dependent scalings), rotated dimensions,
+    /// cos/sin scale.
+    rotary: Rotary,
     /// Whether q/k rows are in llama.cpp's rotary order (pairs `2j, 2j + 1`).
     interleaved: bool,
     precision: Precision,
@@ -419,6 +425,12 @@ impl FastDecoder {
                 "q_proj and k_proj rows must share one rotary order in every layer",
             ));
         }
+        if interleaved && c.rotary_dim() != c.head_dim {
+            return Err(Error::Unsupported {
+                what: "partial rotary on q/k rows in llama.cpp's interleaved order",
+                value: format!("{} of {} dimensions", c.rotary_dim(), c.head_dim),
+            });
+        }
         let embed = tensors.take("model.embed_tokens.weight")?;
         if !embed.ty.can_dequantize() || embed.shape.len() != 2 || embed.row_bytes().is_none() {
             return Err(tensors.unsupported("model.embed_tokens.weight", &embed));
@@ -464,7 +476,7 @@ impl FastDecoder {
             norm,
             lm_head,
             tied_head,
-            inv_freq: c.rope_scaling.inv_freq(c.rope_theta, c.head_dim),
+            rotary: Rotary::new(c),
             interleaved,
             precision: opts.precision,
             threads,
@@ -479,6 +491,7 @@ impl FastDecoder {
                 scratch: Scratch::default(),
                 profile: opts.profile.then(Profile::default),
                 adapter_of: BTreeMap::new(),
+                history: BTreeMap::new(),
             })),
         })
     }
@@ -589,10 +602,46 @@ impl FastDecoder {
         for c in chunks {
             st.kv.reserve(c.seq, c.tokens.len())?;
         }
-        let result = self.in_pool(|| self.run(st, chunks, &starts));
+        // A sequence whose rope switches in this step runs again from its first token.
+        let rerun: Vec<Option<Vec<u32>>> = chunks
+            .iter()
+            .zip(&starts)
+            .map(|(c, &start)| {
+                self.rotary.recomputes(start, c.tokens.len()).then(|| {
+                    let past = st.history.get(&c.seq).map_or(&[][..], |h| &h[..start]);
+                    [past, c.tokens].concat()
+                })
+            })
+            .collect();
+        let result = if rerun.iter().all(Option::is_none) {
+            self.in_pool(|| self.run(st, chunks, &starts))
+        } else {
+            let expanded: Vec<SeqChunk<'_>> = chunks
+                .iter()
+                .zip(&rerun)
+                .map(|(c, r)| SeqChunk {
+                    tokens: r.as_deref().unwrap_or(c.tokens),
+                    ..*c
+                })
+                .collect();
+            let from: Vec<usize> = starts
+                .iter()
+                .zip(&rerun)
+                .map(|(&s, r)| if r.is_some() { 0 } else { s })
+                .collect();
+            self.in_pool(|| self.run(st, &expanded, &from))
+                .map(|out| drop_rerun_rows(out, chunks, &starts, &rerun))
+        };
         for (c, &start) in chunks.iter().zip(&starts) {
             match &result {
-                Ok(_) => st.kv.set_len(c.seq, start + c.tokens.len()),
+                Ok(_) => {
+                    st.kv.set_len(c.seq, start + c.tokens.len());
+                    if self.rotary.depends_on_length() {
+                        let h = st.history.entry(c.seq).or_default();
+                        h.truncate(start);
+                        h.extend_from_slice(c.tokens);
+                    }
+                }
                 // Give back the blocks reserved for this step.
                 Err(_) => st.kv.truncate(c.seq, start)?,
             }
@@ -611,6 +660,7 @@ impl FastDecoder {
             scratch: s,
             profile,
             adapter_of,
+            ..
         } = st;
         let mut prof = |op: &'static str, t: Instant| {
             if let Some(p) = profile.as_mut() {
@@ -658,15 +708,24 @@ impl FastDecoder {
                 }
             }
         }
-        // RoPE tables per token.
-        let half = dh / 2;
+        // RoPE tables per token, each sequence's frequencies from its furthest position in
+        // this step (see `Rotary`).
+        let rd = self.rotary.rotary_dim();
+        let half = rd / 2;
+        let scale = self.rotary.attention_factor();
         s.cos.resize(n * half, 0.0);
         s.sin.resize(n * half, 0.0);
-        for (i, &(_, pos)) in s.tokens.iter().enumerate() {
-            for (j, f) in self.inv_freq.iter().enumerate() {
-                let a = pos as f32 * f;
-                s.cos[i * half + j] = a.cos();
-                s.sin[i * half + j] = a.sin();
+        let mut i = 0;
+        for (ch, &start) in chunks.iter().zip(starts) {
+            let len = ch.tokens.len();
+            let inv_freq = self.rotary.inv_freq((start + len).saturating_sub(1));
+            for pos in start..start + len {
+                for (j, f) in inv_freq.iter().enumerate() {
+                    let a = pos as f32 * f;
+                    s.cos[i * half + j] = a.cos() * scale;
+                    s.sin[i * half + j] = a.sin() * scale;
+                }
+                i += 1;
             }
         }
         prof("embed", t);
@@ -725,10 +784,10 @@ impl FastDecoder {
                     &s.sin[i * half..(i + 1) * half],
                 );
                 for head in s.q[i * qdim..(i + 1) * qdim].chunks_exact_mut(dh) {
-                    rope(head, cos, sin, self.interleaved);
+                    rope(&mut head[..rd], cos, sin, self.interleaved);
                 }
                 for head in s.k[i * kvdim..(i + 1) * kvdim].chunks_exact_mut(dh) {
-                    rope(head, cos, sin, self.interleaved);
+                    rope(&mut head[..rd], cos, sin, self.interleaved);
                 }
             }
             {
@@ -935,7 +994,7 @@ impl FastDecoder {
         let (nh, dh) = (c.num_attention_heads, c.head_dim);
         let groups = c.kv_groups();
         let scale = (1.0 / (dh as f64).sqrt()) as f32;
-        let window = c.sliding_window;
+        let window = c.sliding_window_at(layer);
         let (keys, values) = kv.layer(layer);
         const TILE: usize = 16;
         out.par_chunks_mut(dh)
@@ -984,6 +1043,34 @@ impl FastDecoder {
     }
 }
 
+/// The logits of a step some of whose chunks re-ran from their first token: those chunks'
+/// rows for the tokens they already held are dropped, so each chunk has the rows it asked for.
+fn drop_rerun_rows(
+    out: StepLogits,
+    chunks: &[SeqChunk<'_>],
+    starts: &[usize],
+    rerun: &[Option<Vec<u32>>],
+) -> StepLogits {
+    let vocab = out.vocab;
+    let mut values = Vec::with_capacity(out.values.len());
+    let mut rows = Vec::with_capacity(out.rows.len());
+    for (i, (&(first, n), r)) in out.rows.iter().zip(rerun).enumerate() {
+        // A re-run chunk asking for every row got one per token it re-ran; keep the new ones.
+        let skip = match r {
+            Some(_) if chunks[i].logits == Some(LogitsScope::All) => starts[i],
+            _ => 0,
+        };
+        let keep = n.saturating_sub(skip);
+        rows.push((values.len() / vocab.max(1), keep));
+        values.extend_from_slice(&out.values[(first + skip) * vocab..(first + n) * vocab]);
+    }
+    StepLogits {
+        values,
+        vocab,
+        rows,
+    }
+}
+
 /// `out = x / sqrt(mean(x^2) + eps) * weight`, row by row (rows of `weight.len()` values).
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut Vec<f32>) {
     out.resize(x.len(), 0.0);
@@ -1002,8 +1089,9 @@ fn rms_norm_row(row: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotates one head: pairs `(j, j + d/2)` (transformers' `rotate_half`) or, for rows in
-/// llama.cpp's order, `(2j, 2j + 1)`; pair `j` by angle `pos * inv_freq[j]`.
+/// Rotates the rotary part of one head (`d` values): pairs `(j, j + d/2)` (transformers'
+/// `rotate_half`) or, for rows in llama.cpp's order, `(2j, 2j + 1)`; pair `j` by the angle
+/// whose (scaled) cosine and sine are `cos[j]`, `sin[j]`.
 fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
     let half = head.len() / 2;
     for j in 0..half {
@@ -1037,6 +1125,7 @@ impl Drop for FastCache {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for &seq in &self.rows {
             st.kv.release(seq);
+            st.history.remove(&seq);
         }
     }
 }
@@ -1173,6 +1262,10 @@ impl BatchedLm for FastDecoder {
         if let Some(&a) = st.adapter_of.get(&seq) {
             st.adapter_of.insert(child, a);
         }
+        if let Some(h) = st.history.get(&seq) {
+            let kept = h[..len.min(h.len())].to_vec();
+            st.history.insert(child, kept);
+        }
         Ok(child)
     }
 
@@ -1180,6 +1273,7 @@ impl BatchedLm for FastDecoder {
         let mut st = self.lock();
         st.kv.release(seq);
         st.adapter_of.remove(&seq);
+        st.history.remove(&seq);
     }
 
     fn seq_len(&self, seq: SeqId) -> Option<usize> {
@@ -1187,7 +1281,12 @@ impl BatchedLm for FastDecoder {
     }
 
     fn truncate(&self, seq: SeqId, len: usize) -> Result<()> {
-        self.lock().kv.truncate(seq, len)
+        let mut st = self.lock();
+        st.kv.truncate(seq, len)?;
+        if let Some(h) = st.history.get_mut(&seq) {
+            h.truncate(len);
+        }
+        Ok(())
     }
 
     fn kv_usage(&self) -> KvUsage {

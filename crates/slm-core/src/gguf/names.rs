@@ -4,15 +4,22 @@
 
 use crate::error::{Error, Result};
 
-/// GGUF tensors that are derived data, not weights: skipped and listed by
-/// [`GgufWeights::unmapped`] (`rope_freqs.weight` holds llama3 rope factors the config also has).
-pub(crate) const SKIPPED: &[&str] = &["rope_freqs.weight"];
+/// GGUF tensors that are rope settings, not weights: skipped and listed by
+/// [`GgufWeights::unmapped`], read into the config instead (`rope_freqs.weight`: Llama 3.x's
+/// llama3 factors; `rope_factors_long` / `rope_factors_short`: Phi-3's LongRoPE).
+pub(crate) const SKIPPED: &[&str] = &[
+    "rope_freqs.weight",
+    "rope_factors_long.weight",
+    "rope_factors_short.weight",
+];
 
 /// Per-layer GGUF name stems and their Hugging Face module paths under `model.layers.N.`.
 pub(crate) const LAYER_MAP: &[(&str, &str)] = &[
     ("attn_q", "self_attn.q_proj"),
     ("attn_k", "self_attn.k_proj"),
     ("attn_v", "self_attn.v_proj"),
+    // Phi-3's fused [q; k; v] (its `ffn_up` holds [gate; up], see `GgufWeights`).
+    ("attn_qkv", "self_attn.qkv_proj"),
     ("attn_output", "self_attn.o_proj"),
     ("ffn_gate", "mlp.gate_proj"),
     ("ffn_up", "mlp.up_proj"),
@@ -31,7 +38,7 @@ pub(crate) enum Mapped {
     Unknown,
 }
 
-/// The Hugging Face name of a GGUF tensor of a `llama`/`qwen2` model.
+/// The Hugging Face name of a GGUF tensor of a `llama`/`qwen2`/`phi3` model.
 pub(crate) fn hf_name(gguf: &str) -> Mapped {
     if SKIPPED.contains(&gguf) {
         return Mapped::Skip;

@@ -1,6 +1,8 @@
 //! Rebuilding a Hugging Face tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
 //!
-//! Only byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) are supported. The
+//! SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`: Llama 2, TinyLlama, Mistral,
+//! Phi-3) become a byte-fallback BPE in the layout of those models' own `tokenizer.json` (see
+//! [`tokenizer_from_gguf`]). For byte-level BPE vocabularies (`"gpt2"`) the
 //! pre-tokenizer depends on `tokenizer.ggml.pre` and reproduces the split llama.cpp applies for
 //! that value (`src/llama-vocab.cpp`), written as the `tokenizer.json` of the original model
 //! has it:
@@ -19,11 +21,19 @@
 //! decoder is ByteLevel. For SmolLM2 this gives the same ids, offsets and decoded strings as
 //! the `tokenizer.json` transformers writes from the GGUF.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::normalizers::prepend::Prepend;
+use tokenizers::normalizers::replace::Replace;
 use tokenizers::normalizers::unicode::NFC;
+use tokenizers::normalizers::{NormalizerWrapper, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
@@ -149,20 +159,80 @@ fn template(bos: Option<(&str, u32)>, eos: Option<(&str, u32)>) -> Result<Templa
     .map_err(tok_err)
 }
 
-/// Builds the `tokenizers::Tokenizer` described by a GGUF file's `tokenizer.ggml.*` metadata.
+/// Builds the `tokenizers::Tokenizer` described by a GGUF file's `tokenizer.ggml.*` metadata:
+/// byte-level BPE (`gpt2`) or SentencePiece (`llama`, see [`sentencepiece_model`]).
 ///
-/// Fails with [`Error::Unsupported`] (`what = "GGUF tokenizer model"`) for a model other than
-/// `gpt2` (SentencePiece `llama` vocabularies are not implemented) or an unknown
-/// `tokenizer.ggml.pre`, with [`Error::MissingField`] when required keys are absent, and with
-/// [`Error::Tokenizer`] when the vocabulary and merges are inconsistent.
+/// Fails with [`Error::Unsupported`] (`what = "GGUF tokenizer model"`) for another model or an
+/// unknown `tokenizer.ggml.pre`, with [`Error::MissingField`] when required keys are absent, and
+/// with [`Error::Tokenizer`] when the vocabulary, scores and merges are inconsistent.
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     let model = file.get_str("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(Error::Unsupported {
-            what: "GGUF tokenizer model",
-            value: model.to_owned(),
-        });
+    let spm = match model {
+        "gpt2" => false,
+        "llama" => true,
+        other => {
+            return Err(Error::Unsupported {
+                what: "GGUF tokenizer model",
+                value: other.to_owned(),
+            });
+        }
+    };
+    let tokens = file.get_str_array("tokenizer.ggml.tokens")?;
+    let vocab_size = tokens.len();
+    let token_types = match file.get("tokenizer.ggml.token_type") {
+        None => vec![1; vocab_size],
+        Some(_) => file.get_i64_array("tokenizer.ggml.token_type")?,
+    };
+    if token_types.len() != vocab_size {
+        return Err(Error::Tokenizer(format!(
+            "{}: {} token types for {vocab_size} tokens",
+            file.source_name(),
+            token_types.len()
+        )));
     }
+    let (mut tokenizer, add_bos_default, byte_level_post) = if spm {
+        // llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise.
+        (sentencepiece_model(file, &tokens)?, true, false)
+    } else {
+        let (tokenizer, pre) = byte_level_model(file, &tokens)?;
+        (tokenizer, pre.adds_bos(), pre == Pre::Llama3)
+    };
+    add_special_and_post(
+        file,
+        &mut tokenizer,
+        &tokens,
+        &token_types,
+        add_bos_default,
+        byte_level_post,
+        if spm { &SPM_SPECIAL } else { &[] },
+    )?;
+    Ok(tokenizer)
+}
+
+/// The merges of a GGUF vocabulary: `tokenizer.ggml.merges` when present, each two tokens
+/// separated by one space.
+fn file_merges(file: &GgufFile) -> Result<Option<Vec<(String, String)>>> {
+    if file.get("tokenizer.ggml.merges").is_none() {
+        return Ok(None);
+    }
+    file.get_str_array("tokenizer.ggml.merges")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| match m.split_once(' ') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
+                Ok((a.to_owned(), b.to_owned()))
+            }
+            _ => Err(Error::Tokenizer(format!(
+                "{}: merge #{i} `{m}` is not two tokens separated by one space",
+                file.source_name()
+            ))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// The byte-level BPE model, normalizer, pre-tokenizer and decoder of a `gpt2` vocabulary.
+fn byte_level_model(file: &GgufFile, tokens: &[&str]) -> Result<(Tokenizer, Pre)> {
     let pre_name = match file.get("tokenizer.ggml.pre") {
         Some(v) => v
             .as_str()
@@ -183,35 +253,10 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         what: "GGUF tokenizer model",
         value: format!("gpt2 with tokenizer.ggml.pre = `{pre_name}`"),
     })?;
-
-    let tokens = file.get_str_array("tokenizer.ggml.tokens")?;
-    let vocab_size = tokens.len();
-    let merges = file
-        .get_str_array("tokenizer.ggml.merges")?
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| match m.split_once(' ') {
-            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
-                Ok((a.to_owned(), b.to_owned()))
-            }
-            _ => Err(Error::Tokenizer(format!(
-                "{}: merge #{i} `{m}` is not two tokens separated by one space",
-                file.source_name()
-            ))),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let token_types = match file.get("tokenizer.ggml.token_type") {
-        None => vec![1; vocab_size],
-        Some(_) => file.get_i64_array("tokenizer.ggml.token_type")?,
-    };
-    if token_types.len() != vocab_size {
-        return Err(Error::Tokenizer(format!(
-            "{}: {} token types for {vocab_size} tokens",
-            file.source_name(),
-            token_types.len()
-        )));
-    }
-
+    let merges = file_merges(file)?.ok_or_else(|| Error::MissingField {
+        source_name: file.source_name(),
+        field: "tokenizer.ggml.merges".into(),
+    })?;
     // Duplicate strings keep the last id, like transformers' `{tok: i for i, tok in ...}`.
     let vocab: Vocab = tokens
         .iter()
@@ -223,14 +268,141 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         .ignore_merges(pre == Pre::Llama3)
         .build()
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", file.source_name())))?;
-
     let mut tokenizer = Tokenizer::new(bpe);
     if pre == Pre::Qwen2 {
         tokenizer.with_normalizer(Some(NFC)).map_err(tok_err)?;
     }
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
     tokenizer.with_decoder(Some(ByteLevel::default()));
+    Ok((tokenizer, pre))
+}
 
+/// The tokenizer of a SentencePiece (`llama`) vocabulary in the layout of the original models'
+/// `tokenizer.json` (Llama 2, TinyLlama, Mistral v0.1, Phi-3; transformers' `phi3_tokenizer`
+/// GGUF builder): a BPE with byte fallback (`<0x0A>`) and fused unknowns over the pieces,
+/// merges from the file or, as SentencePiece GGUFs carry none, recovered from the scores
+/// ([`merges_from_scores`]); normalizers `Prepend("▁")` (unless `add_space_prefix` is false)
+/// and `Replace(" ", "▁")`; decoders `Replace("▁", " ")`, `ByteFallback`, `Fuse` and, with the
+/// space prefix, `Strip` of one leading space. This gives llama.cpp's and SentencePiece's ids,
+/// leading spaces included (`" Hello"` is `▁` + `▁Hello`).
+fn sentencepiece_model(file: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
+    let merges = match file_merges(file)? {
+        Some(m) => m,
+        None => {
+            let scores = file.get_f32_array("tokenizer.ggml.scores")?;
+            if scores.len() != tokens.len() {
+                return Err(Error::Tokenizer(format!(
+                    "{}: {} scores for {} tokens",
+                    file.source_name(),
+                    scores.len(),
+                    tokens.len()
+                )));
+            }
+            merges_from_scores(tokens, &scores)
+        }
+    };
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((*t).to_owned(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true)
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", file.source_name())))?;
+    let space_prefix = match file.get("tokenizer.ggml.add_space_prefix") {
+        None => true,
+        Some(_) => file.get_bool("tokenizer.ggml.add_space_prefix")?,
+    };
+    let mut tokenizer = Tokenizer::new(bpe);
+    let replace = |from: &str, to: &str| Replace::new(from, to).map_err(tok_err);
+    let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
+    if space_prefix {
+        normalizers.push(Prepend::new(SPACE_MARK.to_owned()).into());
+    }
+    normalizers.push(replace(" ", SPACE_MARK)?.into());
+    tokenizer
+        .with_normalizer(Some(NormalizerSequence::new(normalizers)))
+        .map_err(tok_err)?;
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        replace(SPACE_MARK, " ")?.into(),
+        ByteFallback::default().into(),
+        Fuse::default().into(),
+    ];
+    if space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    tokenizer.with_decoder(Some(DecoderSequence::new(decoders)));
+    Ok(tokenizer)
+}
+
+/// Pieces transformers' `LlamaTokenizer` registers as special whatever the file types them
+/// (its default `unk`/`bos`/`eos`): Phi-3's user-defined `</s>` is skipped when decoding.
+const SPM_SPECIAL: [&str; 3] = ["<unk>", "<s>", "</s>"];
+
+/// SentencePiece's word-boundary mark.
+const SPACE_MARK: &str = "\u{2581}";
+
+/// BPE merges recovered from a SentencePiece vocabulary's scores, as transformers'
+/// `generate_merges` does: every split of every piece into two pieces of the vocabulary
+/// (ordered by their ids within a piece), then all of them by the merged piece's score, longer
+/// left then right parts first on ties, the order kept among equals.
+pub(crate) fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> {
+    // `{token: index}` (the last id of a duplicate) and `dict(zip(tokens, scores))` (first
+    // position, last score).
+    let mut id: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        id.insert(t, i);
+    }
+    let mut order: Vec<(&str, f32)> = Vec::with_capacity(tokens.len());
+    let mut at: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    for (t, &score) in tokens.iter().zip(scores) {
+        match at.get(t) {
+            Some(&k) => order[k].1 = score,
+            None => {
+                at.insert(t, order.len());
+                order.push((t, score));
+            }
+        }
+    }
+    let mut merges: Vec<(&str, &str, f32)> = Vec::new();
+    for &(piece, score) in &order {
+        let start = merges.len();
+        for (cut, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(cut);
+            if id.contains_key(l) && id.contains_key(r) {
+                merges.push((l, r, score));
+            }
+        }
+        merges[start..].sort_by_key(|(l, r, _)| (id[l], id[r]));
+    }
+    // Python's `sorted(..., reverse=True)` is stable: equal keys keep their order.
+    merges.sort_by(|a, b| {
+        b.2.total_cmp(&a.2)
+            .then(b.0.chars().count().cmp(&a.0.chars().count()))
+            .then(b.1.chars().count().cmp(&a.1.chars().count()))
+    });
+    merges
+        .into_iter()
+        .map(|(l, r, _)| (l.to_owned(), r.to_owned()))
+        .collect()
+}
+
+/// Registers the special and added tokens of a GGUF vocabulary on `tokenizer` (with
+/// `extra_special`, where present in the vocabulary) and sets its post-processor (BOS/EOS from `add_bos_token`/`add_eos_token`, defaulting to
+/// `add_bos_default`; Llama 3's ByteLevel offsets step first when `byte_level_post`).
+fn add_special_and_post(
+    file: &GgufFile,
+    tokenizer: &mut Tokenizer,
+    tokens: &[&str],
+    token_types: &[i64],
+    add_bos_default: bool,
+    byte_level_post: bool,
+    extra_special: &[&str],
+) -> Result<()> {
+    let vocab_size = tokens.len();
     // Special-token ids: each optional, each must be inside the vocabulary.
     let special_id = |key: &str| -> Result<Option<u32>> {
         let Some(v) = file.get(key) else {
@@ -252,7 +424,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
 
     // Added tokens, by id: control and the named special ids are special, user-defined not.
     let mut added: BTreeMap<u32, AddedToken> = BTreeMap::new();
-    for (id, (&content, &ty)) in tokens.iter().zip(&token_types).enumerate() {
+    for (id, (&content, &ty)) in tokens.iter().zip(token_types).enumerate() {
         let special = ty == TOKEN_TYPE_CONTROL;
         if special || ty == TOKEN_TYPE_USER_DEFINED {
             added.insert(
@@ -261,7 +433,10 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
             );
         }
     }
-    for id in [bos, eos, unk, pad].into_iter().flatten() {
+    let extra = extra_special
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t));
+    for id in [bos, eos, unk, pad].into_iter().flatten().chain(extra) {
         added.insert(
             id,
             AddedToken::from(tokens[id as usize], true).normalized(false),
@@ -275,7 +450,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
             Some(_) => file.get_bool(key),
         }
     };
-    let add_bos = flag("tokenizer.ggml.add_bos_token", pre.adds_bos())?;
+    let add_bos = flag("tokenizer.ggml.add_bos_token", add_bos_default)?;
     let add_eos = flag("tokenizer.ggml.add_eos_token", false)?;
     let named = |on: bool, id: Option<u32>, key: &str| -> Result<Option<(&str, u32)>> {
         if !on {
@@ -291,7 +466,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         named(add_bos, bos, "tokenizer.ggml.bos_token_id")?,
         named(add_eos, eos, "tokenizer.ggml.eos_token_id")?,
     )?;
-    let post: PostProcessorWrapper = if pre == Pre::Llama3 {
+    let post: PostProcessorWrapper = if byte_level_post {
         PostSequence::new(vec![
             ByteLevel::new(true, false, true).into(),
             template.into(),
@@ -301,7 +476,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         template.into()
     };
     tokenizer.with_post_processor(Some(post));
-    Ok(tokenizer)
+    Ok(())
 }
 
 /// gguf-py's `TokenType` values for the ids that are not control or user-defined.
@@ -831,14 +1006,62 @@ mod tests {
     }
 
     #[test]
+    fn merges_from_scores_order_as_transformers() {
+        // By score, then the longer left and right parts, the original order among equals.
+        let tokens = ["a", "b", "c", "ab", "bc", "abc"];
+        let scores = [0.0, 0.0, 0.0, -1.0, -1.0, -2.0];
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            merges_from_scores(&tokens, &scores),
+            pairs(&[("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")])
+        );
+        // Pieces split on characters, not bytes.
+        let tokens = ["\u{2581}", "日", "\u{2581}日"];
+        assert_eq!(
+            merges_from_scores(&tokens, &[0.0, 0.0, -1.0]),
+            pairs(&[("\u{2581}", "日")])
+        );
+    }
+
+    #[test]
     fn errors_are_typed() {
         let file = with_meta(set(
             "tokenizer.ggml.model",
-            GgufValue::String("llama".into()),
+            GgufValue::String("bert".into()),
         ));
         assert!(matches!(
             tokenizer_from_gguf(&file),
-            Err(Error::Unsupported { what: "GGUF tokenizer model", ref value }) if value == "llama"
+            Err(Error::Unsupported { what: "GGUF tokenizer model", ref value }) if value == "bert"
+        ));
+        // SentencePiece: merges come from the scores, which must be there, one per token.
+        type Meta = Vec<(String, GgufValue)>;
+        let spm = |edit: &dyn Fn(&mut Meta)| {
+            with_meta(|m| {
+                m.retain(|(k, _)| k != "tokenizer.ggml.merges" && k != "tokenizer.ggml.model");
+                m.push((
+                    "tokenizer.ggml.model".into(),
+                    GgufValue::String("llama".into()),
+                ));
+                edit(m);
+            })
+        };
+        assert!(matches!(
+            tokenizer_from_gguf(&spm(&|_| {})),
+            Err(Error::MissingField { ref field, .. }) if field == "tokenizer.ggml.scores"
+        ));
+        let short = spm(&|m| {
+            m.push((
+                "tokenizer.ggml.scores".into(),
+                GgufValue::Array(vec![GgufValue::F32(0.0)]),
+            ))
+        });
+        assert!(matches!(
+            tokenizer_from_gguf(&short),
+            Err(Error::Tokenizer(ref m)) if m.contains("scores for")
         ));
         let file = with_meta(set(
             "tokenizer.ggml.pre",

@@ -4,7 +4,8 @@
 //! embedding, then per layer `h + o_proj(attn(rms(h)))` and `h + down(silu(gate(x)) * up(x))`,
 //! a final RMSNorm and the LM head (or the transposed embedding when tied). Variants differ only
 //! through [`ModelConfig`] fields: `attention_bias` (Qwen2), `tie_word_embeddings` (SmolLM),
-//! `rope_scaling` (Llama 3.x), `sliding_window` (Phi-3). Phi-3's fused `qkv_proj` and
+//! `rope_scaling` and `partial_rotary_factor` (Llama 3.x, Qwen2.5 YaRN, Phi-3.5 LongRoPE, Phi-4-mini), `sliding_window` and
+//! `max_window_layers` (Mistral, Qwen2, Phi-3). Phi-3's fused `qkv_proj` and
 //! `gate_up_proj` are split when weights are bound (see [`super::hf_names`]), so the code below
 //! sees one layout.
 //!
@@ -18,39 +19,71 @@ use super::hf_names;
 use super::kv_cache::KvCache;
 use super::linear::Projection;
 use crate::causal_lm::{CausalLm, Logits, LogitsScope, TokenBatch};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Rotary};
 use crate::error::{Error, Result};
 use crate::weights::WeightSource;
 
-/// Rotary position embedding: `x * cos + rotate_half(x) * sin`, frequencies from the config.
+/// Rotary position embedding on tensors: `x * cos + rotate_half(x) * sin` over the first
+/// [`Rotary::rotary_dim`] dimensions of each head (the rest pass through), frequencies and
+/// cos/sin scale from [`Rotary`], the one rope object both decoders share.
 #[derive(Debug, Clone)]
 pub struct Rope {
-    inv_freq: Vec<f32>,
+    rotary: Rotary,
 }
 
 impl Rope {
-    /// The frequencies for `config` (default or llama3-scaled).
+    /// The rotary embedding of `config` (every scaling of [`crate::config::RopeScaling`],
+    /// partial rotary).
     pub fn new(config: &ModelConfig) -> Self {
         Self {
-            inv_freq: config
-                .rope_scaling
-                .inv_freq(config.rope_theta, config.head_dim),
+            rotary: Rotary::new(config),
         }
     }
 
-    /// `cos` and `sin` for `positions` `[B, T]`, shaped `[B, 1, T, head_dim]`.
+    /// `cos` and `sin` for `positions` `[B, T]`, shaped `[B, 1, T, rotary_dim]` and scaled by
+    /// the attention factor. Length-dependent scalings (`dynamic`, `longrope`) take each row's
+    /// frequencies from that row's largest position (see [`Rotary`]).
     pub fn tables(&self, positions: Tensor<2, Int>) -> (Tensor<4>, Tensor<4>) {
         let device = positions.device();
-        let half = self.inv_freq.len();
-        let inv = Tensor::<1>::from_data(TensorData::new(self.inv_freq.clone(), [half]), &device);
-        let freqs = positions.float().unsqueeze_dim::<3>(2) * inv.unsqueeze::<3>(); // [B,T,half]
+        let [b, _] = positions.dims();
+        let half = self.rotary.rotary_dim() / 2;
+        let inv: Vec<f32> = if self.rotary.depends_on_length() {
+            // Positions are small host-made ints; an unreadable tensor falls back to the
+            // frequencies of position 0 for every row.
+            let pos = positions.clone().try_to_vec_as::<i64>().unwrap_or_default();
+            let t = pos.len() / b.max(1);
+            (0..b)
+                .flat_map(|r| {
+                    let max = pos[r * t..(r + 1) * t].iter().copied().max().unwrap_or(0);
+                    self.rotary.inv_freq(max.max(0) as usize).into_owned()
+                })
+                .collect()
+        } else {
+            let one = self.rotary.inv_freq(0);
+            (0..b).flat_map(|_| one.iter().copied()).collect()
+        };
+        let inv = Tensor::<3>::from_data(TensorData::new(inv, [b, 1, half]), &device);
+        let freqs = positions.float().unsqueeze_dim::<3>(2) * inv; // [B,T,half]
         let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).unsqueeze_dim::<4>(1);
-        (emb.clone().cos(), emb.sin())
+        let (cos, sin) = (emb.clone().cos(), emb.sin());
+        let f = self.rotary.attention_factor();
+        if f == 1.0 {
+            (cos, sin)
+        } else {
+            (cos.mul_scalar(f), sin.mul_scalar(f))
+        }
     }
 
-    /// Applies the rotation to `x` `[B, H, T, head_dim]`.
+    /// Applies the rotation to `x` `[B, H, T, head_dim]` with tables from
+    /// [`tables`](Self::tables): the first `rotary_dim` dimensions rotate, the rest pass.
     pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
         let [_, _, _, dh] = x.dims();
+        let rd = cos.dims()[3];
+        if rd < dh {
+            let pass = x.clone().narrow(3, rd, dh - rd);
+            let rotated = Self::apply(x.narrow(3, 0, rd), cos, sin);
+            return Tensor::cat(vec![rotated, pass], 3);
+        }
         let x1 = x.clone().narrow(3, 0, dh / 2);
         let x2 = x.clone().narrow(3, dh / 2, dh / 2);
         x * cos.clone() + Tensor::cat(vec![x2.neg(), x1], 3) * sin.clone()
@@ -532,10 +565,26 @@ impl Decoder {
     ) -> Tensor<3> {
         let (cos, sin) = self.rope.tables(positions);
         let mut h = self.embed_tokens.forward(ids);
+        // Sliding windows by layer (Mistral: all, Qwen2: from `max_window_layers` on), each
+        // mask made once.
+        let mut windowed: Vec<(usize, Tensor<4, Bool>)> = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| c.layer_mut(i));
+            let layer_mask = match self.config.sliding_window_at(i) {
+                None => &mask,
+                Some(w) => {
+                    let at = match windowed.iter().position(|(ww, _)| *ww == w) {
+                        Some(at) => at,
+                        None => {
+                            windowed.push((w, window_mask(&mask, w)));
+                            windowed.len() - 1
+                        }
+                    };
+                    &windowed[at].1
+                }
+            };
             let x = layer.input_layernorm.forward(h.clone());
-            h = h + layer.self_attn.forward(x, &cos, &sin, &mask, slot);
+            h = h + layer.self_attn.forward(x, &cos, &sin, layer_mask, slot);
             let x = layer.post_attention_layernorm.forward(h.clone());
             h = h + layer.mlp.forward(x);
         }
@@ -559,11 +608,73 @@ impl Decoder {
     }
 }
 
+/// `mask` `[B, 1, T, T_past + T]` with the keys outside a `window`-token sliding window also
+/// masked: the query in slot `T_past + i` sees key slots `j` with `T_past + i - j < window`, as
+/// transformers' `sliding_window_overlay` does on cache positions.
+fn window_mask(mask: &Tensor<4, Bool>, window: usize) -> Tensor<4, Bool> {
+    let [b, _, t, tk] = mask.dims();
+    let past = tk - t;
+    let outside: Vec<bool> = (0..t)
+        .flat_map(|i| (0..tk).map(move |j| past + i >= j + window))
+        .collect();
+    let outside =
+        Tensor::<4, Bool>::from_data(TensorData::new(outside, [1, 1, t, tk]), &mask.device());
+    mask.clone().bool_or(outside.expand([b, 1, t, tk]))
+}
+
 /// The value of a result that cannot be an error.
 pub(crate) fn infallible<T>(r: std::result::Result<T, std::convert::Infallible>) -> T {
     match r {
         Ok(v) => v,
         Err(never) => match never {},
+    }
+}
+
+impl Decoder {
+    /// [`CausalLm::forward`] for a call after which the rope of the cached keys no longer holds
+    /// ([`Rotary::recomputes`]): the cached tokens and the new ones run again from an empty
+    /// cache, which replaces `cache`; the logits are those of the new tokens.
+    fn recompute(
+        &self,
+        batch: &TokenBatch,
+        cache: &mut KvCache,
+        mask_rows: &[Vec<bool>],
+    ) -> Result<Logits> {
+        let join = |a: &[Vec<u32>], b: &[Vec<u32>]| -> Vec<Vec<u32>> {
+            a.iter().zip(b).map(|(x, y)| [&x[..], y].concat()).collect()
+        };
+        let past = cache.len();
+        let full = TokenBatch {
+            ids: join(cache.ids(), &batch.ids),
+            attention_mask: Some(
+                cache
+                    .key_valid()
+                    .iter()
+                    .zip(mask_rows)
+                    .map(|(x, y)| [&x[..], y].concat())
+                    .collect(),
+            ),
+            scope: batch.scope,
+        };
+        let mut fresh = self.new_cache();
+        let all = self.forward(&full, &mut fresh)?;
+        *cache = fresh;
+        if batch.scope == LogitsScope::Last {
+            return Ok(all);
+        }
+        let (b, vocab) = (all.batch, all.vocab);
+        let t = all.positions - past;
+        let mut values = Vec::with_capacity(b * t * vocab);
+        for row in 0..b {
+            let start = (row * all.positions + past) * vocab;
+            values.extend_from_slice(&all.values[start..start + t * vocab]);
+        }
+        Ok(Logits {
+            values,
+            batch: b,
+            positions: t,
+            vocab,
+        })
     }
 }
 
@@ -591,6 +702,9 @@ impl CausalLm for Decoder {
             .clone()
             .unwrap_or_else(|| vec![vec![true; t]; b]);
         let past = cache.len();
+        if self.rope.rotary.recomputes(past, t) {
+            return self.recompute(batch, cache, &mask_rows);
+        }
         // RoPE positions continue from the real tokens already cached; padded slots get 1, as
         // transformers' generate() does (they are masked anyway).
         let mut positions = Vec::with_capacity(b * t);
@@ -605,16 +719,14 @@ impl CausalLm for Decoder {
                 next += real as usize;
             }
         }
-        cache.push_mask(&mask_rows);
+        cache.push_tokens(&mask_rows, &batch.ids);
         let tk = past + t;
-        let window = self.config.sliding_window;
         let mut masked = Vec::with_capacity(b * t * tk);
         for valid in cache.key_valid() {
             for i in 0..t {
                 let q = past + i;
                 for (j, &real) in valid.iter().enumerate() {
-                    let outside = window.is_some_and(|w| q >= j + w);
-                    masked.push(j > q || !real || outside);
+                    masked.push(j > q || !real);
                 }
             }
         }

@@ -9,6 +9,9 @@ pub struct KvCache {
     layers: Vec<(Option<Tensor<4>>, Option<Tensor<4>>)>,
     /// `[B][T_cached]`: `true` where the cached key is a real token.
     key_valid: Vec<Vec<bool>>,
+    /// `[B][T_cached]`: the token id in each cached slot (to recompute a sequence whose rope
+    /// changes, see [`crate::config::Rotary::recomputes`]).
+    ids: Vec<Vec<u32>>,
 }
 
 impl KvCache {
@@ -17,6 +20,7 @@ impl KvCache {
         Self {
             layers: vec![(None, None); num_layers],
             key_valid: Vec::new(),
+            ids: Vec::new(),
         }
     }
 
@@ -46,18 +50,29 @@ impl KvCache {
             *l = (None, None);
         }
         self.key_valid.clear();
+        self.ids.clear();
+    }
+
+    /// The token ids of each row's cached slots.
+    pub fn ids(&self) -> &[Vec<u32>] {
+        &self.ids
     }
 
     pub(crate) fn layer_mut(&mut self, i: usize) -> &mut (Option<Tensor<4>>, Option<Tensor<4>>) {
         &mut self.layers[i]
     }
 
-    pub(crate) fn push_mask(&mut self, mask: &[Vec<bool>]) {
+    /// Records the slots of a call: its attention mask and token ids, row by row.
+    pub(crate) fn push_tokens(&mut self, mask: &[Vec<bool>], ids: &[Vec<u32>]) {
         if self.key_valid.is_empty() {
             self.key_valid = vec![Vec::new(); mask.len()];
+            self.ids = vec![Vec::new(); mask.len()];
         }
         for (row, m) in self.key_valid.iter_mut().zip(mask) {
             row.extend_from_slice(m);
+        }
+        for (row, t) in self.ids.iter_mut().zip(ids) {
+            row.extend_from_slice(t);
         }
     }
 }

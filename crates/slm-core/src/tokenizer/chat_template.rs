@@ -66,6 +66,8 @@ impl ChatTemplate {
                 Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
             },
         );
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.clone())
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         Ok(Self { source, env })
@@ -91,12 +93,256 @@ impl ChatTemplate {
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         tmpl.render(context! {
             messages => Value::from(Serde(messages)),
+            tools => Value::from(()),
+            documents => Value::from(()),
             add_generation_prompt => add_generation_prompt,
             bos_token => bos_token.unwrap_or_default(),
             eos_token => eos_token.unwrap_or_default(),
         })
         .map_err(|e| Error::ChatTemplate(e.to_string()))
     }
+
+    /// Renders with everything transformers' `apply_chat_template` can pass: `messages` as
+    /// JSON (any fields: `tool_calls`, `name`, ...), `tools` (JSON schemas; `None` renders as
+    /// transformers' `tools=None`), and `extra` variables (`bos_token`, `eos_token`, Llama 3.x's
+    /// `date_string`, ...). Key order of objects is kept, as Python's dicts keep it.
+    pub fn render_with(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| Error::ChatTemplate(e.to_string()))?;
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("messages".into(), messages.clone());
+        ctx.insert(
+            "tools".into(),
+            tools.cloned().unwrap_or(serde_json::Value::Null),
+        );
+        ctx.insert("documents".into(), serde_json::Value::Null);
+        ctx.insert("add_generation_prompt".into(), add_generation_prompt.into());
+        for (k, v) in extra {
+            ctx.insert(k.clone(), v.clone());
+        }
+        tmpl.render(Value::from(Serde(ctx)))
+            .map_err(|e| Error::ChatTemplate(e.to_string()))
+    }
+}
+
+/// transformers' `strftime_now(format)`: the current time (UTC) formatted by the C `strftime`
+/// directives chat templates use (`%d %b %Y` for Llama 3.x's date).
+fn strftime_now(format: String) -> std::result::Result<String, JinjaError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    strftime(&format, secs)
+}
+
+/// Formats `secs` since the Unix epoch (UTC) with `%Y %y %m %B %b %d %e %j %A %a %H %M %S %p %%`.
+fn strftime(format: &str, secs: u64) -> std::result::Result<String, JinjaError> {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy_march = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy_march + 2) / 153;
+    let day = doy_march - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    const BEFORE: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = BEFORE[(month - 1) as usize] + day + i64::from(leap && month > 2);
+    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let month_name = MONTHS[(month - 1) as usize];
+        let day_name = DAYS[days.rem_euclid(7) as usize];
+        match chars.next() {
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", year % 100)),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('B') => out.push_str(month_name),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('e') => out.push_str(&format!("{day:>2}")),
+            Some('j') => out.push_str(&format!("{yday:03}")),
+            Some('A') => out.push_str(day_name),
+            Some('a') => out.push_str(&day_name[..3]),
+            Some('H') => out.push_str(&format!("{h:02}")),
+            Some('M') => out.push_str(&format!("{m:02}")),
+            Some('S') => out.push_str(&format!("{s:02}")),
+            Some('p') => out.push_str(if h < 12 { "AM" } else { "PM" }),
+            Some('%') => out.push('%'),
+            other => {
+                return Err(JinjaError::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "strftime_now: unsupported directive %{}",
+                        other.map(String::from).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// transformers' `tojson` filter: Python's `json.dumps(x, ensure_ascii=False, indent=indent,
+/// separators=separators, sort_keys=sort_keys)` (`", "` and `": "` between items, or `","`
+/// with an indent), not minijinja's compact, HTML-escaping one.
+fn tojson(
+    value: &Value,
+    kwargs: minijinja::value::Kwargs,
+) -> std::result::Result<Value, JinjaError> {
+    let indent: Option<Value> = kwargs.get("indent")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(match v.as_str() {
+            Some(s) => s.to_owned(),
+            None => " ".repeat(v.as_usize().unwrap_or(0)),
+        }),
+    };
+    let (item, key) = match separators.as_deref() {
+        Some([a, b]) => (a.clone(), b.clone()),
+        _ if indent.is_some() => (",".into(), ": ".into()),
+        _ => (", ".into(), ": ".into()),
+    };
+    let json: serde_json::Value = serde_json::to_value(value)
+        .map_err(|e| JinjaError::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let mut out = String::new();
+    PyJson {
+        indent: indent.as_deref(),
+        item: &item,
+        key: &key,
+        sort_keys: sort_keys.unwrap_or(false),
+    }
+    .write(&json, 0, &mut out);
+    Ok(Value::from_safe_string(out))
+}
+
+/// Python's `json.dumps` layout.
+struct PyJson<'a> {
+    indent: Option<&'a str>,
+    item: &'a str,
+    key: &'a str,
+    sort_keys: bool,
+}
+
+impl PyJson<'_> {
+    fn newline(&self, depth: usize, out: &mut String) {
+        if let Some(ind) = self.indent {
+            out.push('\n');
+            out.push_str(&ind.repeat(depth));
+        }
+    }
+
+    fn write(&self, v: &serde_json::Value, depth: usize, out: &mut String) {
+        use serde_json::Value as J;
+        match v {
+            J::Null => out.push_str("null"),
+            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            J::Number(n) => match n.as_f64() {
+                // Python writes floats with a fraction (`1.0`), integers without.
+                Some(f) if n.is_f64() && f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 => {
+                    out.push_str(&format!("{f:.1}"))
+                }
+                _ => out.push_str(&n.to_string()),
+            },
+            J::String(s) => write_py_string(s, out),
+            J::Array(items) if items.is_empty() => out.push_str("[]"),
+            J::Array(items) => {
+                out.push('[');
+                for (i, x) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.item);
+                    }
+                    self.newline(depth + 1, out);
+                    self.write(x, depth + 1, out);
+                }
+                self.newline(depth, out);
+                out.push(']');
+            }
+            J::Object(map) if map.is_empty() => out.push_str("{}"),
+            J::Object(map) => {
+                let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+                if self.sort_keys {
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                out.push('{');
+                for (i, (k, x)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.item);
+                    }
+                    self.newline(depth + 1, out);
+                    write_py_string(k, out);
+                    out.push_str(self.key);
+                    self.write(x, depth + 1, out);
+                }
+                self.newline(depth, out);
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// A JSON string as Python writes it with `ensure_ascii=False`.
+fn write_py_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -118,6 +364,35 @@ mod tests {
             .render(&[ChatMessage::new("tool", "x")], false, None, None)
             .unwrap_err();
         assert!(err.to_string().contains("bad role"), "{err}");
+    }
+
+    #[test]
+    fn strftime_formats_dates_as_python() {
+        // 2024-07-26 13:05:09 UTC, a Friday, day 208 of a leap year.
+        let t = 1_721_999_109;
+        assert_eq!(strftime("%d %b %Y", t).unwrap(), "26 Jul 2024");
+        assert_eq!(
+            strftime("%A %a %B %m/%d/%y %j %H:%M:%S %p %e%%", t).unwrap(),
+            "Friday Fri July 07/26/24 208 13:05:09 PM 26%"
+        );
+        assert_eq!(strftime("%d %b %Y", 0).unwrap(), "01 Jan 1970");
+        assert_eq!(strftime("%Y-%m-%d", 951_782_400).unwrap(), "2000-02-29");
+        assert!(strftime("%Q", t).is_err());
+    }
+
+    #[test]
+    fn tojson_writes_python_json() {
+        let t = ChatTemplate::new(
+            "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ x | tojson(separators=(',', ':')) }}",
+        )
+        .unwrap();
+        let x = serde_json::json!({"b": [1, 2.0, "é\"<>"], "a": {}, "n": null});
+        let extra = serde_json::Map::from_iter([("x".to_string(), x)]);
+        assert_eq!(
+            t.render_with(&serde_json::json!([]), false, None, &extra)
+                .unwrap(),
+            "{\"b\": [1, 2.0, \"é\\\"<>\"], \"a\": {}, \"n\": null}|{\n  \"b\": [\n    1,\n    2.0,\n    \"é\\\"<>\"\n  ],\n  \"a\": {},\n  \"n\": null\n}|{\"b\":[1,2.0,\"é\\\"<>\"],\"a\":{},\"n\":null}"
+        );
     }
 
     #[test]

@@ -21,15 +21,18 @@ struct Entry {
     unpermute: Option<usize>,
 }
 
-/// The tensors of a GGUF file (architectures `llama` and `qwen2`) under Hugging Face names and
-/// in Hugging Face layout.
+/// The tensors of a GGUF file (architectures `llama`, `mistral`, `qwen2`, `phi3`) under Hugging
+/// Face names and in Hugging Face layout.
 ///
 /// Mapping: `token_embd` -> `model.embed_tokens`, `output_norm` -> `model.norm`, `output` ->
 /// `lm_head`, `blk.N.{attn_q,attn_k,attn_v,attn_output}` -> `model.layers.N.self_attn.
 /// {q,k,v,o}_proj`, `blk.N.{ffn_gate,ffn_up,ffn_down}` -> `model.layers.N.mlp.{gate,up,down}_proj`,
 /// `blk.N.attn_norm` -> `input_layernorm`, `blk.N.ffn_norm` -> `post_attention_layernorm`
 /// (weights and biases). Tensors it does not know keep their GGUF name, so a loader can report
-/// them; `rope_freqs.weight` is skipped. For `llama`, the rows of `attn_q`/`attn_k` (stored as
+/// them; the rope tensors (`rope_freqs`, `rope_factors_long`/`_short`) are skipped (the config
+/// reads them). Phi-3's fused `blk.N.attn_qkv` is `self_attn.qkv_proj` and its `blk.N.ffn_up`
+/// (gate and up stacked) `mlp.gate_up_proj`, as in its Hugging Face checkpoints, split when the
+/// decoder binds them. For `llama`, the rows of `attn_q`/`attn_k` (stored as
 /// `hf.reshape(n_head, 2, head_dim / 2, in).swapaxes(1, 2)` by llama.cpp's converter) are put
 /// back in Hugging Face order on read.
 #[derive(Debug)]
@@ -47,12 +50,12 @@ impl GgufWeights {
     }
 
     /// Wraps a parsed GGUF file; fails with [`Error::UnsupportedArchitecture`] unless
-    /// `general.architecture` is `llama` or `qwen2`.
+    /// `general.architecture` is `llama` (or `mistral`), `qwen2` or `phi3`.
     pub fn new(file: GgufFile) -> Result<Self> {
         let architecture = file.architecture()?.to_owned();
         let permute = match architecture.as_str() {
-            "llama" => true,
-            "qwen2" => false,
+            "llama" | "mistral" => true,
+            "qwen2" | "phi3" => false,
             _ => {
                 return Err(Error::UnsupportedArchitecture(format!(
                     "GGUF `{architecture}`"
@@ -81,6 +84,18 @@ impl GgufWeights {
                     continue;
                 }
                 Mapped::Unknown => t.name.clone(),
+            };
+            // Phi-3's `ffn_up` is [gate; up] unless the layer also has its own `ffn_gate`.
+            let hf = match hf.strip_suffix("mlp.up_proj.weight") {
+                Some(prefix)
+                    if architecture == "phi3"
+                        && file
+                            .tensor_info(&t.name.replace("ffn_up", "ffn_gate"))
+                            .is_none() =>
+                {
+                    format!("{prefix}mlp.gate_up_proj.weight")
+                }
+                _ => hf,
             };
             let shape = t.shape();
             let rows = shape.first().copied().unwrap_or(1);
@@ -119,7 +134,7 @@ impl GgufWeights {
         &self.file
     }
 
-    /// `general.architecture` (`llama` or `qwen2`).
+    /// `general.architecture` (`llama`, `mistral`, `qwen2` or `phi3`).
     pub fn architecture(&self) -> &str {
         &self.architecture
     }
@@ -371,7 +386,7 @@ mod tests {
             GgmlType::F32,
             vec![0; 96],
         )];
-        let file = GgufFile::from_bytes("p", write_gguf(&meta("phi3", 4), &q)).unwrap();
+        let file = GgufFile::from_bytes("p", write_gguf(&meta("falcon", 4), &q)).unwrap();
         assert!(matches!(
             GgufWeights::new(file),
             Err(Error::UnsupportedArchitecture(_))

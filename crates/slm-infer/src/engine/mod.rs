@@ -395,10 +395,10 @@ impl Engine {
             }
             .into());
         }
-        if prompt.len() + extra - 1 > config.max_position_embeddings {
+        if prompt.len() + extra - 1 > config.context_length() {
             return Err(slm_core::Error::ContextOverflow {
                 tokens: prompt.len() + extra - 1,
-                max: config.max_position_embeddings,
+                max: config.context_length(),
             }
             .into());
         }

@@ -642,7 +642,7 @@ impl Scheduler {
     }
 
     fn after_step(&mut self, plan: &[Work], out: &slm_core::step::StepLogits) {
-        let max_ctx = self.model.config().max_position_embeddings;
+        let max_ctx = self.model.config().context_length();
         let mut ended: Vec<(usize, End)> = Vec::new();
         let mut fed_children: Vec<(usize, usize)> = Vec::new();
         for (k, w) in plan.iter().enumerate() {

@@ -182,7 +182,7 @@ fn prepare(
         return Err(ApiError::bad_request("the prompt is empty").param("prompt"));
     }
     let config = st.engine.model().config();
-    let ctx = config.max_position_embeddings;
+    let ctx = config.context_length();
     if ids.len() >= ctx {
         return Err(ApiError::bad_request(format!(
             "This model's maximum context length is {ctx} tokens. However, your prompt has {} \
@@ -804,7 +804,7 @@ pub(crate) async fn completions(State(st): AppState, body: Bytes) -> Response {
 /// `GET /v1/models`: the base model, then each LoRA adapter with the base as its `parent`
 /// and its directory as `root` (as vLLM lists them).
 pub(crate) async fn models(State(st): AppState) -> Response {
-    let max_model_len = st.engine.model().config().max_position_embeddings;
+    let max_model_len = st.engine.model().config().context_length();
     let card = |id: &str, root: &str, parent: Option<&str>| {
         json!({
             "id": id,

@@ -22,7 +22,8 @@ Outputs, beside this script:
   layout and with the same inputs as `fixtures/models/*` (see fixtures/README.md section 2).
 - `gguf/<name>.f32.gguf`: tiny models (new ones and some fixture ones) converted by llama.cpp's
   converter; their expected logits are the HF model's (an f32 conversion is lossless).
-- `templates/*.jinja`: chat templates of these families from llama.cpp's `models/templates`.
+- `templates/*.jinja`: chat templates of these families from llama.cpp's `models/templates`
+  (their transformers renders: `render_templates.py`, which needs no torch).
 """
 
 import argparse
@@ -372,7 +373,7 @@ TEMPLATES = [
     "meta-llama-Llama-3.2-3B-Instruct.jinja",
     "microsoft-Phi-3.5-mini-instruct.jinja",
     "Qwen-Qwen2.5-7B-Instruct.jinja",
-    "mistralai-Mistral-7B-Instruct-v0.2.jinja",
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja",
 ]
 
 
