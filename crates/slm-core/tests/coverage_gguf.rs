@@ -30,33 +30,12 @@ fn open(name: &str) -> (ModelConfig, GgufWeights) {
     (config, weights)
 }
 
-fn check<M: CausalLm>(model: &M, name: &str, dir: &str, what: &str) {
-    let worst = padded_batch_diff(model, dir);
-    assert!(
-        worst <= TINY_LOGITS_ATOL,
-        "{name} ({what}): batch diff {worst}"
-    );
-    let g = json(&format!("{dir}/expected/generate.json"));
-    let want = ids(&g["new_ids"]);
-    let (got, steps) = greedy(model, &ids(&g["prompt_ids"]), want.len());
-    assert_eq!(got, want, "{name} ({what}): greedy ids");
-    let (shape, expected) = read_tensor(
-        &fixture(&format!("{dir}/expected/generate_logits.safetensors")),
-        "step_logits",
-    );
-    for (k, row) in steps.iter().enumerate() {
-        let d = max_abs_diff(row, &expected[k * shape[1]..(k + 1) * shape[1]]);
-        assert!(d <= TINY_LOGITS_ATOL, "{name} ({what}): step {k} diff {d}");
-    }
-    eprintln!("{name} ({what}): batch max abs diff {worst:.3e}");
-}
-
 #[test]
 fn converted_ggufs_match_transformers_on_both_decoders() {
     for (name, dir) in CASES {
         let (config, weights) = open(name);
         let burn = Decoder::from_weights(&config, &weights, &Device::flex()).unwrap();
-        check(&burn, name, dir, "burn");
+        assert_matches_transformers(&burn, dir, &format!("{name} (burn)"));
         let fast = FastDecoderConfig {
             precision: Precision::Quantized,
             kv_budget_bytes: 16 << 20,
@@ -64,7 +43,7 @@ fn converted_ggufs_match_transformers_on_both_decoders() {
         }
         .init(&config, &weights)
         .unwrap();
-        check(&fast, name, dir, "fast");
+        assert_matches_transformers(&fast, dir, &format!("{name} (fast)"));
     }
 }
 

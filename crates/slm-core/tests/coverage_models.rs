@@ -20,33 +20,16 @@ const VARIANTS: [&str; 7] = [
     "qwen2-swa-tiny",
 ];
 
-fn check<M: CausalLm>(model: &M, name: &str, what: &str) {
-    let dir = format!("coverage/models/{name}");
-    let worst = padded_batch_diff(model, &dir);
-    assert!(
-        worst <= TINY_LOGITS_ATOL,
-        "{name} ({what}): batch diff {worst}"
-    );
-    let g = json(&format!("{dir}/expected/generate.json"));
-    let want = ids(&g["new_ids"]);
-    let (got, steps) = greedy(model, &ids(&g["prompt_ids"]), want.len());
-    assert_eq!(got, want, "{name} ({what}): greedy ids");
-    let (shape, expected) = read_tensor(
-        &fixture(&format!("{dir}/expected/generate_logits.safetensors")),
-        "step_logits",
-    );
-    for (k, row) in steps.iter().enumerate() {
-        let d = max_abs_diff(row, &expected[k * shape[1]..(k + 1) * shape[1]]);
-        assert!(d <= TINY_LOGITS_ATOL, "{name} ({what}): step {k} diff {d}");
-    }
-    eprintln!("{name} ({what}): batch max abs diff {worst:.3e}");
-}
-
 #[test]
 fn rope_and_window_variants_match_transformers_on_both_decoders() {
     for name in VARIANTS {
         let ckpt = Checkpoint::open(&fixture(&format!("coverage/models/{name}"))).unwrap();
-        check(&ckpt.load_decoder(&Device::flex()).unwrap(), name, "burn");
+        let dir = format!("coverage/models/{name}");
+        assert_matches_transformers(
+            &ckpt.load_decoder(&Device::flex()).unwrap(),
+            &dir,
+            &format!("{name} (burn)"),
+        );
         let fast = FastDecoderConfig {
             precision: Precision::Quantized,
             kv_budget_bytes: 16 << 20,
@@ -54,7 +37,24 @@ fn rope_and_window_variants_match_transformers_on_both_decoders() {
         }
         .init(&ckpt.config, ckpt.weights.as_ref())
         .unwrap();
-        check(&fast, name, "fast");
+        assert_matches_transformers(&fast, &dir, &format!("{name} (fast)"));
+        if ckpt.config.sliding_window.is_some() {
+            // Blocks of 2 under a 4-token window: the pool gives blocks back every other token
+            // (Mistral, every layer sliding) and the outputs stay transformers'.
+            let small_blocks = FastDecoderConfig {
+                precision: Precision::Quantized,
+                kv_budget_bytes: 16 << 20,
+                block_size: 2,
+                ..Default::default()
+            }
+            .init(&ckpt.config, ckpt.weights.as_ref())
+            .unwrap();
+            assert_matches_transformers(
+                &small_blocks,
+                &dir,
+                &format!("{name} (fast, 2-token blocks)"),
+            );
+        }
     }
 }
 
@@ -66,5 +66,40 @@ fn variants_round_trip_through_config_json() {
         let back = ckpt.config.to_hf_json("float32").unwrap().to_string();
         let again = slm_core::config::hf::HfConfig::from_json_str(&back, name).unwrap();
         assert_eq!(again, ckpt.config, "{name}");
+    }
+}
+
+#[test]
+fn mistral_sliding_window_bounds_the_kv_pool() {
+    use slm_core::step::{BatchedLm, SeqChunk};
+    // Every Mistral layer slides by 4 tokens: a sequence of 60 tokens in 2-token blocks holds
+    // at most 4 / 2 + 2 blocks; Qwen2's first layer attends to everything, so it holds them all.
+    for (name, bound) in [("mistral-swa-tiny", Some(4)), ("qwen2-swa-tiny", None)] {
+        let ckpt = Checkpoint::open(&fixture(&format!("coverage/models/{name}"))).unwrap();
+        let fast = FastDecoderConfig {
+            kv_budget_bytes: 16 << 20,
+            block_size: 2,
+            ..Default::default()
+        }
+        .init(&ckpt.config, ckpt.weights.as_ref())
+        .unwrap();
+        let seq = fast.add_sequence();
+        let total = fast.kv_usage().total_blocks;
+        for t in 0..60u32 {
+            let tokens = [3 + t % 700];
+            fast.step(&[SeqChunk {
+                seq,
+                tokens: &tokens,
+                logits: Some(LogitsScope::Last),
+            }])
+            .unwrap();
+        }
+        let held = total - fast.kv_usage().free_blocks;
+        match bound {
+            Some(b) => assert!(held <= b, "{name}: {held} blocks held"),
+            None => assert_eq!(held, 30, "{name}"),
+        }
+        fast.release(seq);
+        assert_eq!(fast.kv_usage().free_blocks, total, "{name}");
     }
 }

@@ -435,6 +435,12 @@ impl Rotary {
         }
     }
 
+    /// Whether [`recomputes`](Self::recomputes) can ever hold, so a decoder must keep each
+    /// sequence's tokens (LongRoPE only).
+    pub fn may_recompute(&self) -> bool {
+        matches!(self.scaling, RopeScaling::LongRope { .. })
+    }
+
     /// The `rotary_dim / 2` inverse frequencies for a call whose furthest token of this
     /// sequence sits at position `max_position` (so `max_position + 1` positions long).
     pub fn inv_freq(&self, max_position: usize) -> Cow<'_, [f32]> {

@@ -482,12 +482,28 @@ impl FastDecoder {
             threads,
             adapters: Vec::new(),
             state: Arc::new(Mutex::new(State {
-                kv: KvPool::new(
-                    c.num_hidden_layers,
-                    kv_dim,
-                    opts.block_size,
-                    opts.kv_budget_bytes,
-                )?,
+                kv: {
+                    let pool = KvPool::new(
+                        c.num_hidden_layers,
+                        kv_dim,
+                        opts.block_size,
+                        opts.kv_budget_bytes,
+                    )?;
+                    // Every layer sliding by one window (Mistral): keys that left it are given
+                    // back. Not for ropes that re-run a sequence from its first token.
+                    let windows: Vec<Option<usize>> = (0..c.num_hidden_layers)
+                        .map(|l| c.sliding_window_at(l))
+                        .collect();
+                    match windows.first() {
+                        Some(&Some(w))
+                            if windows.iter().all(|&x| x == Some(w))
+                                && !Rotary::new(c).may_recompute() =>
+                        {
+                            pool.with_sliding_window(w)
+                        }
+                        _ => pool,
+                    }
+                },
                 scratch: Scratch::default(),
                 profile: opts.profile.then(Profile::default),
                 adapter_of: BTreeMap::new(),
@@ -636,7 +652,7 @@ impl FastDecoder {
             match &result {
                 Ok(_) => {
                     st.kv.set_len(c.seq, start + c.tokens.len());
-                    if self.rotary.depends_on_length() {
+                    if self.rotary.may_recompute() {
                         let h = st.history.entry(c.seq).or_default();
                         h.truncate(start);
                         h.extend_from_slice(c.tokens);

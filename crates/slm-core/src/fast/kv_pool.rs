@@ -6,6 +6,11 @@
 //!
 //! The pool is allocated zeroed (`calloc`): pages the sequences never reach are never touched,
 //! so a large budget costs address space, not resident memory.
+//!
+//! For a model whose every layer attends over a sliding window (Mistral), a pool made
+//! [`with_sliding_window`](KvPool::with_sliding_window) gives back each block once all its
+//! positions are older than the window the sequence's next token sees, as vLLM does: a
+//! sequence holds at most `window / block_size + 2` blocks however long it grows.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +19,9 @@ use crate::step::{KvUsage, SeqId};
 
 /// Tokens per block unless configured otherwise.
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
+
+/// The block-table entry of a block given back because it left the sliding window.
+const EVICTED: u32 = u32::MAX;
 
 /// A sequence's blocks and length.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +42,8 @@ pub struct KvPool {
     free: Vec<u32>,
     seqs: BTreeMap<SeqId, Table>,
     next: u64,
+    /// The sliding window of every layer, when the model has one everywhere.
+    window: Option<usize>,
 }
 
 impl KvPool {
@@ -69,7 +79,32 @@ impl KvPool {
             free: (0..blocks as u32).rev().collect(),
             seqs: BTreeMap::new(),
             next: 0,
+            window: None,
         })
+    }
+
+    /// Gives back blocks that left a `window`-token sliding window (every layer must slide by
+    /// it: keys older than the window are never read again). Truncating or forking a sequence
+    /// to a length whose window reaches into given-back blocks is then an error.
+    pub fn with_sliding_window(mut self, window: usize) -> Self {
+        self.window = Some(window.max(1));
+        self
+    }
+
+    /// Fails when the window of a sequence cut to `len` tokens reaches a given-back block.
+    fn check_kept(&self, seq: SeqId, t: &Table, len: usize) -> Result<()> {
+        let Some(w) = self.window else {
+            return Ok(());
+        };
+        let first = (len + 1).saturating_sub(w) / self.block_size;
+        let last = len.div_ceil(self.block_size).min(t.blocks.len());
+        if t.blocks[first.min(last)..last].contains(&EVICTED) {
+            return Err(Error::InvalidInput(format!(
+                "sequence {} cannot go back to {len} tokens: the keys its {w}-token sliding window needs were given back",
+                seq.0
+            )));
+        }
+        Ok(())
     }
 
     /// Occupancy.
@@ -136,11 +171,28 @@ impl KvPool {
         Ok(())
     }
 
-    /// Sets the length of `seq` (after a step wrote its new tokens into reserved blocks).
+    /// Sets the length of `seq` (after a step wrote its new tokens into reserved blocks), and
+    /// with a sliding window gives back the blocks its next token can no longer see.
     pub fn set_len(&mut self, seq: SeqId, len: usize) {
-        if let Some(t) = self.seqs.get_mut(&seq) {
-            debug_assert!(len <= t.blocks.len() * self.block_size);
-            t.len = len;
+        let Some(t) = self.seqs.get_mut(&seq) else {
+            return;
+        };
+        debug_assert!(len <= t.blocks.len() * self.block_size);
+        t.len = len;
+        let Some(w) = self.window else {
+            return;
+        };
+        // The next token sits at `len`; it sees keys from `len + 1 - w` on.
+        let whole = (len + 1).saturating_sub(w) / self.block_size;
+        let mut gone = Vec::new();
+        for b in t.blocks.iter_mut().take(whole) {
+            if *b != EVICTED {
+                gone.push(*b);
+                *b = EVICTED;
+            }
+        }
+        for b in gone {
+            self.unref(b);
         }
     }
 
@@ -153,6 +205,9 @@ impl KvPool {
                 seq.0, t.len
             )));
         }
+        let t = self.seqs.get(&seq).expect("checked");
+        self.check_kept(seq, t, len)?;
+        let t = self.seqs.get_mut(&seq).expect("checked");
         let keep = len.div_ceil(self.block_size);
         let dropped: Vec<u32> = t.blocks.drain(keep..).collect();
         t.len = len;
@@ -172,6 +227,7 @@ impl KvPool {
                 seq.0, t.len
             )));
         }
+        self.check_kept(seq, t, len)?;
         let full = len / self.block_size;
         let partial = !len.is_multiple_of(self.block_size);
         if partial && self.free.is_empty() {
@@ -179,7 +235,7 @@ impl KvPool {
         }
         let mut blocks: Vec<u32> = t.blocks[..full].to_vec();
         let source = partial.then(|| t.blocks[full]);
-        for &b in &blocks {
+        for &b in blocks.iter().filter(|&&b| b != EVICTED) {
             self.refs[b as usize] += 1;
         }
         if let Some(src) = source {
@@ -239,6 +295,9 @@ impl KvPool {
     }
 
     fn unref(&mut self, b: u32) {
+        if b == EVICTED {
+            return;
+        }
         let r = &mut self.refs[b as usize];
         *r = r.saturating_sub(1);
         if *r == 0 {
@@ -298,6 +357,38 @@ mod tests {
         p.release(a);
         assert_eq!(p.usage().free_blocks, 4);
         assert!(KvPool::new(2, 4, 2, 10).is_err());
+    }
+
+    #[test]
+    fn a_sliding_window_gives_back_blocks_it_left() {
+        // Window 5, blocks of 4: after 14 tokens the next sees positions 10.. (blocks 2, 3).
+        let mut p = KvPool::new(1, 2, 4, 4 * 2 * 2 * 4 * 8)
+            .unwrap()
+            .with_sliding_window(5);
+        let s = p.add();
+        for len in 1..=14 {
+            p.reserve(s, 1).unwrap();
+            p.set_len(s, len);
+        }
+        assert_eq!(p.usage().free_blocks, 8 - 2);
+        assert_eq!(&p.blocks(s)[..2], &[EVICTED, EVICTED]);
+        // Its window at 14 is kept, and a fork there shares it.
+        let f = p.fork(s, 14).unwrap();
+        assert_eq!(p.len(f), Some(14));
+        // Going back to 9 tokens would need position 5 (block 1), given back.
+        assert!(matches!(p.truncate(s, 9), Err(Error::InvalidInput(_))));
+        assert!(p.fork(s, 9).is_err());
+        p.truncate(s, 12).unwrap();
+        p.release(s);
+        p.release(f);
+        assert_eq!(p.usage().free_blocks, 8);
+        // Growing forever holds at most window / block + 2 blocks.
+        let s = p.add();
+        for len in 1..=200 {
+            p.reserve(s, 1).unwrap();
+            p.set_len(s, len);
+            assert!(8 - p.usage().free_blocks <= 3, "{len}");
+        }
     }
 
     #[test]

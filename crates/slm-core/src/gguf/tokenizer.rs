@@ -231,6 +231,16 @@ fn file_merges(file: &GgufFile) -> Result<Option<Vec<(String, String)>>> {
         .map(Some)
 }
 
+/// Token to id; duplicate strings keep the last id, like transformers'
+/// `{tok: i for i, tok in enumerate(tokens)}`.
+fn vocab_of(tokens: &[&str]) -> Vocab {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((*t).to_owned(), i as u32))
+        .collect()
+}
+
 /// The byte-level BPE model, normalizer, pre-tokenizer and decoder of a `gpt2` vocabulary.
 fn byte_level_model(file: &GgufFile, tokens: &[&str]) -> Result<(Tokenizer, Pre)> {
     let pre_name = match file.get("tokenizer.ggml.pre") {
@@ -257,14 +267,8 @@ fn byte_level_model(file: &GgufFile, tokens: &[&str]) -> Result<(Tokenizer, Pre)
         source_name: file.source_name(),
         field: "tokenizer.ggml.merges".into(),
     })?;
-    // Duplicate strings keep the last id, like transformers' `{tok: i for i, tok in ...}`.
-    let vocab: Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| ((*t).to_owned(), i as u32))
-        .collect();
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
+        .vocab_and_merges(vocab_of(tokens), merges)
         .ignore_merges(pre == Pre::Llama3)
         .build()
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", file.source_name())))?;
@@ -301,13 +305,8 @@ fn sentencepiece_model(file: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
             merges_from_scores(tokens, &scores)
         }
     };
-    let vocab: Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| ((*t).to_owned(), i as u32))
-        .collect();
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
+        .vocab_and_merges(vocab_of(tokens), merges)
         .byte_fallback(true)
         .fuse_unk(true)
         .build()

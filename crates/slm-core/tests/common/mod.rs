@@ -176,3 +176,26 @@ pub fn train_step_rows() -> Vec<Vec<u32>> {
         .map(ids)
         .collect()
 }
+
+/// Asserts `model` gives transformers' outputs for the checkpoint fixture `dir`: its padded
+/// batch within [`TINY_LOGITS_ATOL`], and its greedy run (ids exact, each step's logits within
+/// the tolerance); `what` names the model in messages. Returns the batch's max abs diff.
+#[allow(dead_code)]
+pub fn assert_matches_transformers<M: slm_core::CausalLm>(model: &M, dir: &str, what: &str) -> f32 {
+    let worst = padded_batch_diff(model, dir);
+    assert!(worst <= TINY_LOGITS_ATOL, "{what}: batch diff {worst}");
+    let g = json(&format!("{dir}/expected/generate.json"));
+    let want = ids(&g["new_ids"]);
+    let (got, steps) = greedy(model, &ids(&g["prompt_ids"]), want.len());
+    assert_eq!(got, want, "{what}: greedy ids");
+    let (shape, expected) = read_tensor(
+        &fixture(&format!("{dir}/expected/generate_logits.safetensors")),
+        "step_logits",
+    );
+    for (k, row) in steps.iter().enumerate() {
+        let d = max_abs_diff(row, &expected[k * shape[1]..(k + 1) * shape[1]]);
+        assert!(d <= TINY_LOGITS_ATOL, "{what}: step {k} diff {d}");
+    }
+    eprintln!("{what}: batch max abs diff {worst:.3e}");
+    worst
+}
