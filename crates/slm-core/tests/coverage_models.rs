@@ -103,3 +103,70 @@ fn mistral_sliding_window_bounds_the_kv_pool() {
         assert_eq!(fast.kv_usage().free_blocks, total, "{name}");
     }
 }
+
+#[test]
+fn longrope_switch_reruns_the_sequence_on_the_step_api() {
+    use slm_core::step::{BatchedLm, SeqChunk};
+    // Phi-3.5's switch at 4 positions: a 4-token prompt (short factors), then 3 tokens with
+    // every row's logits (long factors: the sequence re-runs) give what one 7-token call gives.
+    let ckpt = Checkpoint::open(&fixture("coverage/models/phi3-longrope-tiny")).unwrap();
+    let burn = ckpt.load_decoder(&Device::flex()).unwrap();
+    let tokens: Vec<u32> = vec![5, 17, 101, 33, 250, 7, 64];
+    let whole = burn
+        .forward(
+            &TokenBatch::single(tokens.clone(), LogitsScope::All),
+            &mut burn.new_cache(),
+        )
+        .unwrap();
+    let vocab = whole.vocab;
+    let want = &whole.values[4 * vocab..];
+    // The burn decoder's cache path.
+    let mut cache = burn.new_cache();
+    burn.forward(
+        &TokenBatch::single(tokens[..4].to_vec(), LogitsScope::Last),
+        &mut cache,
+    )
+    .unwrap();
+    let got = burn
+        .forward(
+            &TokenBatch::single(tokens[4..].to_vec(), LogitsScope::All),
+            &mut cache,
+        )
+        .unwrap();
+    assert_eq!(got.positions, 3);
+    assert!(max_abs_diff(&got.values, want) <= TINY_LOGITS_ATOL);
+    // The fast path's step API, with a fork sharing the prompt that must keep its keys.
+    let fast = FastDecoderConfig {
+        kv_budget_bytes: 16 << 20,
+        block_size: 2,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap();
+    let seq = fast.add_sequence();
+    let step = |seq, t: &[u32], scope| {
+        fast.step(&[SeqChunk {
+            seq,
+            tokens: t,
+            logits: Some(scope),
+        }])
+        .unwrap()
+    };
+    step(seq, &tokens[..3], LogitsScope::Last);
+    let sibling = fast.fork(seq, 2).unwrap();
+    step(seq, &tokens[3..4], LogitsScope::Last);
+    let out = step(seq, &tokens[4..], LogitsScope::All);
+    assert_eq!(out.rows, vec![(0, 3)]);
+    let d = max_abs_diff(out.chunk(0), want);
+    assert!(d <= TINY_LOGITS_ATOL, "fast re-run diff {d}");
+    // The sibling still holds its short-rope prompt: its next token is the one a 3-token call
+    // of the same prefix gives.
+    let alone = burn
+        .forward(
+            &TokenBatch::single(vec![tokens[0], tokens[1], 9], LogitsScope::Last),
+            &mut burn.new_cache(),
+        )
+        .unwrap();
+    let sib = step(sibling, &[9], LogitsScope::Last);
+    assert!(max_abs_diff(sib.chunk(0), &alone.values) <= TINY_LOGITS_ATOL);
+}

@@ -618,18 +618,27 @@ impl FastDecoder {
         for c in chunks {
             st.kv.reserve(c.seq, c.tokens.len())?;
         }
-        // A sequence whose rope switches in this step runs again from its first token.
+        // A sequence whose rope switches in this step runs again from its first token, over
+        // blocks it owns alone (a fork's shared keys keep their rotation).
         let rerun: Vec<Option<Vec<u32>>> = chunks
             .iter()
             .zip(&starts)
             .map(|(c, &start)| {
-                self.rotary.recomputes(start, c.tokens.len()).then(|| {
-                    let past = st.history.get(&c.seq).map_or(&[][..], |h| &h[..start]);
-                    [past, c.tokens].concat()
-                })
+                if !self.rotary.recomputes(start, c.tokens.len()) {
+                    return None;
+                }
+                let past = st.history.get(&c.seq)?.get(..start)?;
+                Some([past, c.tokens].concat())
             })
             .collect();
-        let result = if rerun.iter().all(Option::is_none) {
+        let owned = chunks
+            .iter()
+            .zip(&rerun)
+            .filter(|(_, r)| r.is_some())
+            .try_for_each(|(c, _)| st.kv.own_all(c.seq));
+        let result = if let Err(e) = owned {
+            Err(e)
+        } else if rerun.iter().all(Option::is_none) {
             self.in_pool(|| self.run(st, chunks, &starts))
         } else {
             let expanded: Vec<SeqChunk<'_>> = chunks

@@ -305,6 +305,26 @@ impl KvPool {
         }
     }
 
+    /// Makes every block of `seq` its own (copies the shared ones), before it rewrites keys it
+    /// already holds.
+    ///
+    /// # Errors
+    /// [`Error::KvCacheFull`] when there are not enough free blocks for the copies.
+    pub fn own_all(&mut self, seq: SeqId) -> Result<()> {
+        let n = self
+            .seqs
+            .get(&seq)
+            .ok_or_else(|| unknown(seq))?
+            .blocks
+            .len();
+        for i in 0..n {
+            if self.seqs[&seq].blocks[i] != EVICTED {
+                self.own_block(seq, i)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes block `index` of `seq` unshared (copy on write).
     fn own_block(&mut self, seq: SeqId, index: usize) -> Result<()> {
         let b = self.seqs[&seq].blocks[index];
@@ -375,6 +395,11 @@ mod tests {
         // Its window at 14 is kept, and a fork there shares it.
         let f = p.fork(s, 14).unwrap();
         assert_eq!(p.len(f), Some(14));
+        // Owning everything copies the one shared live block (block 2).
+        let free = p.usage().free_blocks;
+        p.own_all(f).unwrap();
+        assert_eq!(p.usage().free_blocks, free - 1);
+        assert_ne!(p.blocks(f)[2], p.blocks(s)[2]);
         // Going back to 9 tokens would need position 5 (block 1), given back.
         assert!(matches!(p.truncate(s, 9), Err(Error::InvalidInput(_))));
         assert!(p.fork(s, 9).is_err());

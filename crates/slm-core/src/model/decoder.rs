@@ -4,8 +4,9 @@
 //! embedding, then per layer `h + o_proj(attn(rms(h)))` and `h + down(silu(gate(x)) * up(x))`,
 //! a final RMSNorm and the LM head (or the transposed embedding when tied). Variants differ only
 //! through [`ModelConfig`] fields: `attention_bias` (Qwen2), `tie_word_embeddings` (SmolLM),
-//! `rope_scaling` and `partial_rotary_factor` (Llama 3.x, Qwen2.5 YaRN, Phi-3.5 LongRoPE, Phi-4-mini), `sliding_window` and
-//! `max_window_layers` (Mistral, Qwen2, Phi-3). Phi-3's fused `qkv_proj` and
+//! `rope_scaling` and `partial_rotary_factor` (Llama 3.x, Qwen2.5 YaRN, Phi-3.5 LongRoPE,
+//! Phi-4-mini; see [`Rotary`]), `sliding_window` and `max_window_layers` (Mistral, Qwen2,
+//! Phi-3). Phi-3's fused `qkv_proj` and
 //! `gate_up_proj` are split when weights are bound (see [`super::hf_names`]), so the code below
 //! sees one layout.
 //!
