@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// The model's architecture is not one slm-core implements.
     #[error(
-        "unsupported architecture `{0}` (supported: LlamaForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM, GGUF `llama`/`qwen2`)"
+        "unsupported architecture {0} (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM; GGUF llama, mistral, qwen2, phi3)"
     )]
     UnsupportedArchitecture(String),
     /// A GGML block codec refused its input (a truncated tensor, a partial block, an

@@ -68,7 +68,7 @@ impl Architecture {
             "Qwen2ForCausalLM" => Ok(Architecture::Qwen2),
             "Phi3ForCausalLM" => Ok(Architecture::Phi3),
             "MistralForCausalLM" => Ok(Architecture::Mistral),
-            other => Err(Error::UnsupportedArchitecture(other.to_string())),
+            other => Err(Error::UnsupportedArchitecture(format!("`{other}`"))),
         }
     }
 }
