@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use slm_core::fast::{FastDecoderConfig, Precision};
+use slm_core::fast::{FastDecoder, FastDecoderConfig, Precision};
 use slm_core::prelude::*;
 
 /// Every variant: linear, dynamic NTK, YaRN and LongRoPE frequencies, partial rotary, and
@@ -20,6 +20,19 @@ const VARIANTS: [&str; 7] = [
     "qwen2-swa-tiny",
 ];
 
+/// The CPU fast path over `ckpt` (quantized products, a 16 MiB pool of `block_size`-token
+/// blocks).
+fn fast_path(ckpt: &Checkpoint, block_size: usize) -> FastDecoder {
+    FastDecoderConfig {
+        precision: Precision::Quantized,
+        kv_budget_bytes: 16 << 20,
+        block_size,
+        ..Default::default()
+    }
+    .init(&ckpt.config, ckpt.weights.as_ref())
+    .unwrap()
+}
+
 #[test]
 fn rope_and_window_variants_match_transformers_on_both_decoders() {
     for name in VARIANTS {
@@ -30,25 +43,12 @@ fn rope_and_window_variants_match_transformers_on_both_decoders() {
             &dir,
             &format!("{name} (burn)"),
         );
-        let fast = FastDecoderConfig {
-            precision: Precision::Quantized,
-            kv_budget_bytes: 16 << 20,
-            ..Default::default()
-        }
-        .init(&ckpt.config, ckpt.weights.as_ref())
-        .unwrap();
+        let fast = fast_path(&ckpt, 16);
         assert_matches_transformers(&fast, &dir, &format!("{name} (fast)"));
         if ckpt.config.sliding_window.is_some() {
             // Blocks of 2 under a 4-token window: the pool gives blocks back every other token
             // (Mistral, every layer sliding) and the outputs stay transformers'.
-            let small_blocks = FastDecoderConfig {
-                precision: Precision::Quantized,
-                kv_budget_bytes: 16 << 20,
-                block_size: 2,
-                ..Default::default()
-            }
-            .init(&ckpt.config, ckpt.weights.as_ref())
-            .unwrap();
+            let small_blocks = fast_path(&ckpt, 2);
             assert_matches_transformers(
                 &small_blocks,
                 &dir,
@@ -76,13 +76,7 @@ fn mistral_sliding_window_bounds_the_kv_pool() {
     // at most 4 / 2 + 2 blocks; Qwen2's first layer attends to everything, so it holds them all.
     for (name, bound) in [("mistral-swa-tiny", Some(4)), ("qwen2-swa-tiny", None)] {
         let ckpt = Checkpoint::open(&fixture(&format!("coverage/models/{name}"))).unwrap();
-        let fast = FastDecoderConfig {
-            kv_budget_bytes: 16 << 20,
-            block_size: 2,
-            ..Default::default()
-        }
-        .init(&ckpt.config, ckpt.weights.as_ref())
-        .unwrap();
+        let fast = fast_path(&ckpt, 2);
         let seq = fast.add_sequence();
         let total = fast.kv_usage().total_blocks;
         for t in 0..60u32 {
@@ -136,13 +130,7 @@ fn longrope_switch_reruns_the_sequence_on_the_step_api() {
     assert_eq!(got.positions, 3);
     assert!(max_abs_diff(&got.values, want) <= TINY_LOGITS_ATOL);
     // The fast path's step API, with a fork sharing the prompt that must keep its keys.
-    let fast = FastDecoderConfig {
-        kv_budget_bytes: 16 << 20,
-        block_size: 2,
-        ..Default::default()
-    }
-    .init(&ckpt.config, ckpt.weights.as_ref())
-    .unwrap();
+    let fast = fast_path(&ckpt, 2);
     let seq = fast.add_sequence();
     let step = |seq, t: &[u32], scope| {
         fast.step(&[SeqChunk {

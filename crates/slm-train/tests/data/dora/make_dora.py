@@ -1,6 +1,6 @@
 """Reference outputs for DoRA (peft's `use_dora=True`) on fixtures/models/llama-tiny.
 
-There is no DoRA fixture in ../shared/fixtures, so this script makes one with peft + torch
+There is no DoRA fixture among the shared reference fixtures, so this script makes one with peft + torch
 (CPU wheels from PyPI) and its outputs are committed beside it:
 
     python3 -m venv /tmp/peft && /tmp/peft/bin/pip install torch peft transformers safetensors
