@@ -469,6 +469,8 @@ impl FastDecoder {
                 }
             }
         }
+        let rotary = Rotary::new(c);
+        let reruns = rotary.may_recompute();
         Ok(Self {
             config: c.clone(),
             embed,
@@ -476,7 +478,7 @@ impl FastDecoder {
             norm,
             lm_head,
             tied_head,
-            rotary: Rotary::new(c),
+            rotary,
             interleaved,
             precision: opts.precision,
             threads,
@@ -495,10 +497,7 @@ impl FastDecoder {
                         .map(|l| c.sliding_window_at(l))
                         .collect();
                     match windows.first() {
-                        Some(&Some(w))
-                            if windows.iter().all(|&x| x == Some(w))
-                                && !Rotary::new(c).may_recompute() =>
-                        {
+                        Some(&Some(w)) if windows.iter().all(|&x| x == Some(w)) && !reruns => {
                             pool.with_sliding_window(w)
                         }
                         _ => pool,

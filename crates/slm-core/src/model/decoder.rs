@@ -641,20 +641,13 @@ impl Decoder {
         cache: &mut KvCache,
         mask_rows: &[Vec<bool>],
     ) -> Result<Logits> {
-        let join = |a: &[Vec<u32>], b: &[Vec<u32>]| -> Vec<Vec<u32>> {
+        fn join<T: Clone>(a: &[Vec<T>], b: &[Vec<T>]) -> Vec<Vec<T>> {
             a.iter().zip(b).map(|(x, y)| [&x[..], y].concat()).collect()
-        };
+        }
         let past = cache.len();
         let full = TokenBatch {
             ids: join(cache.ids(), &batch.ids),
-            attention_mask: Some(
-                cache
-                    .key_valid()
-                    .iter()
-                    .zip(mask_rows)
-                    .map(|(x, y)| [&x[..], y].concat())
-                    .collect(),
-            ),
+            attention_mask: Some(join(cache.key_valid(), mask_rows)),
             scope: batch.scope,
         };
         let mut fresh = self.new_cache();

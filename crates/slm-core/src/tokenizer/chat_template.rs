@@ -133,94 +133,26 @@ impl ChatTemplate {
     }
 }
 
-/// transformers' `strftime_now(format)`: the current time (UTC) formatted by the C `strftime`
-/// directives chat templates use (`%d %b %Y` for Llama 3.x's date).
+/// transformers' `strftime_now(format)`: the current time (UTC) formatted by C `strftime`
+/// directives (`%d %b %Y` for Llama 3.x's date).
 fn strftime_now(format: String) -> std::result::Result<String, JinjaError> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    strftime(&format, secs)
+    strftime(&format, chrono::Utc::now())
 }
 
-/// Formats `secs` since the Unix epoch (UTC) with `%Y %y %m %B %b %d %e %j %A %a %H %M %S %p %%`.
-fn strftime(format: &str, secs: u64) -> std::result::Result<String, JinjaError> {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    const DAYS: [&str; 7] = [
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-    ];
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy_march = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy_march + 2) / 153;
-    let day = doy_march - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    const BEFORE: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let yday = BEFORE[(month - 1) as usize] + day + i64::from(leap && month > 2);
-    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
-    let mut out = String::new();
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let month_name = MONTHS[(month - 1) as usize];
-        let day_name = DAYS[days.rem_euclid(7) as usize];
-        match chars.next() {
-            Some('Y') => out.push_str(&year.to_string()),
-            Some('y') => out.push_str(&format!("{:02}", year % 100)),
-            Some('m') => out.push_str(&format!("{month:02}")),
-            Some('B') => out.push_str(month_name),
-            Some('b') => out.push_str(&month_name[..3]),
-            Some('d') => out.push_str(&format!("{day:02}")),
-            Some('e') => out.push_str(&format!("{day:>2}")),
-            Some('j') => out.push_str(&format!("{yday:03}")),
-            Some('A') => out.push_str(day_name),
-            Some('a') => out.push_str(&day_name[..3]),
-            Some('H') => out.push_str(&format!("{h:02}")),
-            Some('M') => out.push_str(&format!("{m:02}")),
-            Some('S') => out.push_str(&format!("{s:02}")),
-            Some('p') => out.push_str(if h < 12 { "AM" } else { "PM" }),
-            Some('%') => out.push('%'),
-            other => {
-                return Err(JinjaError::new(
-                    ErrorKind::InvalidOperation,
-                    format!(
-                        "strftime_now: unsupported directive %{}",
-                        other.map(String::from).unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(out)
+/// `time` formatted by chrono's `strftime`; an unknown directive is an error, not a panic.
+fn strftime(
+    format: &str,
+    time: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<String, JinjaError> {
+    let items = chrono::format::StrftimeItems::new(format)
+        .parse()
+        .map_err(|e| {
+            JinjaError::new(
+                ErrorKind::InvalidOperation,
+                format!("strftime_now: {e} in `{format}`"),
+            )
+        })?;
+    Ok(time.format_with_items(items.iter()).to_string())
 }
 
 /// transformers' `tojson` filter: Python's `json.dumps(x, ensure_ascii=False, indent=indent,
@@ -369,14 +301,15 @@ mod tests {
     #[test]
     fn strftime_formats_dates_as_python() {
         // 2024-07-26 13:05:09 UTC, a Friday, day 208 of a leap year.
-        let t = 1_721_999_109;
+        let at = |secs| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        let t = at(1_721_999_109);
         assert_eq!(strftime("%d %b %Y", t).unwrap(), "26 Jul 2024");
         assert_eq!(
             strftime("%A %a %B %m/%d/%y %j %H:%M:%S %p %e%%", t).unwrap(),
             "Friday Fri July 07/26/24 208 13:05:09 PM 26%"
         );
-        assert_eq!(strftime("%d %b %Y", 0).unwrap(), "01 Jan 1970");
-        assert_eq!(strftime("%Y-%m-%d", 951_782_400).unwrap(), "2000-02-29");
+        assert_eq!(strftime("%d %b %Y", at(0)).unwrap(), "01 Jan 1970");
+        assert_eq!(strftime("%Y-%m-%d", at(951_782_400)).unwrap(), "2000-02-29");
         assert!(strftime("%Q", t).is_err());
     }
 
