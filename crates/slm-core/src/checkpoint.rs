@@ -159,7 +159,7 @@ impl Checkpoint {
 /// What `slm info` says about a path: what it is, and whether slm can run it with the reason
 /// when not (an unknown architecture or tokenizer, a rope setting, a GGML type without a
 /// kernel, tensors the config does not explain).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ModelReport {
     /// `gguf` or `hf`; `None` for a path that is neither.
     pub format: Option<ModelFormat>,
@@ -208,16 +208,7 @@ impl Checkpoint {
     /// Reports what `path` is and whether slm runs it, reading headers and configs only (no
     /// weights): the checks [`Checkpoint::open`] and the decoders make before computing.
     pub fn inspect(path: &Path) -> ModelReport {
-        let mut report = ModelReport {
-            format: None,
-            declared_architecture: None,
-            tokenizer: None,
-            rope_scaling: None,
-            sliding_window: None,
-            runnable: false,
-            reason: None,
-            info: None,
-        };
+        let mut report = ModelReport::default();
         if path.is_file() {
             match crate::gguf::GgufFile::open(path) {
                 Ok(file) => {
