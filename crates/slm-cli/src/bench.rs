@@ -87,7 +87,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     })?;
     let peak_rss = peak_rss_bytes();
-    let bandwidth = pool.install(read_bandwidth);
+    // 256 MiB: far beyond any cache.
+    let bandwidth = pool.install(|| slm::ggml::dot::read_bandwidth(256 << 20, 5));
     let roofline = bandwidth / bytes_per_token as f64 * args.batch as f64;
     let (pp, pp_sd) = mean_sd(&times.pp);
     let (tg, tg_sd) = mean_sd(&times.tg);
@@ -218,26 +219,4 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// Bytes per second of a streaming read over 256 MiB (beyond any cache) split across the
-/// current pool's threads, the best of 5 passes.
-fn read_bandwidth() -> f64 {
-    use rayon::prelude::*;
-    let words = (256 << 20) / 8;
-    let buf: Vec<u64> = (0..words as u64).collect();
-    let mut best = 0.0f64;
-    let mut sink = 0u64;
-    for _ in 0..5 {
-        let t = Instant::now();
-        let s: u64 = buf
-            .par_chunks(1 << 16)
-            .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
-            .reduce(|| 0, u64::wrapping_add);
-        let secs = t.elapsed().as_secs_f64();
-        sink = sink.wrapping_add(s);
-        best = best.max((words * 8) as f64 / secs);
-    }
-    std::hint::black_box(sink);
-    best
 }

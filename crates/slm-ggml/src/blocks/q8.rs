@@ -4,9 +4,8 @@ use super::{Block, Overflow, f16_at, f16_bytes, inverse};
 
 /// Quantizes one block into 34 bytes (`out.len() == 34`).
 pub(crate) fn quantize_q8_0(x: &Block, out: &mut [u8]) -> Result<(), Overflow> {
-    let amax = x
-        .iter()
-        .fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    // f32::max skips NaN as the comparison would, and vectorises.
+    let amax = x.iter().fold(0.0f32, |m, v| v.abs().max(m));
     let d = amax / 127.0;
     let id = inverse(d);
     out[..2].copy_from_slice(&f16_bytes("d", d)?);

@@ -186,15 +186,26 @@ pub fn matmul_with(
         if let (Some(p), false, Kernel::Avx2) = (m.packed, exact(m.ty), kernel)
             && PackedMatrix::runs(p.ty())
         {
-            let vnni = PackedMatrix::vnni();
-            let groups = (0..m.rows / GROUP)
+            let kernel = PackedKernel::detect();
+            // Two groups per job for the 512-bit kernel (the last one alone when their count
+            // is odd), one otherwise.
+            let per_unit = if kernel == PackedKernel::Vnni512 {
+                2
+            } else {
+                1
+            };
+            let groups = m.rows / GROUP;
+            let units = (0..groups.div_ceil(per_unit))
                 .into_par_iter()
-                .with_min_len(per_job(m.rows).div_ceil(GROUP));
-            groups.for_each(|g| {
-                // SAFETY: VNNI is available (checked above); the group holds the row blocks of
-                // `cols` values, every activation row `cols / 32` blocks, and `out` room for
-                // `tokens * rows` values of which this job alone writes rows `8g..8g + 8`.
-                unsafe { packed_rows(p, g, acts, tokens, out.ptr(), m.rows, vnni) };
+                .with_min_len(per_job(m.rows).div_ceil(GROUP * per_unit));
+            units.for_each(|u| {
+                let g = u * per_unit;
+                let count = per_unit.min(groups - g);
+                // SAFETY: `kernel` runs on this CPU (detected); the groups hold the row blocks
+                // of `cols` values, every activation row `cols / 32` blocks, and `out` room for
+                // `tokens * rows` values of which this job alone writes rows
+                // `8g..8(g + count)`.
+                unsafe { packed_rows(p, g, count, acts, tokens, out.ptr(), m.rows, kernel) };
             });
             return;
         }
@@ -245,76 +256,127 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
-/// Rows `8g..8g + 8` of `p` times every token of `acts`, four tokens at a time, with AVX-512
-/// VNNI where `vnni`, else with AVX2.
+/// The packed kernels, widest first.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PackedKernel {
+    /// Two 8-row groups per 512-bit register ([`super::x86::packed_pair`]).
+    Vnni512,
+    /// One group per 256-bit register with VNNI ([`super::x86::packed_group`]).
+    Vnni,
+    /// One group per 256-bit register with `maddubs` ([`super::x86::packed_group_avx2`]).
+    Avx2,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PackedKernel {
+    /// The widest this CPU runs (the caller checked [`PackedMatrix::runs`]).
+    fn detect() -> Self {
+        if super::x86::avx512_pairs() {
+            Self::Vnni512
+        } else if PackedMatrix::vnni() {
+            Self::Vnni
+        } else {
+            Self::Avx2
+        }
+    }
+}
+
+/// Rows `8g..8(g + count)` of `p` (`count` 1, or 2 for [`PackedKernel::Vnni512`]) times every
+/// token of `acts`, eight or four tokens at a time.
 ///
 /// # Safety
-/// As [`super::x86::packed_group`] (or [`super::x86::packed_group_avx2`] without `vnni`);
-/// `out` holds `tokens * rows` values.
+/// `kernel` runs on this CPU, as [`super::x86::packed_group`] (or its AVX2 and 512-bit
+/// versions) requires; `out` holds `tokens * rows` values.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn packed_rows(
     p: &PackedMatrix,
     g: usize,
+    count: usize,
     acts: &Activations,
     tokens: usize,
     out: *mut f32,
     rows: usize,
-    vnni: bool,
+    kernel: PackedKernel,
 ) {
     use super::x86::{TILE_Q4_0, TILE_Q4_1, TILE_Q5_0, TILE_Q8_0};
     let nb = p.cols() / crate::blocks::QK;
-    let group = p.group(g).as_ptr();
+    let (g0, g1) = (p.group(g).as_ptr(), p.group(g + count - 1).as_ptr());
     let ptrs = |t: usize| {
         let r = acts.row(t);
         (r.blocks.as_ptr(), r.scales.as_ptr(), r.sums.as_ptr())
     };
-    /// One group times `T` tokens: the kernel for the CPU and the type.
+    /// One group (or two, for `Vnni512` with `pair`) times `T` tokens: the kernel for the
+    /// CPU and the type.
     ///
     /// # Safety
     /// As [`packed_rows`].
     unsafe fn run<const T: usize>(
-        vnni: bool,
+        kernel: PackedKernel,
+        pair: bool,
         ty: GgmlType,
         nb: usize,
-        group: *const u8,
+        (g0, g1): (*const u8, *const u8),
         v: [(*const u8, *const f32, *const f32); T],
         o: [*mut f32; T],
     ) {
-        use super::x86::{packed_group as vnni_k, packed_group_avx2 as avx2_k};
+        use super::x86::{
+            packed_group as vnni_k, packed_group_avx2 as avx2_k, packed_pair as pair_k,
+        };
         let (x, dx, s) = (v.map(|v| v.0), v.map(|v| v.1), v.map(|v| v.2));
         // SAFETY: as the caller guarantees; Q8_0 is packed only where VNNI is
         // (`PackedMatrix::runs`).
         unsafe {
-            match (vnni, ty) {
-                (true, GgmlType::Q8_0) => vnni_k::<TILE_Q8_0, T>(nb, group, x, dx, s, o),
-                (true, GgmlType::Q4_0) => vnni_k::<TILE_Q4_0, T>(nb, group, x, dx, s, o),
-                (true, GgmlType::Q5_0) => vnni_k::<TILE_Q5_0, T>(nb, group, x, dx, s, o),
-                (true, _) => vnni_k::<TILE_Q4_1, T>(nb, group, x, dx, s, o),
-                (false, GgmlType::Q4_0) => avx2_k::<TILE_Q4_0, T>(nb, group, x, dx, s, o),
-                (false, GgmlType::Q5_0) => avx2_k::<TILE_Q5_0, T>(nb, group, x, dx, s, o),
-                (false, GgmlType::Q4_1) => avx2_k::<TILE_Q4_1, T>(nb, group, x, dx, s, o),
-                (false, ty) => unreachable!("{ty} is packed only with VNNI"),
+            match (kernel, pair, ty) {
+                (PackedKernel::Vnni512, true, GgmlType::Q8_0) => {
+                    pair_k::<TILE_Q8_0, T>(nb, g0, g1, x, dx, s, o)
+                }
+                (PackedKernel::Vnni512, true, GgmlType::Q4_0) => {
+                    pair_k::<TILE_Q4_0, T>(nb, g0, g1, x, dx, s, o)
+                }
+                (PackedKernel::Vnni512, true, GgmlType::Q5_0) => {
+                    pair_k::<TILE_Q5_0, T>(nb, g0, g1, x, dx, s, o)
+                }
+                (PackedKernel::Vnni512, true, _) => pair_k::<TILE_Q4_1, T>(nb, g0, g1, x, dx, s, o),
+                (PackedKernel::Avx2, _, GgmlType::Q4_0) => {
+                    avx2_k::<TILE_Q4_0, T>(nb, g0, x, dx, s, o)
+                }
+                (PackedKernel::Avx2, _, GgmlType::Q5_0) => {
+                    avx2_k::<TILE_Q5_0, T>(nb, g0, x, dx, s, o)
+                }
+                (PackedKernel::Avx2, _, GgmlType::Q4_1) => {
+                    avx2_k::<TILE_Q4_1, T>(nb, g0, x, dx, s, o)
+                }
+                (PackedKernel::Avx2, _, ty) => unreachable!("{ty} is packed only with VNNI"),
+                (_, _, GgmlType::Q8_0) => vnni_k::<TILE_Q8_0, T>(nb, g0, x, dx, s, o),
+                (_, _, GgmlType::Q4_0) => vnni_k::<TILE_Q4_0, T>(nb, g0, x, dx, s, o),
+                (_, _, GgmlType::Q5_0) => vnni_k::<TILE_Q5_0, T>(nb, g0, x, dx, s, o),
+                (_, _, _) => vnni_k::<TILE_Q4_1, T>(nb, g0, x, dx, s, o),
             }
         }
     }
+    let pair = count == 2;
     // SAFETY (the pointer offsets and calls): as the caller guarantees.
     unsafe {
         let dst = |t: usize| out.add(t * rows + g * GROUP);
+        let groups = (g0, g1);
         let mut t = 0;
+        // Eight tokens per pass where the 32 vector registers of AVX-512 hold their sums.
+        while kernel != PackedKernel::Avx2 && t + 8 <= tokens {
+            let v: [_; 8] = std::array::from_fn(|i| ptrs(t + i));
+            let o = std::array::from_fn(|i| dst(t + i));
+            run::<8>(kernel, pair, p.ty(), nb, groups, v, o);
+            t += 8;
+        }
         while t + 4 <= tokens {
             let v: [_; 4] = std::array::from_fn(|i| ptrs(t + i));
-            run::<4>(
-                vnni,
-                p.ty(),
-                nb,
-                group,
-                v,
-                std::array::from_fn(|i| dst(t + i)),
-            );
+            let o = std::array::from_fn(|i| dst(t + i));
+            run::<4>(kernel, pair, p.ty(), nb, groups, v, o);
             t += 4;
         }
         while t < tokens {
-            run::<1>(vnni, p.ty(), nb, group, [ptrs(t)], [dst(t)]);
+            run::<1>(kernel, pair, p.ty(), nb, groups, [ptrs(t)], [dst(t)]);
             t += 1;
         }
     }
@@ -409,7 +471,16 @@ mod tests {
                         // SAFETY: AVX2 is available (checked); `packed` holds `rows` rows of
                         // `cols`, `acts` `tokens` rows and `got` `tokens * rows` values.
                         unsafe {
-                            packed_rows(&packed, g, &acts, tokens, got.as_mut_ptr(), rows, false)
+                            packed_rows(
+                                &packed,
+                                g,
+                                1,
+                                &acts,
+                                tokens,
+                                got.as_mut_ptr(),
+                                rows,
+                                PackedKernel::Avx2,
+                            )
                         };
                     }
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -419,6 +490,54 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// The 512-bit kernel's sixteen rows are the 256-bit VNNI kernel's two groups, bit for
+    /// bit: the same integer sums and the same float steps per lane.
+    #[test]
+    fn pair_kernel_is_two_group_kernels() {
+        if !super::super::x86::avx512_pairs() {
+            eprintln!("skipping: no AVX-512 VNNI");
+            return;
+        }
+        let (rows, cols) = (32, 576);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i as u64 * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0) * 0.3)
+            .collect();
+        for tokens in [1usize, 4, 8, 9] {
+            let x: Vec<f32> = (0..tokens * cols)
+                .map(|i| (i as f32 * 0.37).sin() * 4.0)
+                .collect();
+            let mut acts = Activations::new();
+            acts.quantize_rows(&x, cols).unwrap();
+            for ty in [
+                GgmlType::Q8_0,
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q5_0,
+            ] {
+                let b = quantize(ty, &w).unwrap();
+                let m = Matrix::new(ty, rows, cols, &b).unwrap();
+                let packed = PackedMatrix::pack_layout(&m, |_| {}).unwrap();
+                let mut single = vec![0.0f32; tokens * rows];
+                let mut pairs = vec![0.0f32; tokens * rows];
+                for g in 0..rows / GROUP {
+                    // SAFETY: AVX-512 VNNI is available (checked); `packed` holds `rows` rows
+                    // of `cols`, `acts` `tokens` rows, the outputs `tokens * rows` values.
+                    unsafe {
+                        let out = single.as_mut_ptr();
+                        packed_rows(&packed, g, 1, &acts, tokens, out, rows, PackedKernel::Vnni);
+                        if g % 2 == 0 {
+                            let out = pairs.as_mut_ptr();
+                            let k = PackedKernel::Vnni512;
+                            packed_rows(&packed, g, 2, &acts, tokens, out, rows, k);
+                        }
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&pairs), bits(&single), "{ty} tokens {tokens}");
             }
         }
     }

@@ -10,12 +10,14 @@
 //! otherwise. Every SIMD kernel is tested against its scalar reference and against the f32 dot
 //! product of the dequantized values.
 
+mod bandwidth;
 mod matmul;
 mod packed;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use bandwidth::read_bandwidth;
 pub use matmul::{Matrix, Precision, f32_dot, matmul, matmul_with};
 pub use packed::PackedMatrix;
 
@@ -88,21 +90,31 @@ impl Activations {
         self.blocks.resize(nb * 34, 0);
         self.scales.resize(nb, 0.0);
         self.scaled_sums.resize(nb, 0.0);
-        for (i, ((xb, out), (d, s))) in x
-            .chunks_exact(QK)
-            .zip(self.blocks.chunks_exact_mut(34))
-            .zip(self.scales.iter_mut().zip(self.scaled_sums.iter_mut()))
-            .enumerate()
-        {
-            let block: &Block = xb.try_into().expect("chunks of QK");
-            quantize_q8_0(block, out).map_err(|o| Error::ScaleOverflow {
+        // Rows in parallel once there are enough of them to pay for the split (prefill).
+        const PARALLEL_BLOCKS: usize = 512;
+        let per_job = PARALLEL_BLOCKS.max(cols / QK);
+        let overflow = |first: usize| {
+            move |(i, o): (usize, crate::blocks::Overflow)| Error::ScaleOverflow {
                 ty,
-                block: i,
+                block: first + i,
                 field: o.field,
                 value: o.value,
-            })?;
-            *d = f16_at(out, 0);
-            *s = *d * out[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32;
+            }
+        };
+        if nb <= per_job {
+            quantize_blocks(x, &mut self.blocks, &mut self.scales, &mut self.scaled_sums)
+                .map_err(overflow(0))?;
+        } else {
+            self.blocks
+                .par_chunks_mut(per_job * 34)
+                .zip(self.scales.par_chunks_mut(per_job))
+                .zip(self.scaled_sums.par_chunks_mut(per_job))
+                .enumerate()
+                .try_for_each(|(j, ((blocks, scales), sums))| {
+                    let first = j * per_job;
+                    let x = &x[first * QK..(first + scales.len()) * QK];
+                    quantize_blocks(x, blocks, scales, sums).map_err(overflow(first))
+                })?;
         }
         self.len = cols;
         self.rows = x.len() / cols;
@@ -132,6 +144,66 @@ impl Activations {
             sums: &self.scaled_sums[t * nb..(t + 1) * nb],
         }
     }
+}
+
+/// What quantizing activation blocks gives: on overflow, the block and its field.
+type BlocksResult = std::result::Result<(), (usize, crate::blocks::Overflow)>;
+
+/// Quantizes the blocks of `x` into `blocks` (34 bytes each) with their f32 scales and scaled
+/// level sums, with AVX2 where the CPU has it (the same bytes either way); on overflow, the
+/// block and its field.
+fn quantize_blocks(
+    x: &[f32],
+    blocks: &mut [u8],
+    scales: &mut [f32],
+    sums: &mut [f32],
+) -> BlocksResult {
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::detect() == Kernel::Avx2 {
+        for (i, ((xb, out), (d, s))) in x
+            .chunks_exact(QK)
+            .zip(blocks.chunks_exact_mut(34))
+            .zip(scales.iter_mut().zip(sums.iter_mut()))
+            .enumerate()
+        {
+            // SAFETY: the CPU has AVX2, FMA and F16C (`Kernel::detect`); `xb` holds 32
+            // values and `out` 34 bytes.
+            match unsafe { x86::quantize_q8_0_block(xb.as_ptr(), out.as_mut_ptr()) } {
+                Some((scale, sum)) => {
+                    *d = scale;
+                    *s = scale * sum as f32;
+                }
+                // The portable path names the overflow.
+                None => {
+                    let block: &Block = xb.try_into().expect("chunks of QK");
+                    quantize_q8_0(block, out).map_err(|o| (i, o))?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    quantize_blocks_portable(x, blocks, scales, sums)
+}
+
+/// [`quantize_blocks`] in portable Rust.
+fn quantize_blocks_portable(
+    x: &[f32],
+    blocks: &mut [u8],
+    scales: &mut [f32],
+    sums: &mut [f32],
+) -> BlocksResult {
+    for (i, ((xb, out), (d, s))) in x
+        .chunks_exact(QK)
+        .zip(blocks.chunks_exact_mut(34))
+        .zip(scales.iter_mut().zip(sums.iter_mut()))
+        .enumerate()
+    {
+        let block: &Block = xb.try_into().expect("chunks of QK");
+        quantize_q8_0(block, out).map_err(|o| (i, o))?;
+        *d = f16_at(out, 0);
+        *s = *d * out[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32;
+    }
+    Ok(())
 }
 
 /// Which implementation runs.
@@ -379,5 +451,75 @@ fn run(kernel: Kernel, ty: GgmlType, row: &[u8], x: Row<'_>) -> f32 {
             GgmlType::Q6_K => scalar::q6_k_q8_0(row, blocks, scales),
             _ => scalar::q4_1_q8_0(row, blocks, scales, sums),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The bytes, scales and sums of [`quantize_blocks`] (AVX2 where the CPU has it) and of
+    /// the portable path, for `x`.
+    fn both(x: &[f32]) -> [(Vec<u8>, Vec<f32>, Vec<f32>); 2] {
+        let nb = x.len() / QK;
+        type Quantizer = fn(&[f32], &mut [u8], &mut [f32], &mut [f32]) -> BlocksResult;
+        let run = |f: Quantizer| {
+            let (mut b, mut d, mut s) = (vec![0u8; nb * 34], vec![0.0; nb], vec![0.0; nb]);
+            f(x, &mut b, &mut d, &mut s).unwrap();
+            (b, d, s)
+        };
+        [run(quantize_blocks), run(quantize_blocks_portable)]
+    }
+
+    #[test]
+    fn simd_activation_blocks_are_the_portable_ones() {
+        // Ties at every half (x / d lands on k + 0.5 when amax is 127), the largest f32 below
+        // a half, zeros, tiny and huge-but-representable values.
+        let mut x: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
+        x[31] = 127.0;
+        x.extend((0..32).map(|i| {
+            if i == 0 {
+                127.0
+            } else {
+                0.499_999_97 * i as f32
+            }
+        }));
+        x.extend([0.0f32; 32]);
+        x.extend((0..32).map(|i| (i as f32 - 16.0) * 1e-30));
+        x.extend((0..32).map(|i| (i as f32 - 16.0) * 500.0));
+        x.extend((0..32).map(|i| if i % 2 == 0 { -2.5 } else { 2.5 }));
+        let [simd, portable] = both(&x);
+        assert_eq!(simd, portable);
+    }
+
+    #[test]
+    fn a_scale_beyond_f16_is_named_by_either_path() {
+        let mut x = vec![1.0f32; 64];
+        x[40] = 1e10;
+        let mut acts = Activations::new();
+        let err = acts.quantize_rows(&x, 64).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ScaleOverflow {
+                    block: 1,
+                    field: "d",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn simd_activation_blocks_match_for_any_values(
+            x in proptest::collection::vec(-1e4f32..1e4, 32..=256),
+        ) {
+            let n = x.len() / QK * QK;
+            let [simd, portable] = both(&x[..n]);
+            prop_assert_eq!(simd, portable);
+        }
     }
 }

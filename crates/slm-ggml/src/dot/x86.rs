@@ -726,3 +726,200 @@ pub(crate) unsafe fn packed_group_avx2<const K: u8, const T: usize>(
         }
     }
 }
+
+/// Whether this CPU runs [`packed_pair`]: AVX-512 F, BW and VNNI (with the AVX2 set the f32
+/// step shares).
+pub(crate) fn avx512_pairs() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && super::Kernel::Avx2.available()
+}
+
+/// Two adjacent packed groups (rows `8g..8g + 16`) times `T` activation rows in 512-bit
+/// registers: the same layout and the same arithmetic lane for lane as [`packed_group`] (so
+/// the same results, bit for bit), with group `g` in the low half of each register and group
+/// `g + 1` in the high half. One `vpdpbusd` advances sixteen rows, so the integer products, the
+/// activation broadcasts and the f32 step take half the instructions of two [`packed_group`]
+/// calls. Writes sixteen values at each `out[t]`.
+///
+/// # Safety
+/// The CPU has what [`avx512_pairs`] checks; `g0` and `g1` each hold `blocks` packed blocks of
+/// `K`; every `x[t]` points at `blocks` 34-byte Q8_0 blocks with `blocks` entries at `dx[t]`
+/// and `sums[t]`; every `out[t]` at 16 writable f32.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+pub(crate) unsafe fn packed_pair<const K: u8, const T: usize>(
+    blocks: usize,
+    g0: *const u8,
+    g1: *const u8,
+    x: [*const u8; T],
+    dx: [*const f32; T],
+    sums: [*const f32; T],
+    out: [*mut f32; T],
+) {
+    let ty = tile_type(K);
+    let bs = super::packed::group_bytes(ty);
+    let header = super::packed::header_bytes(ty);
+    // SAFETY (every pointer read and write below): within the extents the caller guarantees.
+    unsafe {
+        let both = |p0: *const u8, p1: *const u8| {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32(p0)), load32(p1))
+        };
+        let halves = |p0: *const u8, p1: *const u8| {
+            _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(p0 as *const __m128i)),
+                _mm_loadu_si128(p1 as *const __m128i),
+            ))
+        };
+        let low = _mm512_set1_epi8(0x0F);
+        let bit4 = _mm512_set1_epi8(0x10);
+        let (bits_lo, bits_hi) = (
+            _mm512_set1_epi32(0x0804_0201),
+            _mm512_set1_epi32(0x8040_2010u32 as i32),
+        );
+        // As `PackedLevels::replicate`: shuffles stay within 128-bit lanes, so the same
+        // indices serve all four.
+        let replicate: [__m512i; 4] = std::array::from_fn(|run| {
+            let four = |byte: i64| byte * 0x0101_0101;
+            let r = run as i64;
+            let (a, b) = (
+                four(r) | four(r + 4) << 32,
+                four(r + 8) | four(r + 12) << 32,
+            );
+            _mm512_set_epi64(b, a, b, a, b, a, b, a)
+        });
+        let offset = match K {
+            TILE_Q8_0 => 128.0f32,
+            TILE_Q5_0 => 16.0,
+            _ => 8.0,
+        };
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..blocks {
+            let (p0, p1) = (g0.add(b * bs), g1.add(b * bs));
+            let mut isum = [_mm512_setzero_si512(); T];
+            if K == TILE_Q8_0 {
+                for run in 0..8 {
+                    let w = both(p0.add(16 + 32 * run), p1.add(16 + 32 * run));
+                    for t in 0..T {
+                        let xp = x[t].add(b * 34 + 2 + 4 * run) as *const i32;
+                        let xv = _mm512_set1_epi32(std::ptr::read_unaligned(xp));
+                        isum[t] = _mm512_dpbusd_epi32(isum[t], w, xv);
+                    }
+                }
+            } else {
+                let qh = if K == TILE_Q5_0 {
+                    both(p0.add(16), p1.add(16))
+                } else {
+                    _mm512_setzero_si512()
+                };
+                for (run, replicate) in replicate.iter().enumerate() {
+                    let w = both(p0.add(header + 32 * run), p1.add(header + 32 * run));
+                    let mut lo = _mm512_and_si512(w, low);
+                    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w), low);
+                    if K == TILE_Q5_0 {
+                        let rep = _mm512_shuffle_epi8(qh, *replicate);
+                        lo = _mm512_or_si512(
+                            lo,
+                            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(rep, bits_lo), bit4),
+                        );
+                        hi = _mm512_or_si512(
+                            hi,
+                            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(rep, bits_hi), bit4),
+                        );
+                    }
+                    for t in 0..T {
+                        let xp = x[t].add(b * 34 + 2 + 8 * run);
+                        let xl = _mm512_set1_epi32(std::ptr::read_unaligned(xp as *const i32));
+                        let xh =
+                            _mm512_set1_epi32(std::ptr::read_unaligned(xp.add(4) as *const i32));
+                        isum[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(isum[t], lo, xl), hi, xh);
+                    }
+                }
+            }
+            // The f32 step of `packed_block_f32`, for both groups at once.
+            let sw = halves(p0, p1);
+            let mins = if K == TILE_Q4_1 {
+                halves(p0.add(16), p1.add(16))
+            } else {
+                _mm512_setzero_ps()
+            };
+            for t in 0..T {
+                let (d, s) = (*dx[t].add(b), *sums[t].add(b));
+                let a = _mm512_fmadd_ps(
+                    _mm512_mul_ps(sw, _mm512_set1_ps(d)),
+                    _mm512_cvtepi32_ps(isum[t]),
+                    acc[t],
+                );
+                acc[t] = if K == TILE_Q4_1 {
+                    _mm512_fmadd_ps(mins, _mm512_set1_ps(s), a)
+                } else {
+                    _mm512_fnmadd_ps(sw, _mm512_set1_ps(offset * s), a)
+                };
+            }
+        }
+        for t in 0..T {
+            _mm512_storeu_ps(out[t], acc[t]);
+        }
+    }
+}
+
+/// One block of activations quantized to Q8_0 with AVX2, exactly as the portable
+/// `blocks::q8::quantize_q8_0` does it (`d = max|x| / 127` stored as f16 rounded to nearest
+/// even, levels `round(x / d)` half away from zero, saturated to i8): writes the 34 bytes at
+/// `out` and returns the stored scale as f32 and the levels' sum, or `None`, writing nothing,
+/// when `d` does not fit an f16 (the caller reports it through the portable path).
+///
+/// `round` half away from zero is `trunc(v + copysign(0.49999997, v))`: the largest f32 below
+/// one half never carries a value below a half over the next integer (the compiler lowers
+/// `f32::round` the same way).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` points at 32 readable f32, `out` at 34 writable bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8_0_block(x: *const f32, out: *mut u8) -> Option<(f32, i32)> {
+    // SAFETY (every read and write): within the extents the caller guarantees.
+    unsafe {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.add(8 * i)));
+        let sign = _mm256_set1_ps(-0.0);
+        let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d));
+        let bits = _mm_extract_epi16::<0>(h) as u16;
+        // An f16 of all-ones exponent is infinite or NaN: the scale did not fit.
+        if bits & 0x7C00 == 0x7C00 {
+            return None;
+        }
+        let id = _mm256_set1_ps(if d == 0.0 { 0.0 } else { 1.0 / d });
+        let half = _mm256_set1_ps(0.499_999_97);
+        let q = v.map(|v| {
+            let a = _mm256_mul_ps(v, id);
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_add_ps(
+                a,
+                _mm256_or_ps(half, _mm256_and_ps(sign, a)),
+            ));
+            _mm256_cvtps_epi32(r)
+        });
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256::<1>(sum),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        // Saturating packs to i8, then the lane order put back (llama.cpp's
+        // `quantize_row_q8_0` AVX2 path).
+        let p = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        std::ptr::write_unaligned(out as *mut u16, bits);
+        _mm256_storeu_si256(out.add(2) as *mut __m256i, p);
+        Some((f16_ptr(out), _mm_cvtsi128_si32(s)))
+    }
+}
