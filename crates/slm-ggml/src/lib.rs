@@ -16,7 +16,9 @@
 //!
 //! - [`dot`]: the CPU fast path's kernels: dot products and matrix products of every stored
 //!   type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K with 8-bit activations; F32, F16, BF16
-//!   with f32 ones), AVX2 (detected at run time) with a scalar reference beside each.
+//!   with f32 ones), AVX2 and AVX-512 VNNI (detected at run time) with a scalar reference
+//!   beside each.
+//! - [`pool`]: the persistent, spinning thread pool those kernels split a decode step across.
 //!
 //! Input is whole blocks (a weight matrix's rows laid end to end). NaN, infinities and scales
 //! that do not fit an f16 are errors naming the value or block, never garbage.
@@ -53,6 +55,7 @@ mod blocks;
 mod codec;
 pub mod dot;
 mod error;
+pub mod pool;
 mod types;
 
 pub use codec::{dequantize, dequantize_into, quantize, quantize_weighted};

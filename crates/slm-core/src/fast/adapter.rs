@@ -18,8 +18,8 @@
 //! Rows of llama.cpp's rotary order (q/k of Llama GGUFs) get `B`, the gain and saved q/k
 //! weights permuted the same way at load.
 
-use rayon::prelude::*;
 use slm_ggml::dot::{Activations, Matrix, f32_dot, matmul};
+use slm_ggml::pool::for_each_chunks_mut;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -367,12 +367,15 @@ pub(crate) fn apply<const K: usize>(
                     };
                     if rows.len() >= PARALLEL_ROWS {
                         // A group's rows ascend (see `AdapterScratch::group`).
-                        y.par_chunks_mut(dout)
-                            .enumerate()
-                            .filter(|(row, _)| rows.binary_search(row).is_ok())
-                            .for_each_init(Vec::new, |u, (row, yr)| {
-                                lora(u, &x[row * din..(row + 1) * din], yr);
-                            });
+                        for_each_chunks_mut(y, dout, |first, part| {
+                            let mut u = Vec::new();
+                            for (k, yr) in part.chunks_exact_mut(dout).enumerate() {
+                                let row = first + k;
+                                if rows.binary_search(&row).is_ok() {
+                                    lora(&mut u, &x[row * din..(row + 1) * din], yr);
+                                }
+                            }
+                        });
                     } else {
                         for &row in rows {
                             let yr = &mut y[row * dout..(row + 1) * dout];

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_dot, matmul};
+use slm_ggml::pool::{ThreadPool, for_each_chunks_mut};
 
 use super::adapter::{self, Adapter, AdapterScratch, layer_deltas};
 use super::kv_pool::{DEFAULT_BLOCK_SIZE, KvPool};
@@ -33,7 +33,8 @@ pub struct FastDecoderConfig {
     pub kv_budget_bytes: usize,
     /// Tokens per key/value block. Default: 16.
     pub block_size: usize,
-    /// Threads of the decoder's own pool; `None` runs on rayon's global pool.
+    /// Threads of the decoder's own pool (`slm_ggml::pool::ThreadPool`: persistent threads
+    /// that spin between the kernels of a step); `None` runs on rayon's global pool.
     pub threads: Option<usize>,
     /// How quantized weights meet the activations (default: quantized, as llama.cpp).
     pub precision: Precision,
@@ -327,7 +328,7 @@ pub struct FastDecoder {
     /// Whether q/k rows are in llama.cpp's rotary order (pairs `2j, 2j + 1`).
     interleaved: bool,
     precision: Precision,
-    threads: Option<Arc<rayon::ThreadPool>>,
+    threads: Option<Arc<ThreadPool>>,
     /// LoRA adapters sequences may run with ([`AdapterId`] `i` is the `i`-th).
     adapters: Vec<Adapter>,
     state: Arc<Mutex<State>>,
@@ -446,12 +447,11 @@ impl FastDecoder {
         };
         let threads = match opts.threads {
             None => None,
-            Some(n) => Some(Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n.max(1))
-                    .build()
-                    .map_err(|e| Error::Backend(format!("starting {n} threads: {e}")))?,
-            )),
+            Some(n) => {
+                Some(Arc::new(ThreadPool::new(n).map_err(|e| {
+                    Error::Backend(format!("starting {n} threads: {e}"))
+                })?))
+            }
         };
         let kv_dim = c.num_key_value_heads * c.head_dim;
         let mut lm_head = lm_head;
@@ -592,7 +592,7 @@ impl FastDecoder {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn in_pool<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    fn in_pool<T>(&self, f: impl FnOnce() -> T) -> T {
         match &self.threads {
             Some(pool) => pool.install(f),
             None => f(),
@@ -1021,10 +1021,10 @@ impl FastDecoder {
         let window = c.sliding_window_at(layer);
         let (keys, values) = kv.layer(layer);
         const TILE: usize = 16;
-        out.par_chunks_mut(dh)
-            .enumerate()
-            .with_min_len(4)
-            .for_each(|(job, out)| {
+        // One (token, head) per chunk of `dh` outputs.
+        for_each_chunks_mut(out, dh, |first, part| {
+            for (k, out) in part.chunks_exact_mut(dh).enumerate() {
+                let job = first + k;
                 let (i, h) = (job / nh, job % nh);
                 let (ch, pos) = tokens[i];
                 let blocks = kv.blocks(seqs[ch]);
@@ -1063,7 +1063,8 @@ impl FastDecoder {
                 }
                 let inv = 1.0 / sum;
                 out.iter_mut().for_each(|o| *o *= inv);
-            });
+            }
+        });
     }
 }
 

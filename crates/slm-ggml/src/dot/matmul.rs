@@ -5,15 +5,10 @@
 //! pool (run a model inside `ThreadPool::install` to choose the threads); once the
 //! [`Activations`] buffer is warm nothing is allocated.
 
-use rayon::prelude::*;
-
 use super::packed::{GROUP, PackedMatrix};
 use super::{Activations, Kernel, check};
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
-
-/// Jobs per thread and product call.
-const JOBS_PER_THREAD: usize = 2;
 
 /// A weight matrix in its stored encoding: `rows` rows of `cols` values, each row's bytes
 /// contiguous (GGML blocks, or little-endian F32/F16/BF16).
@@ -170,78 +165,137 @@ pub fn matmul_with(
         acts.quantize_rows(x, cols)?;
     }
     let acts = &*acts;
-    // Enough rows per job that scheduling costs little next to the products.
-    // A few jobs per thread over all the matrices: enough to balance, few enough that
-    // scheduling costs little next to the products.
-    let threads = rayon::current_num_threads().max(1);
-    let total_rows: usize = products.iter().map(|(m, _)| m.rows).sum();
-    let per_job = |rows: usize| {
-        let share = rows * threads * JOBS_PER_THREAD / total_rows.max(1);
-        rows.div_ceil(share.max(1)).max(1)
-    };
-    products.par_iter_mut().for_each(|(m, out)| {
-        let m = *m;
-        let out = OutPtr(out.as_mut_ptr());
+    // All the products' rows as one list of equal units of work, split across the current
+    // pool (`crate::pool::for_each_range`) in one go.
+    for products in products.chunks_mut(MAX_PRODUCTS) {
+        let mut plans = [None; MAX_PRODUCTS];
+        let mut total = 0;
+        for (plan, (m, out)) in plans.iter_mut().zip(products.iter_mut()) {
+            let split = Split::of(m, exact(m.ty), kernel);
+            let units = split.units(m.rows);
+            *plan = Some((*m, OutPtr(out.as_mut_ptr()), split, total));
+            total += units;
+        }
+        crate::pool::for_each_range(total, |range| {
+            for &(m, out, split, first) in plans.iter().flatten() {
+                let units = first..first + split.units(m.rows);
+                let (start, end) = (range.start.max(units.start), range.end.min(units.end));
+                if start < end {
+                    // SAFETY: `out` holds `tokens * m.rows` values (checked above); every
+                    // unit is run by exactly one job and writes only its own rows.
+                    unsafe { split.run(kernel, &m, start - first..end - first, acts, x, out) };
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Products per split of [`matmul_with`] (a fused call holds two or three).
+const MAX_PRODUCTS: usize = 8;
+
+/// How one product's rows are cut into units of work, and the kernel each unit runs.
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// Packed groups: `per_unit` groups (8 rows each) per unit.
+    #[cfg(target_arch = "x86_64")]
+    Packed {
+        kernel: PackedKernel,
+        per_unit: usize,
+    },
+    /// Quantized rows as stored, four per unit through the widest tile of the type.
+    Tiles,
+    /// One float (or, for exact precision, dequantized) row per unit.
+    Rows,
+}
+
+impl Split {
+    fn of(m: &Matrix<'_>, exact: bool, kernel: Kernel) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if let (Some(p), false, Kernel::Avx2) = (m.packed, exact(m.ty), kernel)
+        if let (Some(p), false, Kernel::Avx2) = (m.packed, exact, kernel)
             && PackedMatrix::runs(p.ty())
         {
             let kernel = PackedKernel::detect();
-            // Two groups per job for the 512-bit kernel (the last one alone when their count
-            // is odd), one otherwise.
+            // Two groups per unit for the 512-bit kernel (the last one alone when their
+            // count is odd), one otherwise.
             let per_unit = if kernel == PackedKernel::Vnni512 {
                 2
             } else {
                 1
             };
-            let groups = m.rows / GROUP;
-            let units = (0..groups.div_ceil(per_unit))
-                .into_par_iter()
-                .with_min_len(per_job(m.rows).div_ceil(GROUP * per_unit));
-            units.for_each(|u| {
-                let g = u * per_unit;
-                let count = per_unit.min(groups - g);
-                // SAFETY: `kernel` runs on this CPU (detected); the groups hold the row blocks
-                // of `cols` values, every activation row `cols / 32` blocks, and `out` room for
-                // `tokens * rows` values of which this job alone writes rows
-                // `8g..8(g + count)`.
-                unsafe { packed_rows(p, g, count, acts, tokens, out.ptr(), m.rows, kernel) };
-            });
-            return;
+            return Split::Packed { kernel, per_unit };
         }
-        if !exact(m.ty) {
-            // Groups of four rows, each through the widest tile the type has.
-            let groups = (0..m.rows.div_ceil(4))
-                .into_par_iter()
-                .with_min_len(per_job(m.rows).div_ceil(4));
-            groups.for_each(|g| {
-                let rows = 4 * g..(4 * g + 4).min(m.rows);
-                super::tile_rows(kernel, &m, rows, acts, tokens, |t, r, y| {
-                    // SAFETY: `out` holds `tokens * m.rows` values (checked above) and each
-                    // `(t, r)` is written by exactly one job.
-                    unsafe { out.write(t * m.rows + r, y) }
-                });
-            });
-            return;
+        let _ = kernel;
+        if exact { Split::Rows } else { Split::Tiles }
+    }
+
+    fn units(self, rows: usize) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Split::Packed { per_unit, .. } => (rows / GROUP).div_ceil(per_unit),
+            Split::Tiles => rows.div_ceil(4),
+            Split::Rows => rows,
         }
-        let rows = (0..m.rows).into_par_iter().with_min_len(per_job(m.rows));
-        rows.for_each_init(Vec::new, |buf: &mut Vec<f32>, r| {
-            let (ty, row) = if is_float(m.ty) {
-                (m.ty, m.row(r))
-            } else {
-                buf.resize(cols, 0.0);
-                crate::codec::dequantize_into(m.ty, m.row(r), buf)
-                    .expect("Matrix::new checked the row's blocks");
-                (GgmlType::F32, f32_bytes(buf))
-            };
-            for t in 0..tokens {
-                let y = float_dot(kernel, ty, row, &x[t * cols..(t + 1) * cols]);
-                // SAFETY: as above.
-                unsafe { out.write(t * m.rows + r, y) };
+    }
+
+    /// Runs `units` of `m` times every token of `acts` (or, for rows, of `x`).
+    ///
+    /// # Safety
+    /// `out` holds `tokens * m.rows` values, no other job writes the rows of `units`, and a
+    /// packed kernel runs on this CPU.
+    unsafe fn run(
+        self,
+        kernel: Kernel,
+        m: &Matrix<'_>,
+        units: std::ops::Range<usize>,
+        acts: &Activations,
+        x: &[f32],
+        out: OutPtr,
+    ) {
+        let cols = m.cols;
+        let tokens = x.len() / cols.max(1);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Split::Packed { kernel, per_unit } => {
+                let p = m.packed.expect("a packed split has its packed matrix");
+                let groups = m.rows / GROUP;
+                for u in units {
+                    let g = u * per_unit;
+                    let count = per_unit.min(groups - g);
+                    // SAFETY (caller): the kernel runs here; this job alone writes rows
+                    // `8g..8(g + count)`.
+                    unsafe { packed_rows(p, g, count, acts, tokens, out.ptr(), m.rows, kernel) };
+                }
             }
-        });
-    });
-    Ok(())
+            Split::Tiles => {
+                for g in units {
+                    let rows = 4 * g..(4 * g + 4).min(m.rows);
+                    super::tile_rows(kernel, m, rows, acts, tokens, |t, r, y| {
+                        // SAFETY (caller): in bounds, and `(t, r)` is this job's alone.
+                        unsafe { out.write(t * m.rows + r, y) }
+                    });
+                }
+            }
+            Split::Rows => {
+                let mut buf = Vec::new();
+                for r in units {
+                    let (ty, row) = if is_float(m.ty) {
+                        (m.ty, m.row(r))
+                    } else {
+                        buf.resize(cols, 0.0);
+                        crate::codec::dequantize_into(m.ty, m.row(r), &mut buf)
+                            .expect("Matrix::new checked the row's blocks");
+                        (GgmlType::F32, f32_bytes(&buf))
+                    };
+                    for t in 0..tokens {
+                        let y = float_dot(kernel, ty, row, &x[t * cols..(t + 1) * cols]);
+                        // SAFETY (caller): as above.
+                        unsafe { out.write(t * m.rows + r, y) };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `sum_i a_i * b_i` with the fastest kernel (attention's query-key products).

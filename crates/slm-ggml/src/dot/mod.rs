@@ -21,8 +21,6 @@ pub use bandwidth::read_bandwidth;
 pub use matmul::{Matrix, Precision, f32_dot, matmul, matmul_with};
 pub use packed::PackedMatrix;
 
-use rayon::prelude::*;
-
 use crate::blocks::q8::quantize_q8_0;
 use crate::blocks::{Block, QK, f16_at};
 use crate::error::{Error, Result};
@@ -105,16 +103,43 @@ impl Activations {
             quantize_blocks(x, &mut self.blocks, &mut self.scales, &mut self.scaled_sums)
                 .map_err(overflow(0))?;
         } else {
-            self.blocks
-                .par_chunks_mut(per_job * 34)
-                .zip(self.scales.par_chunks_mut(per_job))
-                .zip(self.scaled_sums.par_chunks_mut(per_job))
-                .enumerate()
-                .try_for_each(|(j, ((blocks, scales), sums))| {
-                    let first = j * per_job;
-                    let x = &x[first * QK..(first + scales.len()) * QK];
-                    quantize_blocks(x, blocks, scales, sums).map_err(overflow(first))
-                })?;
+            // Jobs write disjoint block ranges of the three buffers; the first overflowing
+            // block (if any) is named afterwards by the serial path.
+            let (blocks, scales, sums) = (
+                SendPtr(self.blocks.as_mut_ptr()),
+                SendPtr(self.scales.as_mut_ptr()),
+                SendPtr(self.scaled_sums.as_mut_ptr()),
+            );
+            let bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
+            crate::pool::for_each_range(nb.div_ceil(per_job), |jobs| {
+                let first = jobs.start * per_job;
+                let end = (jobs.end * per_job).min(nb);
+                // SAFETY: `first..end` is within the buffers' `nb` blocks and no other job's.
+                let (b, d, s) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(
+                            blocks.get().add(first * 34),
+                            (end - first) * 34,
+                        ),
+                        std::slice::from_raw_parts_mut(scales.get().add(first), end - first),
+                        std::slice::from_raw_parts_mut(sums.get().add(first), end - first),
+                    )
+                };
+                if let Err((i, _)) = quantize_blocks(&x[first * QK..end * QK], b, d, s) {
+                    bad.fetch_min(first + i, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            let bad = bad.into_inner();
+            if bad != usize::MAX {
+                let b = bad;
+                quantize_blocks_portable(
+                    &x[b * QK..(b + 1) * QK],
+                    &mut self.blocks[b * 34..(b + 1) * 34],
+                    &mut self.scales[b..b + 1],
+                    &mut self.scaled_sums[b..b + 1],
+                )
+                .map_err(overflow(b))?;
+            }
         }
         self.len = cols;
         self.rows = x.len() / cols;
@@ -143,6 +168,22 @@ impl Activations {
             scales: &self.scales[t * nb..(t + 1) * nb],
             sums: &self.scaled_sums[t * nb..(t + 1) * nb],
         }
+    }
+}
+
+/// A buffer's start, shared by jobs that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+
+// SAFETY: the jobs sharing one write disjoint elements while the buffer outlives them.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(self) -> *mut T {
+        self.0
     }
 }
 
@@ -275,7 +316,7 @@ pub fn dot_with(kernel: Kernel, ty: GgmlType, row: &[u8], x: &Activations) -> Re
 }
 
 /// `out[r] = dot(row r, x)` for a row-major matrix of `out.len()` rows stored in `ty`'s blocks,
-/// rows split across rayon's threads.
+/// rows split across the current pool's threads ([`crate::pool::for_each_range`]).
 ///
 /// # Errors
 /// As [`dot`]; [`Error::ByteLength`] when `weights` is not `out.len()` rows of `x.len()` values.
@@ -299,14 +340,14 @@ pub fn matvec(ty: GgmlType, weights: &[u8], x: &Activations, out: &mut [f32]) ->
         });
     }
     let (kernel, x) = (Kernel::detect(), x.row(0));
-    const ROWS_PER_TASK: usize = 16;
-    out.par_chunks_mut(ROWS_PER_TASK)
-        .zip(weights.par_chunks(ROWS_PER_TASK * row_bytes))
-        .for_each(|(o, w)| {
-            for (y, row) in o.iter_mut().zip(w.chunks_exact(row_bytes)) {
-                *y = run(kernel, ty, row, x);
-            }
-        });
+    let (rows, y) = (out.len(), SendPtr(out.as_mut_ptr()));
+    crate::pool::for_each_range(rows, |range| {
+        for r in range {
+            let v = run(kernel, ty, &weights[r * row_bytes..(r + 1) * row_bytes], x);
+            // SAFETY: `r < rows` and no other job writes row `r`.
+            unsafe { *y.get().add(r) = v };
+        }
+    });
     Ok(())
 }
 
