@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_dot, matmul};
+use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_axpy, f32_dot, matmul};
 use slm_ggml::pool::{ThreadPool, for_each_chunks_mut};
 
 use super::adapter::{self, Adapter, AdapterScratch, layer_deltas};
@@ -1020,6 +1020,7 @@ impl FastDecoder {
         let scale = (1.0 / (dh as f64).sqrt()) as f32;
         let window = c.sliding_window_at(layer);
         let (keys, values) = kv.layer(layer);
+        let kv_dim = c.num_key_value_heads * dh;
         const TILE: usize = 16;
         // One (token, head) per chunk of `dh` outputs.
         for_each_chunks_mut(out, dh, |first, part| {
@@ -1035,12 +1036,19 @@ impl FastDecoder {
                 let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
                 let mut scores = [0.0f32; TILE];
                 let mut offs = [0usize; TILE];
+                // Position `j`'s block and place in it, advanced without a division per key.
+                let bs = kv.block_size();
+                let (mut block, mut slot) = (first / bs, first % bs);
                 let mut j = first;
                 while j <= pos {
                     let m = TILE.min(pos + 1 - j);
                     let mut tile_max = f32::NEG_INFINITY;
                     for t in 0..m {
-                        let off = kv.offset(blocks, j + t) + kv_off;
+                        let off = (blocks[block] as usize * bs + slot) * kv_dim + kv_off;
+                        slot += 1;
+                        if slot == bs {
+                            (block, slot) = (block + 1, 0);
+                        }
                         offs[t] = off;
                         let s = f32_dot(q, &keys[off..off + dh]) * scale;
                         scores[t] = s;
@@ -1055,8 +1063,7 @@ impl FastDecoder {
                     for t in 0..m {
                         let p = (scores[t] - new_max).exp();
                         sum += p;
-                        let v = &values[offs[t]..offs[t] + dh];
-                        out.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
+                        f32_axpy(p, &values[offs[t]..offs[t] + dh], out);
                     }
                     max = new_max;
                     j += m;

@@ -304,6 +304,22 @@ pub fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
     float_dot(Kernel::detect(), GgmlType::F32, f32_bytes(&a[..n]), &b[..n])
 }
 
+/// `y += a * x` over the common length, with the fastest kernel (attention's weighted sum of
+/// values).
+pub fn f32_axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::detect() == Kernel::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (`Kernel::detect`).
+        unsafe { super::x86::axpy_f32(a, &x[..n], &mut y[..n]) };
+        return;
+    }
+    y[..n]
+        .iter_mut()
+        .zip(&x[..n])
+        .for_each(|(y, x)| *y += a * x);
+}
+
 /// The bytes of f32 values (little-endian on every target this crate builds for).
 fn f32_bytes(v: &[f32]) -> &[u8] {
     // SAFETY: any f32 is four initialised bytes; u8 has no alignment requirement.

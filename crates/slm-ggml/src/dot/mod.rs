@@ -18,7 +18,7 @@ mod scalar;
 mod x86;
 
 pub use bandwidth::read_bandwidth;
-pub use matmul::{Matrix, Precision, f32_dot, matmul, matmul_with};
+pub use matmul::{Matrix, Precision, f32_axpy, f32_dot, matmul, matmul_with};
 pub use packed::PackedMatrix;
 
 use crate::blocks::q8::quantize_q8_0;
@@ -259,14 +259,24 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn detect() -> Self {
+        // Asked per product and per attention key: the answer is kept (0 = not yet known).
+        static KNOWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        match KNOWN.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => return Kernel::Scalar,
+            2 => return Kernel::Avx2,
+            _ => {}
+        }
+        let mut kernel = Kernel::Scalar;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
         {
-            return Kernel::Avx2;
+            kernel = Kernel::Avx2;
         }
-        Kernel::Scalar
+        let code = if kernel == Kernel::Avx2 { 2 } else { 1 };
+        KNOWN.store(code, std::sync::atomic::Ordering::Relaxed);
+        kernel
     }
 
     /// Whether this CPU can run the kernel.

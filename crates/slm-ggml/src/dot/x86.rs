@@ -923,3 +923,26 @@ pub(crate) unsafe fn quantize_q8_0_block(x: *const f32, out: *mut u8) -> Option<
         Some((f16_ptr(out), _mm_cvtsi128_si32(s)))
     }
 }
+
+/// `y += a * x` (equal lengths), eight lanes at a time with FMA.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `x.len() == y.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn axpy_f32(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let av = _mm256_set1_ps(a);
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n` for every vector access; both slices hold `n` values.
+    unsafe {
+        while i + 8 <= n {
+            let v = _mm256_fmadd_ps(av, _mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)));
+            _mm256_storeu_ps(yp.add(i), v);
+            i += 8;
+        }
+    }
+    for k in i..n {
+        y[k] = a.mul_add(x[k], y[k]);
+    }
+}
