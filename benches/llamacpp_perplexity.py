@@ -73,7 +73,12 @@ def build_tool(build, target):
     subprocess.run(
         [cmake, "-S", llama, "-B", out, "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
          "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-         "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"],
+         "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"]
+        # Extra cmake flags, after the defaults (so they win): e.g. on a VM that advertises AMX
+        # without letting programs use it, the native build dies in `ldtilecfg`:
+        # LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+        # -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_BF16=ON".
+        + os.environ.get("LLAMA_CMAKE_ARGS", "").split(),
         check=True, stdout=sys.stderr,
     )
     subprocess.run(

@@ -9,7 +9,9 @@
 #
 # Builds llama-bench and llama-quantize from the llama-cpp-python sdist's vendored llama.cpp
 # into $LLAMA_BUILD (default /tmp/slm-llamacpp-build, shared with the perplexity benches) once;
-# needs python3, pip and a C++ compiler (cmake comes from pip when absent).
+# needs python3, pip and a C++ compiler (cmake comes from pip when absent). LLAMA_CMAKE_ARGS adds
+# cmake flags (with its own LLAMA_BUILD dir): a VM that advertises AMX but does not let programs use
+# it crashes llama.cpp's native build in `ldtilecfg` (see benches/llamacpp_perplexity.py).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

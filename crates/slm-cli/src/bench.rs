@@ -1,8 +1,8 @@
 //! `slm bench`: prompt processing and decode speed the way `llama-bench` measures them (`pp`:
 //! one step over a prompt of random tokens; `tg`: tokens generated one step at a time from an
 //! empty context), over `--batch` sequences at once through the batched step API, with peak
-//! resident memory and the roofline: the streaming-read bandwidth measured in the same run over
-//! the weight bytes one decode step reads.
+//! resident memory and the roofline: the streaming-read bandwidth measured in the same run (over
+//! a buffer the size of one step's weights) over the weight bytes one decode step reads.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,8 +87,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     })?;
     let peak_rss = peak_rss_bytes();
-    // 256 MiB: far beyond any cache.
-    let bandwidth = pool.install(|| slm::ggml::dot::read_bandwidth(256 << 20, 5));
+    // Over as many bytes as a decode step reads (at least 64 MiB), so the probe streams from
+    // the same level of the memory hierarchy as the weights do (a server CPU's last-level
+    // cache can hold a small model whole).
+    let probe_bytes = bytes_per_token.max(64 << 20);
+    let bandwidth = pool.install(|| slm::ggml::dot::read_bandwidth(probe_bytes, 5));
     let roofline = bandwidth / bytes_per_token as f64 * args.batch as f64;
     let (pp, pp_sd) = mean_sd(&times.pp);
     let (tg, tg_sd) = mean_sd(&times.tg);

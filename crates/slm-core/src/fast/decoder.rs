@@ -34,7 +34,7 @@ pub struct FastDecoderConfig {
     /// Tokens per key/value block. Default: 16.
     pub block_size: usize,
     /// Threads of the decoder's own pool (`slm_ggml::pool::ThreadPool`: persistent threads
-    /// that spin between the kernels of a step); `None` runs on rayon's global pool.
+    /// that spin between the kernels of a step); `None`: one per core.
     pub threads: Option<usize>,
     /// How quantized weights meet the activations (default: quantized, as llama.cpp).
     pub precision: Precision,
@@ -328,7 +328,7 @@ pub struct FastDecoder {
     /// Whether q/k rows are in llama.cpp's rotary order (pairs `2j, 2j + 1`).
     interleaved: bool,
     precision: Precision,
-    threads: Option<Arc<ThreadPool>>,
+    threads: Arc<ThreadPool>,
     /// LoRA adapters sequences may run with ([`AdapterId`] `i` is the `i`-th).
     adapters: Vec<Adapter>,
     state: Arc<Mutex<State>>,
@@ -445,14 +445,12 @@ impl FastDecoder {
         } else {
             Some(tensors.linear("lm_head", false)?)
         };
-        let threads = match opts.threads {
-            None => None,
-            Some(n) => {
-                Some(Arc::new(ThreadPool::new(n).map_err(|e| {
-                    Error::Backend(format!("starting {n} threads: {e}"))
-                })?))
-            }
-        };
+        let n = opts.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let threads = Arc::new(
+            ThreadPool::new(n).map_err(|e| Error::Backend(format!("starting {n} threads: {e}")))?,
+        );
         let kv_dim = c.num_key_value_heads * c.head_dim;
         let mut lm_head = lm_head;
         let mut tied_head = None;
@@ -593,10 +591,7 @@ impl FastDecoder {
     }
 
     fn in_pool<T>(&self, f: impl FnOnce() -> T) -> T {
-        match &self.threads {
-            Some(pool) => pool.install(f),
-            None => f(),
-        }
+        self.threads.install(f)
     }
 
     /// Validates, reserves blocks, runs and commits one step; on error no sequence changes.
