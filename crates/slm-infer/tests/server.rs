@@ -407,11 +407,21 @@ fn bad_requests_get_openai_errors_and_never_free_text() {
 
 #[test]
 fn a_full_queue_is_429_and_a_client_leaving_frees_its_sequence() {
-    let srv = start(EngineConfig {
-        max_queue: 1,
-        max_running: 1,
-        ..Default::default()
-    });
+    // A must still be running when C arrives: 2 ms a step keeps its 100 tokens going for 0.2 s
+    // however fast the fast path is (qwen2-tiny runs a step in tens of microseconds).
+    let srv = start_model(
+        SlowSteps {
+            model: qwen2_fast_bytes(8 << 20),
+            delay: Duration::from_millis(2),
+        },
+        qwen2_tiny_tokenizer(),
+        EngineConfig {
+            max_queue: 1,
+            max_running: 1,
+            ..Default::default()
+        },
+        |s| s,
+    );
     // A runs (streaming, long); read its first token so it is in the batch.
     let a = send(
         srv.addr,

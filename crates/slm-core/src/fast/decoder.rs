@@ -1015,7 +1015,6 @@ impl FastDecoder {
         let scale = (1.0 / (dh as f64).sqrt()) as f32;
         let window = c.sliding_window_at(layer);
         let (keys, values) = kv.layer(layer);
-        let kv_dim = c.num_key_value_heads * dh;
         const TILE: usize = 16;
         // One (token, head) per chunk of `dh` outputs.
         for_each_chunks_mut(out, dh, |first, part| {
@@ -1039,7 +1038,7 @@ impl FastDecoder {
                     let m = TILE.min(pos + 1 - j);
                     let mut tile_max = f32::NEG_INFINITY;
                     for t in 0..m {
-                        let off = (blocks[block] as usize * bs + slot) * kv_dim + kv_off;
+                        let off = kv.slot_offset(blocks, block, slot) + kv_off;
                         slot += 1;
                         if slot == bs {
                             (block, slot) = (block + 1, 0);

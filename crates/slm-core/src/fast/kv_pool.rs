@@ -271,8 +271,13 @@ impl KvPool {
     /// Where position `pos` of a sequence with block table `blocks` lives in a layer's
     /// key or value array (the start of its `kv_dim` values).
     pub fn offset(&self, blocks: &[u32], pos: usize) -> usize {
-        (blocks[pos / self.block_size] as usize * self.block_size + pos % self.block_size)
-            * self.kv_dim
+        self.slot_offset(blocks, pos / self.block_size, pos % self.block_size)
+    }
+
+    /// [`KvPool::offset`] of slot `slot` of the sequence's `block`-th block (for a reader that
+    /// walks positions in order without dividing by the block size at each).
+    pub fn slot_offset(&self, blocks: &[u32], block: usize, slot: usize) -> usize {
+        (blocks[block] as usize * self.block_size + slot) * self.kv_dim
     }
 
     /// Layer `layer`'s keys and values, `[blocks, block_size, kv_dim]` each.

@@ -480,6 +480,28 @@ pub(crate) unsafe fn q6_k_q8_0(w: &[u8], x: &[u8], dx: &[f32]) -> f32 {
     hsum(acc)
 }
 
+/// The level offset a packed group's unsigned levels carry (their stored form less it is the
+/// signed level): 128 for Q8_0, 16 for Q5_0, 8 for Q4_0 (Q4_1 adds its minimums instead).
+const fn level_offset(k: u8) -> f32 {
+    match k {
+        TILE_Q8_0 => 128.0,
+        TILE_Q5_0 => 16.0,
+        _ => 8.0,
+    }
+}
+
+/// The two 64-bit halves of a 128-bit shuffle index that copies byte `4 l + run` of each 128-bit
+/// lane to all four bytes of its 32-bit lane `l` (row `l`'s fifth bits of columns
+/// `8 run..8 run + 8`, Q5_0).
+fn replicate_run(run: usize) -> (i64, i64) {
+    let four = |byte: i64| byte * 0x0101_0101;
+    let r = run as i64;
+    (
+        four(r) | four(r + 4) << 32,
+        four(r + 8) | four(r + 12) << 32,
+    )
+}
+
 /// The levels of a packed 4- or 5-bit group ([`super::packed`]) as unsigned bytes, one run of
 /// eight columns at a time: the low nibbles (columns `8 run..8 run + 4` of each row's lane) and
 /// the high ones (`8 run + 4..8 run + 8`), Q5_0's fifth bits or-ed in as 0x10.
@@ -500,12 +522,7 @@ impl PackedLevels {
         // Shuffle indices: lane `l`'s four bytes all take byte `4 l + run` of their 128-bit
         // half (row `l`'s fifth bits of columns `8 run..8 run + 8`).
         let replicate = std::array::from_fn(|run| {
-            let four = |byte: i64| byte * 0x0101_0101;
-            let r = run as i64;
-            let (a, b) = (
-                four(r) | four(r + 4) << 32,
-                four(r + 8) | four(r + 12) << 32,
-            );
+            let (a, b) = replicate_run(run);
             _mm256_setr_epi64x(a, b, a, b)
         });
         Self {
@@ -569,11 +586,7 @@ unsafe fn packed_block_f32<const K: u8>(
             _mm256_cvtepi32_ps(isum),
             acc,
         );
-        let offset = match K {
-            TILE_Q8_0 => 128.0f32,
-            TILE_Q5_0 => 16.0,
-            _ => 8.0,
-        };
+        let offset = level_offset(K);
         if K == TILE_Q4_1 {
             let mins = _mm256_cvtph_ps(_mm_loadu_si128(p.add(16) as *const __m128i));
             _mm256_fmadd_ps(mins, _mm256_set1_ps(dsum), acc)
@@ -781,19 +794,10 @@ pub(crate) unsafe fn packed_pair<const K: u8, const T: usize>(
         // As `PackedLevels::replicate`: shuffles stay within 128-bit lanes, so the same
         // indices serve all four.
         let replicate: [__m512i; 4] = std::array::from_fn(|run| {
-            let four = |byte: i64| byte * 0x0101_0101;
-            let r = run as i64;
-            let (a, b) = (
-                four(r) | four(r + 4) << 32,
-                four(r + 8) | four(r + 12) << 32,
-            );
+            let (a, b) = replicate_run(run);
             _mm512_set_epi64(b, a, b, a, b, a, b, a)
         });
-        let offset = match K {
-            TILE_Q8_0 => 128.0f32,
-            TILE_Q5_0 => 16.0,
-            _ => 8.0,
-        };
+        let offset = level_offset(K);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
             let (p0, p1) = (g0.add(b * bs), g1.add(b * bs));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use slm_core::fast::{FastDecoder, FastDecoderConfig};
 use slm_core::prelude::*;
-use slm_core::step::BatchedLm;
+use slm_core::step::{AdapterId, BatchedLm, KvUsage, SeqChunk, SeqId, StepLogits};
 use slm_core::tokenizer::Tokenizer;
 
 /// A path under the repository's copy of the reference fixtures.
@@ -68,4 +68,45 @@ pub fn llama_tiny_with_adapters(kv_budget_bytes: usize) -> FastDecoder {
         .load_adapter("all", &fixture("lora/adapter_rslora_all"))
         .unwrap();
     model
+}
+
+/// A model whose every step takes at least `delay`: for tests that need a request to still be
+/// running while others arrive, however fast the fast path gets.
+pub struct SlowSteps<M> {
+    pub model: M,
+    pub delay: std::time::Duration,
+}
+
+impl<M: BatchedLm> BatchedLm for SlowSteps<M> {
+    fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+    fn add_sequence(&self) -> SeqId {
+        self.model.add_sequence()
+    }
+    fn adapters(&self) -> Vec<String> {
+        self.model.adapters()
+    }
+    fn add_sequence_with(&self, adapter: Option<AdapterId>) -> slm_core::Result<SeqId> {
+        self.model.add_sequence_with(adapter)
+    }
+    fn fork(&self, seq: SeqId, len: usize) -> slm_core::Result<SeqId> {
+        self.model.fork(seq, len)
+    }
+    fn release(&self, seq: SeqId) {
+        self.model.release(seq)
+    }
+    fn seq_len(&self, seq: SeqId) -> Option<usize> {
+        self.model.seq_len(seq)
+    }
+    fn truncate(&self, seq: SeqId, len: usize) -> slm_core::Result<()> {
+        self.model.truncate(seq, len)
+    }
+    fn kv_usage(&self) -> KvUsage {
+        self.model.kv_usage()
+    }
+    fn step(&self, chunks: &[SeqChunk<'_>]) -> slm_core::Result<StepLogits> {
+        std::thread::sleep(self.delay);
+        self.model.step(chunks)
+    }
 }
