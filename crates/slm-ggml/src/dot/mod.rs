@@ -132,7 +132,8 @@ impl Activations {
             let bad = bad.into_inner();
             if bad != usize::MAX {
                 let b = bad;
-                quantize_blocks_portable(
+                quantize_blocks_with(
+                    Kernel::Scalar,
                     &x[b * QK..(b + 1) * QK],
                     &mut self.blocks[b * 34..(b + 1) * 34],
                     &mut self.scales[b..b + 1],
@@ -199,35 +200,12 @@ fn quantize_blocks(
     scales: &mut [f32],
     sums: &mut [f32],
 ) -> BlocksResult {
-    #[cfg(target_arch = "x86_64")]
-    if Kernel::detect() == Kernel::Avx2 {
-        for (i, ((xb, out), (d, s))) in x
-            .chunks_exact(QK)
-            .zip(blocks.chunks_exact_mut(34))
-            .zip(scales.iter_mut().zip(sums.iter_mut()))
-            .enumerate()
-        {
-            // SAFETY: the CPU has AVX2, FMA and F16C (`Kernel::detect`); `xb` holds 32
-            // values and `out` 34 bytes.
-            match unsafe { x86::quantize_q8_0_block(xb.as_ptr(), out.as_mut_ptr()) } {
-                Some((scale, sum)) => {
-                    *d = scale;
-                    *s = scale * sum as f32;
-                }
-                // The portable path names the overflow.
-                None => {
-                    let block: &Block = xb.try_into().expect("chunks of QK");
-                    quantize_q8_0(block, out).map_err(|o| (i, o))?;
-                }
-            }
-        }
-        return Ok(());
-    }
-    quantize_blocks_portable(x, blocks, scales, sums)
+    quantize_blocks_with(Kernel::detect(), x, blocks, scales, sums)
 }
 
-/// [`quantize_blocks`] in portable Rust.
-fn quantize_blocks_portable(
+/// [`quantize_blocks`] with a chosen kernel (the tests compare the two).
+fn quantize_blocks_with(
+    kernel: Kernel,
     x: &[f32],
     blocks: &mut [u8],
     scales: &mut [f32],
@@ -239,12 +217,34 @@ fn quantize_blocks_portable(
         .zip(scales.iter_mut().zip(sums.iter_mut()))
         .enumerate()
     {
-        let block: &Block = xb.try_into().expect("chunks of QK");
-        quantize_q8_0(block, out).map_err(|o| (i, o))?;
-        *d = f16_at(out, 0);
-        *s = *d * out[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32;
+        (*d, *s) = quantize_block(kernel, xb, out).map_err(|o| (i, o))?;
     }
     Ok(())
+}
+
+/// One block of [`quantize_blocks_with`]: its stored scale and scaled level sum.
+fn quantize_block(
+    kernel: Kernel,
+    xb: &[f32],
+    out: &mut [u8],
+) -> std::result::Result<(f32, f32), crate::blocks::Overflow> {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 {
+        // SAFETY: `Kernel::Avx2` is only chosen where the CPU has AVX2, FMA and F16C; `xb`
+        // holds 32 values and `out` 34 bytes. `None` (a scale beyond f16) falls through to
+        // the portable path, which names the overflow.
+        if let Some((d, sum)) = unsafe { x86::quantize_q8_0_block(xb.as_ptr(), out.as_mut_ptr()) } {
+            return Ok((d, d * sum as f32));
+        }
+    }
+    let _ = kernel;
+    let block: &Block = xb.try_into().expect("chunks of QK");
+    quantize_q8_0(block, out)?;
+    let d = f16_at(out, 0);
+    Ok((
+        d,
+        d * out[2..].iter().map(|&q| i32::from(q as i8)).sum::<i32>() as f32,
+    ))
 }
 
 /// Which implementation runs.
@@ -514,13 +514,12 @@ mod tests {
     /// the portable path, for `x`.
     fn both(x: &[f32]) -> [(Vec<u8>, Vec<f32>, Vec<f32>); 2] {
         let nb = x.len() / QK;
-        type Quantizer = fn(&[f32], &mut [u8], &mut [f32], &mut [f32]) -> BlocksResult;
-        let run = |f: Quantizer| {
+        let run = |kernel| {
             let (mut b, mut d, mut s) = (vec![0u8; nb * 34], vec![0.0; nb], vec![0.0; nb]);
-            f(x, &mut b, &mut d, &mut s).unwrap();
+            quantize_blocks_with(kernel, x, &mut b, &mut d, &mut s).unwrap();
             (b, d, s)
         };
-        [run(quantize_blocks), run(quantize_blocks_portable)]
+        [run(Kernel::detect()), run(Kernel::Scalar)]
     }
 
     #[test]
