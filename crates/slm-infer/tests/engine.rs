@@ -227,7 +227,13 @@ fn identical_prompt_prefixes_share_blocks() {
 
 #[test]
 fn cancelled_and_dropped_requests_free_their_blocks_at_once() {
-    let engine = Engine::start(Arc::new(qwen2_fast(64)), None, config()).unwrap();
+    // `b` must still be running when its client goes: 2 ms a step keeps its 100 tokens going
+    // for 0.2 s however fast the fast path is.
+    let slow = SlowSteps {
+        model: qwen2_fast(64),
+        delay: Duration::from_millis(2),
+    };
+    let engine = Engine::start(Arc::new(slow), None, config()).unwrap();
     let long = GenerationConfig {
         max_new_tokens: 100,
         ..Default::default()
@@ -255,8 +261,13 @@ fn cancelled_and_dropped_requests_free_their_blocks_at_once() {
 
 #[test]
 fn the_queue_is_bounded_and_bad_requests_are_refused_by_type() {
+    // The running request must outlast the submissions below (2 ms a step: 0.12 s).
+    let slow = SlowSteps {
+        model: qwen2_fast(16),
+        delay: Duration::from_millis(2),
+    };
     let engine = Engine::start(
-        Arc::new(qwen2_fast(16)),
+        Arc::new(slow),
         None,
         EngineConfig {
             max_queue: 2,
