@@ -463,24 +463,31 @@ fn float_dot(kernel: Kernel, ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
     }
 }
 
-/// The output of a product, written from several jobs at disjoint indices.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+/// A buffer written from several jobs at disjoint indices (a product's output, the activation
+/// buffers).
+pub(crate) struct OutPtr<T = f32>(pub(crate) *mut T);
+
+impl<T> Clone for OutPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for OutPtr<T> {}
 
 // SAFETY: jobs write disjoint elements and the buffer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
+unsafe impl<T> Send for OutPtr<T> {}
 // SAFETY: as above.
-unsafe impl Sync for OutPtr {}
+unsafe impl<T> Sync for OutPtr<T> {}
 
-impl OutPtr {
+impl<T> OutPtr<T> {
     /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
-    fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut T {
         self.0
     }
 
     /// # Safety
     /// `i` is in bounds and no other job writes it.
-    unsafe fn write(self, i: usize, v: f32) {
+    pub(crate) unsafe fn write(self, i: usize, v: T) {
         // SAFETY (caller): in bounds, exclusive.
         unsafe { *self.0.add(i) = v };
     }

@@ -25,6 +25,7 @@ use crate::blocks::q8::quantize_q8_0;
 use crate::blocks::{Block, QK, f16_at};
 use crate::error::{Error, Result};
 use crate::types::GgmlType;
+use matmul::OutPtr;
 
 /// Activations quantized for the integer dot products: one or more rows, each Q8_0 blocks
 /// (`d` f16, 32 x i8; the k-quants' 32-wide sub-blocks each meet one, Q6_K's 16-wide ones two
@@ -106,9 +107,9 @@ impl Activations {
             // Jobs write disjoint block ranges of the three buffers; the first overflowing
             // block (if any) is named afterwards by the serial path.
             let (blocks, scales, sums) = (
-                SendPtr(self.blocks.as_mut_ptr()),
-                SendPtr(self.scales.as_mut_ptr()),
-                SendPtr(self.scaled_sums.as_mut_ptr()),
+                OutPtr(self.blocks.as_mut_ptr()),
+                OutPtr(self.scales.as_mut_ptr()),
+                OutPtr(self.scaled_sums.as_mut_ptr()),
             );
             let bad = std::sync::atomic::AtomicUsize::new(usize::MAX);
             crate::pool::for_each_range(nb.div_ceil(per_job), |jobs| {
@@ -118,11 +119,11 @@ impl Activations {
                 let (b, d, s) = unsafe {
                     (
                         std::slice::from_raw_parts_mut(
-                            blocks.get().add(first * 34),
+                            blocks.ptr().add(first * 34),
                             (end - first) * 34,
                         ),
-                        std::slice::from_raw_parts_mut(scales.get().add(first), end - first),
-                        std::slice::from_raw_parts_mut(sums.get().add(first), end - first),
+                        std::slice::from_raw_parts_mut(scales.ptr().add(first), end - first),
+                        std::slice::from_raw_parts_mut(sums.ptr().add(first), end - first),
                     )
                 };
                 if let Err((i, _)) = quantize_blocks(&x[first * QK..end * QK], b, d, s) {
@@ -169,22 +170,6 @@ impl Activations {
             scales: &self.scales[t * nb..(t + 1) * nb],
             sums: &self.scaled_sums[t * nb..(t + 1) * nb],
         }
-    }
-}
-
-/// A buffer's start, shared by jobs that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-
-// SAFETY: the jobs sharing one write disjoint elements while the buffer outlives them.
-unsafe impl<T> Send for SendPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The pointer (a method, so closures capture the `Sync` wrapper).
-    fn get(self) -> *mut T {
-        self.0
     }
 }
 
@@ -350,12 +335,12 @@ pub fn matvec(ty: GgmlType, weights: &[u8], x: &Activations, out: &mut [f32]) ->
         });
     }
     let (kernel, x) = (Kernel::detect(), x.row(0));
-    let (rows, y) = (out.len(), SendPtr(out.as_mut_ptr()));
+    let (rows, y) = (out.len(), OutPtr(out.as_mut_ptr()));
     crate::pool::for_each_range(rows, |range| {
         for r in range {
             let v = run(kernel, ty, &weights[r * row_bytes..(r + 1) * row_bytes], x);
             // SAFETY: `r < rows` and no other job writes row `r`.
-            unsafe { *y.get().add(r) = v };
+            unsafe { y.write(r, v) };
         }
     });
     Ok(())
