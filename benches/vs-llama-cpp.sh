@@ -2,12 +2,14 @@
 # slm's CPU fast path against llama.cpp on the same GGUF files, machine and threads:
 # `llama-bench` and `slm bench` run alternately (so both see the same machine state), pp64 and
 # tg64 for SmolLM2-135M-Instruct in Q4_1 (as shipped), Q8_0 and Q4_0 (made with llama-quantize),
-# at 1 and 2 threads; prints a Markdown table of tokens/s and the slm/llama.cpp ratios.
+# at 1 and 2 threads; prints a Markdown table of tokens/s and the slm/llama.cpp ratios, then one
+# of peak RSS: `slm generate` against `llama-completion` (its default context, and `-c 128`, the
+# least that holds the run), 64 new tokens of the same prompt (slm on one thread per core, llama.cpp on 2).
 #
 #   benches/vs-llama-cpp.sh [rounds]     # rounds of alternation, default 2
 #   SLM_BIN=target/debug/slm benches/vs-llama-cpp.sh   # an slm binary already built
 #
-# Builds llama-bench and llama-quantize from the llama-cpp-python sdist's vendored llama.cpp
+# Builds llama-bench, llama-completion and llama-quantize from the llama-cpp-python sdist's vendored llama.cpp
 # into $LLAMA_BUILD (default /tmp/slm-llamacpp-build, shared with the perplexity benches) once;
 # needs python3, pip and a C++ compiler (cmake comes from pip when absent). LLAMA_CMAKE_ARGS adds
 # cmake flags (with its own LLAMA_BUILD dir): a VM that advertises AMX but does not let programs use
@@ -25,6 +27,7 @@ tool() {
 }
 bench="$(tool llama-bench)"
 quantize="$(tool llama-quantize)"
+completion="$(tool llama-completion)"
 export LD_LIBRARY_PATH="$(dirname "$bench")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 base="$("$root/scripts/fetch-smollm2.sh")"
@@ -80,3 +83,20 @@ for (model, t), r in sorted(rows.items()):
     pp, lpp, tg, ltg = (mean(r[k]) for k in ("slm_pp", "llama_pp", "slm_tg", "llama_tg"))
     print(f"| {model.replace('SmolLM2-135M-Instruct.', '').replace('.gguf', '')} | {t} | {pp:.1f} | {lpp:.1f} | {pp / lpp:.2f}x | {tg:.1f} | {ltg:.1f} | {tg / ltg:.2f}x | {100 * mean(r['roofline']):.0f}% | {mean(r['rss']):.0f} |")
 PY
+
+# Peak RSS of one command (its own, not this shell's: a fresh python waits for it).
+peak_rss_mib() {
+  python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")' "$@"
+}
+prompt="The capital of France is"
+echo
+echo "| model | slm generate peak RSS MiB | llama-completion (default context) | llama-completion -c 128 |"
+echo "|---|---|---|---|"
+for m in "${models[@]}"; do
+  s="$(peak_rss_mib "$slm" generate --model "$m" --prompt "$prompt" --max-new-tokens 64)"
+  l="$(peak_rss_mib "$completion" -m "$m" -t 2 -p "$prompt" -n 64 -no-cnv --no-warmup)"
+  c="$(peak_rss_mib "$completion" -m "$m" -t 2 -p "$prompt" -n 64 -c 128 -no-cnv --no-warmup)"
+  echo "| $(basename "$m" .gguf | sed 's/SmolLM2-135M-Instruct.//') | $s | $l | $c |"
+done

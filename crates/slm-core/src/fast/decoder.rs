@@ -276,6 +276,8 @@ struct Scratch {
     seqs: Vec<SeqId>,
     /// Per token: its id.
     ids: Vec<u32>,
+    /// One embedding row in its stored form, unpacked from the tied head's packed copy.
+    embed_row: Vec<u8>,
     /// Per token: its cos and sin tables, `rotary_dim / 2` each (scaled by the attention
     /// factor).
     cos: Vec<f32>,
@@ -713,11 +715,17 @@ impl FastDecoder {
         let embed = self.embed.data.bytes();
         for (&id, x) in s.ids.iter().zip(s.x.chunks_exact_mut(d)) {
             let id = id as usize;
-            slm_ggml::dequantize_into(
-                self.embed.ty,
-                &embed[id * row_bytes..(id + 1) * row_bytes],
-                x,
-            )?;
+            // A tied head's packed copy holds the embedding too: reading it keeps the stored
+            // pages released (a page faulted in per lookup brings its neighbours with it).
+            let row = match &self.tied_head {
+                Some(p) => {
+                    s.embed_row.resize(row_bytes, 0);
+                    p.unpack_row(id, &mut s.embed_row);
+                    &s.embed_row[..]
+                }
+                None => &embed[id * row_bytes..(id + 1) * row_bytes],
+            };
+            slm_ggml::dequantize_into(self.embed.ty, row, x)?;
         }
         for (a, rows) in &s.adapt.groups {
             if let Some(e) = &self.adapters[*a].embed {

@@ -180,6 +180,64 @@ impl PackedMatrix {
         self.data.is_empty()
     }
 
+    /// Bytes of one row in its stored (GGUF) form.
+    pub fn row_bytes(&self) -> usize {
+        self.cols / QK * self.ty.type_size()
+    }
+
+    /// Writes row `r` back in its stored (GGUF) form, byte for byte what was packed: the
+    /// packing's exact inverse, so an embedding tied to a packed LM head is looked up from the
+    /// packed copy and its stored pages stay released.
+    ///
+    /// # Panics
+    /// If `r` is not a row or `out` is not [`PackedMatrix::row_bytes`] long.
+    pub fn unpack_row(&self, r: usize, out: &mut [u8]) {
+        assert!(r < self.rows, "row {r} of {}", self.rows);
+        assert_eq!(out.len(), self.row_bytes(), "one stored row");
+        let (ty, lane) = (self.ty, r % GROUP);
+        let bs = group_bytes(ty);
+        let header = header_bytes(ty);
+        let group = self.group(r / GROUP);
+        for (grp, blk) in group
+            .chunks_exact(bs)
+            .zip(out.chunks_exact_mut(ty.type_size()))
+        {
+            blk[..2].copy_from_slice(&grp[2 * lane..2 * lane + 2]);
+            let nibbles_at = match ty {
+                GgmlType::Q4_1 => {
+                    blk[2..4].copy_from_slice(&grp[16 + 2 * lane..18 + 2 * lane]);
+                    4
+                }
+                GgmlType::Q5_0 => {
+                    blk[2..6].copy_from_slice(&grp[16 + 4 * lane..20 + 4 * lane]);
+                    6
+                }
+                _ => 2,
+            };
+            let quants = &grp[header..];
+            if ty == GgmlType::Q8_0 {
+                for c in 0..QK {
+                    blk[2 + c] = quants[(c / 4) * 32 + lane * 4 + c % 4] ^ 0x80;
+                }
+                continue;
+            }
+            // Column c < 16 is qs[c]'s low nibble, c >= 16 qs[c - 16]'s high one.
+            let q = &mut blk[nibbles_at..nibbles_at + QK / 2];
+            for run in 0..4 {
+                for j in 0..4 {
+                    let byte = quants[run * 32 + lane * 4 + j];
+                    for (c, v) in [(8 * run + j, byte & 0x0F), (8 * run + 4 + j, byte >> 4)] {
+                        if c < 16 {
+                            q[c] = (q[c] & 0xF0) | v;
+                        } else {
+                            q[c - 16] = (q[c - 16] & 0x0F) | (v << 4);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The bytes of row group `g` (its blocks one after another).
     pub(crate) fn group(&self, g: usize) -> &[u8] {
         let n = self.cols / QK * group_bytes(self.ty);
@@ -270,5 +328,29 @@ mod tests {
         let bytes = quantize(GgmlType::Q5_1, &w).unwrap();
         let m = Matrix::new(GgmlType::Q5_1, rows, cols, &bytes).unwrap();
         assert!(PackedMatrix::pack_layout(&m, |_| {}).is_none());
+    }
+
+    #[test]
+    fn unpacking_a_row_gives_back_its_stored_bytes() {
+        let (rows, cols) = (24, 96);
+        // Levels over the whole range, and scales and minimums that differ per row.
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.4) * (1.0 + (i / cols) as f32))
+            .collect();
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+        ] {
+            let bytes = quantize(ty, &w).unwrap();
+            let m = Matrix::new(ty, rows, cols, &bytes).unwrap();
+            let p = PackedMatrix::pack_layout(&m, |_| {}).unwrap();
+            let mut out = vec![0xA5; p.row_bytes()];
+            for r in 0..rows {
+                p.unpack_row(r, &mut out);
+                assert_eq!(out, m.row(r), "{ty} row {r}");
+            }
+        }
     }
 }
