@@ -362,7 +362,17 @@ impl Sampler {
         // Softmax at the temperature, as unnormalised weights w = exp((l - max) / T).
         let max = c.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
         let inv_t = 1.0 / p.temperature;
-        c.iter_mut().for_each(|x| x.1 = ((x.1 - max) * inv_t).exp());
+        // Through slm-ggml's vectorised exp, a run of candidates at a time (the whole
+        // vocabulary when no top-k: one exp per token id per step).
+        let mut run = [0f32; 256];
+        for part in c.chunks_mut(run.len()) {
+            let run = &mut run[..part.len()];
+            run.iter_mut()
+                .zip(&*part)
+                .for_each(|(w, x)| *w = (x.1 - max) * inv_t);
+            slm_ggml::dot::exp_minus(run, 0.0);
+            part.iter_mut().zip(&*run).for_each(|(x, &w)| x.1 = w);
+        }
         let total: f64 = c.iter().map(|x| x.1 as f64).sum();
         if p.top_p < 1.0 {
             // Sort as many of the best as the nucleus needs (doubling), then cut.

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use slm_ggml::dot::{Activations, Matrix, PackedMatrix, Precision, f32_axpy, f32_dot, matmul};
+use slm_ggml::dot::{
+    Activations, Matrix, PackedMatrix, Precision, exp_minus, f32_axpy, f32_dot, matmul,
+};
 use slm_ggml::pool::{ThreadPool, for_each_chunks_mut};
 
 use super::adapter::{self, Adapter, AdapterScratch, layer_deltas};
@@ -877,10 +879,10 @@ impl FastDecoder {
             )?;
             layer.gate.add_bias(&mut s.gate);
             layer.up.add_bias(&mut s.up);
-            s.gate
-                .iter_mut()
-                .zip(&s.up)
-                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            let up = &s.up;
+            for_each_chunks_mut(&mut s.gate, ff, |first, part| {
+                slm_ggml::dot::silu_mul(part, &up[first * ff..first * ff + part.len()]);
+            });
             prof("gate_up", t);
 
             let t = Instant::now();
@@ -1062,10 +1064,10 @@ impl FastDecoder {
                         sum *= correction;
                         out.iter_mut().for_each(|o| *o *= correction);
                     }
+                    exp_minus(&mut scores[..m], new_max);
                     for t in 0..m {
-                        let p = (scores[t] - new_max).exp();
-                        sum += p;
-                        f32_axpy(p, &values[offs[t]..offs[t] + dh], out);
+                        sum += scores[t];
+                        f32_axpy(scores[t], &values[offs[t]..offs[t] + dh], out);
                     }
                     max = new_max;
                     j += m;

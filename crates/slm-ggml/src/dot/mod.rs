@@ -10,6 +10,7 @@
 //! otherwise. Every SIMD kernel is tested against its scalar reference and against the f32 dot
 //! product of the dequantized values.
 
+mod activation;
 mod bandwidth;
 mod matmul;
 mod packed;
@@ -17,6 +18,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use activation::{exp_minus, silu_mul};
 pub use bandwidth::read_bandwidth;
 pub use matmul::{Matrix, Precision, f32_axpy, f32_dot, matmul, matmul_with};
 pub use packed::PackedMatrix;
