@@ -97,6 +97,13 @@ pub struct Trained {
     pub steps: u64,
     /// `(step, loss)` of every step.
     pub losses: Vec<(u64, f64)>,
+    /// `(step, loss on the val split)` of every evaluation (none when not evaluated).
+    #[serde(default)]
+    pub evals: Vec<(u64, f64)>,
+    /// The step whose weights were kept: the lowest val loss when evaluated (0: the weights
+    /// training started from), the last step otherwise.
+    #[serde(default)]
+    pub kept_step: u64,
     /// Wall seconds of training.
     pub seconds: f64,
     /// The teacher's cached top-k soft labels it was distilled from (the student's, reused by
@@ -226,6 +233,9 @@ pub fn run(config: &PipelineConfig) -> Result<PipelineReport> {
         &config.teacher,
         config.seq_len,
         &config.labels,
+        // How training prompts are cut (a classifier's for its longest label, since the
+        // artifacts this key names were made): older runs' phases are not reused.
+        "prompts cut for the longest label",
     );
     let teacher = store.phase("teacher", &teacher_key, |dir, tracker| {
         tune_teacher(
@@ -251,6 +261,7 @@ pub fn run(config: &PipelineConfig) -> Result<PipelineReport> {
             &teacher.value,
             &task,
             &train,
+            &val,
             dir,
             tracker,
             &progress,
@@ -258,8 +269,11 @@ pub fn run(config: &PipelineConfig) -> Result<PipelineReport> {
     })?;
     progress.done(&student, |s| {
         format!(
-            "{} layers, {} steps in {:.0} s",
-            s.layers, s.steps, s.seconds
+            "{} layers, {} steps in {:.0} s{}",
+            s.layers,
+            s.steps,
+            s.seconds,
+            kept(s)
         )
     });
 
@@ -272,6 +286,7 @@ pub fn run(config: &PipelineConfig) -> Result<PipelineReport> {
             &student.value,
             &task,
             &train,
+            &val,
             dir,
             tracker,
             &progress,
@@ -279,9 +294,10 @@ pub fn run(config: &PipelineConfig) -> Result<PipelineReport> {
     })?;
     progress.done(&compressed, |c| {
         format!(
-            "sparsity {:.3}, {} quantizations",
+            "sparsity {:.3}, {} quantizations{}",
             c.sparsity,
-            c.quantized.len()
+            c.quantized.len(),
+            kept(&c.pruned)
         )
     });
 
@@ -559,31 +575,67 @@ fn audit_tokenizer(
     })
 }
 
+/// `, kept step N (val loss L)` for a run evaluated on the val split.
+fn kept(t: &Trained) -> String {
+    match t.evals.iter().find(|e| e.0 == t.kept_step) {
+        Some((step, loss)) => format!(", kept step {step} (val loss {loss:.4})"),
+        None => String::new(),
+    }
+}
+
 /// The examples tokenized as training sees them.
 fn tokenize(
     task: &TaskSpec,
     tokenizer: &Tokenizer,
     examples: &[Example],
 ) -> Result<Vec<TokenizedExample>> {
-    let template = task.prompt_template();
     Ok(examples
         .iter()
-        .map(|e| template.tokenize_within(e, tokenizer, task.seq_len, task.truncation))
+        .map(|e| task.tokenize(e, tokenizer))
         .collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
-fn train_config(steps: u64, batch_size: usize, lr: f64, seq_len: usize) -> TrainConfig {
+/// `eval_every`: evaluate on the val split that often (and before the first step) and keep
+/// the weights of the lowest val loss.
+fn train_config(
+    steps: u64,
+    batch_size: usize,
+    lr: f64,
+    seq_len: usize,
+    eval_every: Option<u64>,
+) -> TrainConfig {
     TrainConfig {
         max_steps: Some(steps),
         batch_size,
         seq_len,
         lr,
         warmup: 0.1,
-        eval_every: None,
+        eval_every,
+        load_best_at_end: eval_every.is_some(),
         save_every: None,
         seed: 42,
         ..TrainConfig::default()
     }
+}
+
+/// The val split's examples for a run evaluated every `eval_every` steps (`None`: not
+/// evaluated).
+fn eval_tokens(
+    eval_every: Option<u64>,
+    task: &TaskSpec,
+    tokenizer: &Tokenizer,
+    val: &[Example],
+) -> Result<Option<Vec<TokenizedExample>>> {
+    match eval_every {
+        Some(_) if !val.is_empty() => Ok(Some(tokenize(task, tokenizer, val)?)),
+        _ => Ok(None),
+    }
+}
+
+/// What a run's report says about its evaluations and kept weights.
+fn evals_of(report: &slm_train::TrainReport) -> (Vec<(u64, f64)>, u64) {
+    let evals = report.evals.iter().map(|e| (e.step, e.eval_loss)).collect();
+    (evals, report.output_step)
 }
 
 /// Saves `model` as an f16 HF dir under `dir/model` and an F16 GGUF beside it.
@@ -626,7 +678,7 @@ fn tune_teacher(
     let observer = progress.training("teacher", t.steps);
     let started = std::time::Instant::now();
     let (tuned, report) = Trainer::new(
-        train_config(t.steps, t.batch_size, t.lr, config.seq_len),
+        train_config(t.steps, t.batch_size, t.lr, config.seq_len, None),
         TuneMode::Lora(lora),
         dir.join("train"),
         "base",
@@ -645,17 +697,21 @@ fn tune_teacher(
         layers: merged.config().num_hidden_layers,
         steps: report.steps,
         losses: observer.losses(),
+        evals: Vec::new(),
+        kept_step: report.output_step,
         seconds,
         teacher_cache: None,
     })
 }
 
 /// Phase 5: the distilled student.
+#[allow(clippy::too_many_arguments)]
 fn distil_student(
     config: &PipelineConfig,
     teacher: &Trained,
     task: &TaskSpec,
     train: &[Example],
+    val: &[Example],
     dir: &Path,
     tracker: &EnergyTracker,
     progress: &Progress,
@@ -697,10 +753,11 @@ fn distil_student(
         .train_selected(&all, Default::default(), "the teacher")?
         .0
         .keep_layers(&keep)?;
+    let eval = eval_tokens(s.eval_every, task, &tokenizer, val)?;
     let observer = progress.training("student", s.steps);
     let started = std::time::Instant::now();
     let (trained, report) = Trainer::new(
-        train_config(s.steps, s.batch_size, s.lr, config.seq_len),
+        train_config(s.steps, s.batch_size, s.lr, config.seq_len, s.eval_every),
         TuneMode::Full,
         dir.join("train"),
         "teacher",
@@ -708,7 +765,8 @@ fn distil_student(
     .with_tokenizer(&tokenizer)
     .with_observer(&observer)
     .with_teacher_cache(&cache, distill)
-    .run(student, &tokens, None, false)?;
+    .run(student, &tokens, eval.as_deref(), false)?;
+    let (evals, kept_step) = evals_of(&report);
     let seconds = started.elapsed().as_secs_f64();
     phase.end()?;
     let _save = tracker.phase("distillation/student-export")?;
@@ -719,6 +777,8 @@ fn distil_student(
         layers: trained.config().num_hidden_layers,
         steps: report.steps,
         losses: observer.losses(),
+        evals,
+        kept_step,
         seconds,
         teacher_cache: Some(dir.join(TEACHER_CACHE)),
     })
@@ -738,11 +798,13 @@ fn distill_config(s: &StudentConfig) -> DistillConfig {
 }
 
 /// Phase 6: pruning with a recovery fine-tune (zeros kept), then quantization.
+#[allow(clippy::too_many_arguments)]
 fn compress(
     config: &PipelineConfig,
     student: &Trained,
     task: &TaskSpec,
     train: &[Example],
+    val: &[Example],
     dir: &Path,
     tracker: &EnergyTracker,
     progress: &Progress,
@@ -782,6 +844,9 @@ fn compress(
                 }
                 None => None,
             };
+            // Evaluated from step 0: where recovery does not lower the val loss, the pruned
+            // weights themselves are kept.
+            let eval = eval_tokens(c.recovery_eval_every, task, &tokenizer, val)?;
             let observer = progress.training("recovery", c.recovery_steps);
             let started = std::time::Instant::now();
             let mut trainer = Trainer::new(
@@ -790,6 +855,7 @@ fn compress(
                     config.student.batch_size,
                     c.recovery_lr,
                     config.seq_len,
+                    c.recovery_eval_every,
                 ),
                 TuneMode::Full,
                 dir.join("train"),
@@ -800,7 +866,8 @@ fn compress(
             if let Some(cache) = &cache {
                 trainer = trainer.with_teacher_cache(cache, distill);
             }
-            let (recovered, train_report) = trainer.run(pruned, &tokens, None, false)?;
+            let (recovered, train_report) = trainer.run(pruned, &tokens, eval.as_deref(), false)?;
+            let (evals, kept_step) = evals_of(&train_report);
             let seconds = started.elapsed().as_secs_f64();
             let (hf_dir, gguf) = save_model(&recovered, &tokenizer, task, dir, "pruned")?;
             (
@@ -810,6 +877,8 @@ fn compress(
                     layers: recovered.config().num_hidden_layers,
                     steps: train_report.steps,
                     losses: observer.losses(),
+                    evals,
+                    kept_step,
                     seconds,
                     teacher_cache: student.teacher_cache.clone(),
                 },

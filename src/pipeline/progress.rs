@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use slm_energy::PhaseObserver;
-use slm_train::{StepMetrics, TrainObserver};
+use slm_train::{EvalMetrics, StepMetrics, TrainObserver};
 
 use super::store::Finished;
 
@@ -137,6 +137,17 @@ impl TrainObserver for TrainingProgress<'_> {
                 m.loss,
                 m.tokens_per_second
             );
+        }
+    }
+
+    fn on_eval(&self, e: &EvalMetrics) {
+        let line = format!(
+            "{} step {}/{}: val loss {:.4}",
+            self.name, e.step, self.steps, e.eval_loss
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{}    {line}", self.progress.stamp()),
         }
     }
 }

@@ -363,7 +363,7 @@ impl PipelineReport {
         let _ = writeln!(
             out,
             "<p>Data: {} ({:?}, {} dropped). Teacher: {} LoRA steps; student: {} of {} layers, {} \
-             steps; compression: {} (sparsity {:.3}), {}.</p>",
+             steps{}; compression: {} (sparsity {:.3}{}), {}.</p>",
             e(&self.curated.card.display().to_string()),
             self.curated.splits,
             self.curated.dropped,
@@ -371,8 +371,10 @@ impl PipelineReport {
             self.student.layers,
             self.teacher.layers,
             self.student.steps,
+            kept_weights(&self.student),
             e(&self.compressed.method),
             self.compressed.sparsity,
+            kept_weights(&self.compressed.pruned),
             e(&self
                 .compressed
                 .quantized
@@ -404,6 +406,19 @@ impl PipelineReport {
 
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 400;
+
+/// `, the weights of step N kept (lowest val loss)` for a run evaluated on the val split
+/// (`N` = 0: the weights it started from).
+fn kept_weights(t: &Trained) -> String {
+    if t.evals.is_empty() {
+        return String::new();
+    }
+    format!(
+        ", the weights of step {} kept (lowest of {} val losses)",
+        t.kept_step,
+        t.evals.len()
+    )
+}
 
 fn plot_error(e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("plot: {e}"))

@@ -314,7 +314,6 @@ fn tokenize(
     task: &TaskSpec,
     tok: &Tokenizer,
 ) -> Result<Vec<TokenizedExample>> {
-    let template = task.prompt_template();
     examples
         .iter()
         .map(|e| {
@@ -327,7 +326,7 @@ fn tokenize(
                     labels.join(",")
                 );
             }
-            Ok(template.tokenize_within(e, tok, task.seq_len, task.truncation)?)
+            Ok(task.tokenize(e, tok)?)
         })
         .collect()
 }

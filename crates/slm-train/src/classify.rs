@@ -42,9 +42,10 @@ pub struct ClassifierEval {
     pub predictions: Vec<Prediction>,
 }
 
-/// The prompt of `example` exactly as training saw it (tokenized with the longest label, cut
-/// alike) and each label's completion tokens, for label scoring: what `slm eval`, the
-/// trainer's evaluation and `slm serve`'s `/v1/classify` score.
+/// The prompt of `example` exactly as training saw it ([`TaskSpec::tokenize`]: the input cut
+/// to leave room for the longest label, the same prompt for every label) and each label's
+/// completion tokens, for label scoring: what `slm eval`, the trainer's evaluation and
+/// `slm serve`'s `/v1/classify` score.
 ///
 /// # Errors
 /// [`Error::InvalidBatch`] when the template cannot render or tokenize the example.
@@ -54,37 +55,11 @@ pub fn label_prompt(
     example: &Example,
     labels: &[String],
 ) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
-    let template = task.prompt_template();
     let data = |e: slm_data::Error| Error::InvalidBatch(e.to_string());
-    let longest = labels
-        .iter()
-        .max_by_key(|l| l.len())
-        .cloned()
-        .unwrap_or_default();
-    let with = |label: &str| example.clone().with_label(label);
-    let t = template
-        .tokenize_within(&with(&longest), tokenizer, task.seq_len, task.truncation)
+    let prompt = task
+        .prompt_for_labels(example, labels, tokenizer)
         .map_err(data)?;
-    let prompt: Vec<u32> = t
-        .input_ids
-        .iter()
-        .zip(&t.loss_mask)
-        .filter(|(_, m)| !**m)
-        .map(|(i, _)| *i)
-        .collect();
-    let candidates = labels
-        .iter()
-        .map(|l| {
-            let full = template.tokenize(&with(l), tokenizer).map_err(data)?;
-            Ok(full
-                .input_ids
-                .iter()
-                .zip(&full.loss_mask)
-                .filter(|(_, m)| **m)
-                .map(|(i, _)| *i)
-                .collect())
-        })
-        .collect::<Result<Vec<Vec<u32>>>>()?;
+    let candidates = task.label_completions(labels, tokenizer).map_err(data)?;
     Ok((prompt, candidates))
 }
 

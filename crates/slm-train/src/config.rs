@@ -57,6 +57,12 @@ pub struct TrainConfig {
     pub save_every: Option<u64>,
     /// Checkpoints kept (the best one by eval loss is kept on top of these).
     pub save_total_limit: usize,
+    /// With an eval set: also evaluate before the first step, and make the run's output the
+    /// weights of its lowest eval loss, the starting ones included (transformers'
+    /// `load_best_model_at_end`), so tuning never hands back a model worse on the eval set
+    /// than the one it was given. The best weights are kept in memory: a resumed run picks
+    /// among the evaluations it made itself.
+    pub load_best_at_end: bool,
     /// Seed of the data order (and of fresh adapters).
     pub seed: u64,
 }
@@ -81,6 +87,7 @@ impl Default for TrainConfig {
             early_stopping_patience: None,
             save_every: None,
             save_total_limit: 2,
+            load_best_at_end: false,
             seed: 0,
         }
     }

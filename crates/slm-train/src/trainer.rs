@@ -115,6 +115,10 @@ pub struct TrainReport {
     pub evals: Vec<EvalMetrics>,
     /// The step with the lowest eval loss, if any evaluation ran.
     pub best_step: Option<u64>,
+    /// The step whose weights are the output: the last one, or with
+    /// [`TrainConfig::load_best_at_end`] the best evaluated one (0: the starting weights).
+    #[serde(default)]
+    pub output_step: u64,
     /// Whether early stopping ended the run.
     pub early_stopped: bool,
     /// The final weights: `OUT/adapter` (LoRA) or `OUT/model` (full).
@@ -308,6 +312,22 @@ impl<'a> Trainer<'a> {
 
         let _training = ObservedPhase::new(self.observer, Lifecycle::Training.to_string());
         let resumed_from = state.step;
+        // The weights of the lowest eval loss this process saw (`load_best_at_end`).
+        let mut best_model: Option<(u64, Decoder)> = None;
+        if let Some(eval) = eval
+            && self.config.load_best_at_end
+            && state.step == 0
+        {
+            let e = self.evaluate(&model, eval, pad, 0)?;
+            write_line(&mut metrics, &metrics_path, &e)?;
+            self.observer.on_eval(&e);
+            state.best = Some(checkpoint::Best {
+                step: 0,
+                eval_loss: e.eval_loss,
+            });
+            state.evals.push(e);
+            best_model = Some((0, model.clone()));
+        }
         let started = Instant::now();
         let mut final_loss = None;
         let mut early_stopped = false;
@@ -391,6 +411,9 @@ impl<'a> Trainer<'a> {
                             eval_loss: e.eval_loss,
                         });
                         state.evals_without_improvement = 0;
+                        if self.config.load_best_at_end {
+                            best_model = Some((e.step, model.clone()));
+                        }
                     } else {
                         state.evals_without_improvement += 1;
                     }
@@ -423,7 +446,13 @@ impl<'a> Trainer<'a> {
         if state.step == 0 {
             return Err(Error::InvalidBatch("no batch was trained on".into()));
         }
-        // The final weights, beside the checkpoints.
+        // The final weights (or the best evaluated ones), beside the checkpoints.
+        let mut output_step = state.step;
+        if let Some((step, best)) = best_model
+            && state.best.as_ref().is_some_and(|b| b.step == step)
+        {
+            (model, output_step) = (best, step);
+        }
         let output = match &self.mode {
             TuneMode::Lora(_) => self.out_dir.join("adapter"),
             TuneMode::Full => self.out_dir.join("model"),
@@ -436,6 +465,7 @@ impl<'a> Trainer<'a> {
                 resumed_from,
                 final_loss,
                 best_step: state.best.as_ref().map(|b| b.step),
+                output_step,
                 evals: state.evals,
                 early_stopped,
                 output,

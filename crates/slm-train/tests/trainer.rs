@@ -62,6 +62,7 @@ fn lora_training_lowers_the_loss_and_resumes_on_the_same_curve() {
     let trainer = Trainer::new(config(), lora.clone(), dir.path(), "llama-tiny");
     let (_, report) = trainer.run(base(), &train, Some(&eval), false).unwrap();
     assert_eq!(report.steps, 18, "3 epochs x 6 batches");
+    assert_eq!(report.output_step, 18, "the last step's weights");
     let curve = losses(&dir.path().join("metrics.jsonl"));
     assert_eq!(curve.len(), 18);
     let (first, last) = (curve[0].1, curve[curve.len() - 1].1);
@@ -95,6 +96,76 @@ fn lora_training_lowers_the_loss_and_resumes_on_the_same_curve() {
             "step {s}: {a} then {b} after resuming"
         );
     }
+}
+
+#[test]
+fn the_best_evaluated_weights_are_the_output_even_the_starting_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = TrainConfig {
+        epochs: 2,
+        lr: 5e-3,
+        eval_every: Some(2),
+        save_every: None,
+        load_best_at_end: true,
+        ..config()
+    };
+    // Eval answers training never shows: every step makes them less likely.
+    let eval: Vec<TokenizedExample> = (0..8u32)
+        .map(|i| {
+            let ids = vec![0u32, 592, 366, 328, 672 + i % 5, 500, 501];
+            let mask = (0..ids.len()).map(|k| k >= 5).collect();
+            TokenizedExample::new(format!("v{i}"), ids, mask).unwrap()
+        })
+        .collect();
+    let trainer = Trainer::new(settings, TuneMode::Full, dir.path(), "llama-tiny");
+    let (_, report) = trainer
+        .run(base(), &examples(16), Some(&eval), false)
+        .unwrap();
+    assert_eq!(report.steps, 8);
+    assert_eq!(report.evals[0].step, 0, "evaluated before the first step");
+    let (first, last) = (
+        report.evals[0].eval_loss,
+        report.evals.last().unwrap().eval_loss,
+    );
+    assert!(last > first, "eval loss {first} -> {last}");
+    assert_eq!((report.best_step, report.output_step), (Some(0), 0));
+    // The saved model is the one it started from.
+    let saved = Checkpoint::open(&report.output)
+        .unwrap()
+        .load_decoder(&Device::flex())
+        .unwrap();
+    let before = Checkpoint::open(&fixture("models/llama-tiny"))
+        .unwrap()
+        .load_decoder(&Device::flex())
+        .unwrap();
+    for (a, b) in saved
+        .named_parameters()
+        .unwrap()
+        .iter()
+        .zip(before.named_parameters().unwrap())
+    {
+        assert!(max_abs_diff(&a.2, &b.2) <= 1e-6, "{} changed", a.0);
+    }
+
+    // Where training helps, the output is the best step's (here the last: the loss falls).
+    let dir = tempfile::tempdir().unwrap();
+    let settings = TrainConfig {
+        load_best_at_end: true,
+        save_every: None,
+        ..config()
+    };
+    let trainer = Trainer::new(settings, TuneMode::Full, dir.path(), "llama-tiny");
+    let (_, report) = trainer
+        .run(base(), &examples(16), Some(&examples(8)), false)
+        .unwrap();
+    let best = report
+        .evals
+        .iter()
+        .min_by(|a, b| a.eval_loss.total_cmp(&b.eval_loss))
+        .unwrap();
+    assert_eq!(report.best_step, Some(best.step));
+    assert_eq!(report.output_step, best.step);
+    assert!(best.step > 0);
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use slm_core::tokenizer::Tokenizer;
 
-use super::template::{PromptTemplate, Truncation};
+use super::template::{PromptTemplate, TokenizedExample, Truncation};
 use crate::error::{Error, Result};
+use crate::example::Example;
 use crate::fields::FieldMap;
 
 /// The file name a task is saved under.
@@ -101,6 +102,91 @@ impl TaskSpec {
         }
     }
 
+    /// `example` as training sees it: the template's rendering with the input cut (as
+    /// [`truncation`](Self::truncation) says) to fit [`seq_len`](Self::seq_len), the loss on
+    /// the completion. A classifier's input is cut to leave room for its longest label,
+    /// whatever the example's own label ([`prompt_for_labels`](Self::prompt_for_labels)):
+    /// every label of an example gets the same prompt, so the prompt's length (where the
+    /// answer starts) never tells the label, and label scoring sees the prompts training saw.
+    /// Cut per label, long inputs of a one-token label ended one position later than a
+    /// two-token label's, and a fully tuned model learns the label from that position.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for an example without its target; the template's errors and
+    /// [`Error::ExampleTooLong`] when even an empty input does not fit.
+    pub fn tokenize(&self, example: &Example, tokenizer: &Tokenizer) -> Result<TokenizedExample> {
+        let template = self.prompt_template();
+        let Some(labels) = self.labels.as_ref().filter(|l| !l.is_empty()) else {
+            return template.tokenize_within(example, tokenizer, self.seq_len, self.truncation);
+        };
+        let mut input_ids = self.prompt_for_labels(example, labels, tokenizer)?;
+        let n_prompt = input_ids.len();
+        let label = example
+            .label
+            .as_deref()
+            .ok_or_else(|| Error::InvalidOption {
+                name: "label",
+                reason: format!("example {} has no label to train on", example.id),
+            })?;
+        input_ids.extend(completion(&template, label, tokenizer)?);
+        let loss_mask = (0..input_ids.len()).map(|i| i >= n_prompt).collect();
+        TokenizedExample::new(example.id.clone(), input_ids, loss_mask)
+    }
+
+    /// The prompt tokens of `example` for a choice among `labels`: its input cut so that the
+    /// longest label's completion (in tokens) still fits in [`seq_len`](Self::seq_len), the
+    /// same prompt whichever label follows.
+    ///
+    /// # Errors
+    /// As [`tokenize`](Self::tokenize); [`Error::InvalidOption`] for no labels.
+    pub fn prompt_for_labels(
+        &self,
+        example: &Example,
+        labels: &[String],
+        tokenizer: &Tokenizer,
+    ) -> Result<Vec<u32>> {
+        let template = self.prompt_template();
+        let completions = self.label_completions(labels, tokenizer)?;
+        // The first of the longest, so the choice does not depend on the label order beyond ties.
+        let longest = (0..labels.len())
+            .rev()
+            .max_by_key(|&i| completions[i].len())
+            .expect("labels checked non-empty");
+        let cut = template.tokenize_within(
+            &example.clone().with_label(labels[longest].clone()),
+            tokenizer,
+            self.seq_len,
+            self.truncation,
+        )?;
+        let n_prompt = cut.loss_mask.iter().take_while(|m| !**m).count();
+        let mut ids = cut.input_ids;
+        ids.truncate(n_prompt);
+        Ok(ids)
+    }
+
+    /// The completion tokens of each of `labels` (what follows the prompt when the answer is
+    /// that label: the label, then the end of the turn or sequence).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for no labels; the template's errors.
+    pub fn label_completions(
+        &self,
+        labels: &[String],
+        tokenizer: &Tokenizer,
+    ) -> Result<Vec<Vec<u32>>> {
+        if labels.is_empty() {
+            return Err(Error::InvalidOption {
+                name: "labels",
+                reason: "no labels to choose from".into(),
+            });
+        }
+        let template = self.prompt_template();
+        labels
+            .iter()
+            .map(|l| completion(&template, l, tokenizer))
+            .collect()
+    }
+
     /// Reads `dir/task.json`, or `None` when there is none.
     ///
     /// # Errors
@@ -152,4 +238,12 @@ impl TemplateSpec {
             TemplateSpec::Instruction { instruction }
         }
     }
+}
+
+/// The completion tokens of answer `label` under `template` (independent of the input: the
+/// template renders the reply after the prompt).
+fn completion(template: &PromptTemplate, label: &str, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let probe = Example::new("label", "").with_label(label);
+    let (_, completion) = template.render(&probe, tokenizer)?;
+    tokenizer.encode(&completion, false).map_err(Into::into)
 }

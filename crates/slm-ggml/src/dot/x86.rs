@@ -277,34 +277,62 @@ unsafe fn affine_k<const FIFTH: bool>(w: &[u8], x: &[u8], dx: &[f32], dsums: &[f
 /// The CPU has AVX2, FMA and F16C; `w` holds `x.len()` values of `ty` (`F32`, `F16` or `BF16`).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn float_f32(ty: crate::GgmlType, w: &[u8], x: &[f32]) -> f32 {
+    // SAFETY (caller): as for `float_f32_tokens`.
+    let [y] = unsafe { float_f32_tokens::<1>(ty, w, [x]) };
+    y
+}
+
+/// One float weight row times `T` activation rows: each weight vector is loaded (and widened)
+/// once for the `T` of them, and each product is summed exactly as [`float_f32`] sums it alone
+/// (the same four chains, order and tail), so a token's result does not depend on which
+/// tokens share its pass.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; every `x[t]` has the same length and `w` holds that many
+/// values of `ty` (`F32`, `F16` or `BF16`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn float_f32_tokens<const T: usize>(
+    ty: crate::GgmlType,
+    w: &[u8],
+    x: [&[f32]; T],
+) -> [f32; T] {
     let width = if ty == crate::GgmlType::F32 { 4 } else { 2 };
     let wp = w.as_ptr();
-    // SAFETY (every `load` and `_mm256_loadu_ps` below): `i + 8 <= n`, `w` holds `n * width`
-    // bytes and `x` n values.
+    // SAFETY (every `load` and `xv` below): `i + 8 <= n`, `w` holds `n * width` bytes and
+    // every `x[t]` n values.
     let load = |i: usize| unsafe { load8(ty, wp.add(i * width)) };
-    let n = x.len();
-    let xp = x.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let xv = |t: usize, i: usize| unsafe { _mm256_loadu_ps(x[t].as_ptr().add(i)) };
+    let n = x.first().map_or(0, |x| x.len());
+    let mut acc = [[_mm256_setzero_ps(); 4]; T];
     let mut i = 0;
     while i + 32 <= n {
-        for (k, a) in acc.iter_mut().enumerate() {
+        for k in 0..4 {
             let j = i + 8 * k;
-            // SAFETY: see above.
-            *a = _mm256_fmadd_ps(load(j), unsafe { _mm256_loadu_ps(xp.add(j)) }, *a);
+            let wv = load(j);
+            for (t, a) in acc.iter_mut().enumerate() {
+                a[k] = _mm256_fmadd_ps(wv, xv(t, j), a[k]);
+            }
         }
         i += 32;
     }
     while i + 8 <= n {
-        // SAFETY: see above.
-        acc[0] = _mm256_fmadd_ps(load(i), unsafe { _mm256_loadu_ps(xp.add(i)) }, acc[0]);
+        let wv = load(i);
+        for (t, a) in acc.iter_mut().enumerate() {
+            a[0] = _mm256_fmadd_ps(wv, xv(t, i), a[0]);
+        }
         i += 8;
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut total = hsum(sum);
-    if i < n {
-        total += super::scalar::float_f32(ty, &w[i * width..], &x[i..]);
+    let mut out = [0.0f32; T];
+    for (t, (a, o)) in acc.iter().zip(&mut out).enumerate() {
+        *o = hsum(_mm256_add_ps(
+            _mm256_add_ps(a[0], a[1]),
+            _mm256_add_ps(a[2], a[3]),
+        ));
+        if i < n {
+            *o += super::scalar::float_f32(ty, &w[i * width..], &x[t][i..]);
+        }
     }
-    total
+    out
 }
 
 /// Eight float weights of `ty` at `p`, as f32.
